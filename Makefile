@@ -1,0 +1,55 @@
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: help install lint typecheck template test test-fast bench demo build deploy clean browser-deps
+
+help:
+	@echo "make demo    run a small training end to end on the embedded local stack"
+	@echo "make test    lint, type-check, template checks and the test suite"
+	@echo "make bench   benchmarks (figures, not pass/fail)"
+	@echo "make build   sam build (no Docker, no local Python 3.13 needed)"
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+template: install
+	$(VENV)/bin/cfn-lint template.yaml
+
+test: lint typecheck template
+	$(VENV)/bin/pytest -n 2 --timeout 600
+
+test-fast: install
+	$(VENV)/bin/pytest -n 2 -m "not slow and not e2e and not browser"
+
+bench: install
+	$(PY) -m bench
+
+demo: install
+	$(PY) -m segpipe_local.demo
+
+build: 
+	$(MAKE) -C infra build
+
+deploy:
+	$(MAKE) -C infra deploy
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache bench/out

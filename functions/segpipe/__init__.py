@@ -1,0 +1,3 @@
+"""segpipe: serverless training of vision-transformer segmentation models."""
+
+__version__ = "0.1.0"

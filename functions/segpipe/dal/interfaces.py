@@ -1,0 +1,113 @@
+"""The small interfaces that use cases depend on. Implementations: S3, DynamoDB, SageMaker,
+the local filesystem, and in-memory fakes in the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, Any, Protocol
+
+from segpipe.models.common import VersionStatus
+from segpipe.models.jobs import CreateTrainingJob, JobDescription
+from segpipe.models.version import ModelVersion
+
+
+class DatasetStore(Protocol):
+    """Read access to a dataset folder: `projects/{p}/datasets/{d}/` in S3, or a folder on disk."""
+
+    def read_annotations(self, project: str, dataset: str, file_name: str) -> bytes:
+        """The annotations file's bytes. Raises `DatasetNotFound` when it does not exist."""
+        ...
+
+    def list_files(self, project: str, dataset: str) -> set[str]:
+        """Every file in the dataset folder, as paths relative to it (`sub/img.tif`)."""
+        ...
+
+    def read_head(self, project: str, dataset: str, file_name: str, nbytes: int) -> bytes:
+        """The first `nbytes` of a file (or all of it when shorter), for header sniffing."""
+        ...
+
+
+class ArtifactStore(Protocol):
+    """The data bucket, addressed by key."""
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/json") -> None: ...
+
+    def get_bytes(self, key: str) -> bytes:
+        """Raises `ObjectNotFound` when the key does not exist."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def open_stream(self, key: str) -> IO[bytes]:
+        """A readable stream over the object, for archives too large for memory."""
+        ...
+
+    def list_keys(self, prefix: str) -> Iterator[str]: ...
+
+    def presign_get(self, key: str, expires_in: int = 3600) -> str: ...
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The version number bound to one request key (an S3 object or an Idempotency-Key)."""
+
+    version: int
+    fresh: bool
+    fingerprint: str
+
+
+class ModelRegistry(Protocol):
+    """Versions, metrics and thresholds (DynamoDB)."""
+
+    def claim(self, project: str, request_key: str, fingerprint: str, now: datetime) -> Claim:
+        """Bind `request_key` to the project's next version number, or return the one already bound."""
+        ...
+
+    def create_version(self, version: ModelVersion) -> bool:
+        """Write a new version item; False when it already exists (a repeated submission)."""
+        ...
+
+    def get_version(self, project: str, version: int) -> ModelVersion | None: ...
+
+    def list_versions(self, project: str, *, active_only: bool = False) -> list[ModelVersion]: ...
+
+    def find_by_job(self, job_name: str) -> tuple[str, int] | None:
+        """(project, version) of a training job, through the job-name index."""
+        ...
+
+    def transition(
+        self,
+        project: str,
+        version: int,
+        to: VersionStatus,
+        at: datetime,
+        *,
+        reason: str | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> bool:
+        """Move to `to` when that is forward from the stored status; False otherwise (nothing written)."""
+        ...
+
+    def update_fields(self, project: str, version: int, fields: dict[str, Any], *, require_status: VersionStatus | None = None) -> bool:
+        """Set fields; with `require_status`, only when the version has that status."""
+        ...
+
+    def put_metrics(self, project: str, version: int, split: str, metrics: dict[str, Any]) -> None: ...
+
+    def get_metrics(self, project: str, version: int) -> dict[str, dict[str, Any]]:
+        """Metrics per split, as stored by `put_metrics`."""
+        ...
+
+
+class TrainingJobs(Protocol):
+    """SageMaker training jobs (or the local runner behind the same API)."""
+
+    def create(self, request: CreateTrainingJob) -> bool:
+        """Start the job; False when a job of that name already exists (a repeated submission)."""
+        ...
+
+    def stop(self, job_name: str) -> None: ...
+
+    def describe(self, job_name: str) -> JobDescription | None: ...

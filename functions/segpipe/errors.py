@@ -1,0 +1,80 @@
+"""Typed domain errors. `handlers/http_errors.py` maps them to HTTP statuses in one table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SegpipeError(Exception):
+    """Base of every error a user can cause; `code` is stable and documented."""
+
+    code = "error"
+
+    def __init__(self, message: str, **context: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.context = context
+
+
+class NotFoundError(SegpipeError):
+    code = "not_found"
+
+
+class VersionNotFound(NotFoundError):
+    code = "version_not_found"
+
+
+class ObjectNotFound(NotFoundError):
+    code = "object_not_found"
+
+
+class DatasetNotFound(NotFoundError):
+    code = "dataset_not_found"
+
+
+class InvalidInput(SegpipeError):
+    code = "invalid_input"
+
+
+class InvalidName(InvalidInput):
+    code = "invalid_name"
+
+
+class MalformedBody(InvalidInput):
+    code = "malformed_json"
+
+
+class BodyTooLarge(InvalidInput):
+    code = "body_too_large"
+
+
+class ConflictError(SegpipeError):
+    code = "conflict"
+
+
+class VersionNotCompleted(ConflictError):
+    code = "version_not_completed"
+
+
+class VersionNotRunning(ConflictError):
+    code = "version_not_running"
+
+
+class IdempotencyKeyReused(ConflictError):
+    code = "idempotency_key_reused"
+
+
+class SubmissionRejected(SegpipeError):
+    """Validation found errors; the report says which."""
+
+    code = "validation_failed"
+
+    def __init__(self, report: Any) -> None:
+        super().__init__("The training request has errors; see the report.")
+        self.report = report
+
+
+class UpstreamError(SegpipeError):
+    """An AWS service refused or failed in a way the caller cannot fix by changing the request."""
+
+    code = "upstream_error"

@@ -1,0 +1,1 @@
+"""Event glue: parse the event into a model, call one use case, return a model."""

@@ -1,0 +1,62 @@
+"""Names and small types shared by every contract."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, StringConstraints
+
+#: A project name becomes part of S3 keys, DynamoDB keys, job names and IAM resource ARNs.
+PROJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
+#: Dataset and request names become one S3 key segment; dots are allowed, ".." is not.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
+def _no_dot_dot(value: str) -> str:
+    if ".." in value:
+        raise ValueError("'..' is not allowed in a name")
+    return value
+
+
+ProjectName = Annotated[str, StringConstraints(pattern=PROJECT_PATTERN)]
+ItemName = Annotated[str, StringConstraints(pattern=NAME_PATTERN), AfterValidator(_no_dot_dot)]
+VersionNumber = Annotated[int, Field(ge=1, le=999_999)]
+
+ModelType = Literal["instance", "semantic"]
+
+
+def is_item_name(value: str) -> bool:
+    """True when `value` may be used as a dataset or request name."""
+    return bool(_NAME_RE.match(value)) and ".." not in value
+
+
+class Preset(StrEnum):
+    """Named model builders; the trainer registers one builder per value."""
+
+    TINY = "tiny"
+    DINOV2_SMALL = "dinov2-small"
+    SAM_VIT_BASE = "sam-vit-base"
+
+
+class VersionStatus(StrEnum):
+    QUEUED = "queued"
+    TRAINING = "training"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+    @property
+    def rank(self) -> int:
+        """Order of the lifecycle: a version never moves to a lower rank."""
+        return {"queued": 0, "training": 1}.get(self.value, 2)
+
+    @property
+    def terminal(self) -> bool:
+        return self.rank == 2
+
+
+SplitName = Literal["train", "test"]

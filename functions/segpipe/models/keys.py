@@ -1,0 +1,89 @@
+"""The S3 key layout (DESIGN.md). Every key is built here and nowhere else."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+SplitName = Literal["train", "test"]
+
+
+def project_prefix(project: str) -> str:
+    return f"projects/{project}/"
+
+
+def dataset_prefix(project: str, dataset: str) -> str:
+    return f"projects/{project}/datasets/{dataset}/"
+
+
+def dataset_file(project: str, dataset: str, file_name: str) -> str:
+    return f"{dataset_prefix(project, dataset)}{file_name}"
+
+
+def request_key(project: str, name: str) -> str:
+    return f"projects/{project}/requests/{name}.json"
+
+
+def report_key(project: str, name: str) -> str:
+    return f"projects/{project}/reports/{name}.json"
+
+
+def version_prefix(project: str, version: int) -> str:
+    return f"projects/{project}/models/{version}/"
+
+
+def split_prefix(project: str, version: int) -> str:
+    return f"{version_prefix(project, version)}split/"
+
+
+def split_key(project: str, version: int, split: SplitName) -> str:
+    return f"{split_prefix(project, version)}{split}.json"
+
+
+def checkpoints_prefix(project: str, version: int) -> str:
+    return f"{version_prefix(project, version)}checkpoints/"
+
+
+def progress_key(project: str, version: int) -> str:
+    return f"{checkpoints_prefix(project, version)}progress.json"
+
+
+def output_prefix(project: str, version: int) -> str:
+    """SageMaker's S3OutputPath; the job writes `{prefix}{job}/output/{model,output}.tar.gz`."""
+    return f"{version_prefix(project, version)}output/"
+
+
+def job_output_key(project: str, version: int, job_name: str, archive: str) -> str:
+    return f"{output_prefix(project, version)}{job_name}/output/{archive}"
+
+
+def evaluation_key(project: str, version: int) -> str:
+    return f"{version_prefix(project, version)}evaluation.json"
+
+
+def model_card_key(project: str, version: int) -> str:
+    return f"{version_prefix(project, version)}model.json"
+
+
+def predictions_index_key(project: str, version: int) -> str:
+    return f"{version_prefix(project, version)}predictions/index.json"
+
+
+def prediction_key(project: str, version: int, split: SplitName, stem: str) -> str:
+    return f"{version_prefix(project, version)}predictions/{split}/{stem}.json"
+
+
+def preview_key(project: str, version: int, preview: str) -> str:
+    return f"{version_prefix(project, version)}previews/{preview}"
+
+
+def metrics_key(project: str, version: int, split: SplitName) -> str:
+    """Where metrics too large for a DynamoDB item are kept."""
+    return f"{version_prefix(project, version)}metrics/{split}.json"
+
+
+def parse_request_key(key: str) -> tuple[str, str] | None:
+    """(project, request name) from `projects/{p}/requests/{name}.json`, or None."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] != "projects" or parts[2] != "requests" or not parts[3].endswith(".json"):
+        return None
+    return parts[1], parts[3][: -len(".json")]

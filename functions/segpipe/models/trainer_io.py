@@ -1,0 +1,223 @@
+"""The contract between the Lambdas and the training container.
+
+Both sides import this one module: the submit Lambda writes the hyperparameters and split
+manifests, the trainer reads them and writes evaluation, predictions and `model.json`, and the
+job-state Lambda reads those back. `tests/fixtures/hyperparameters.json` pins the hyperparameters.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from segpipe.models.common import ModelType, Preset
+
+# --- Hyperparameters ---------------------------------------------------------------------------
+
+#: Score thresholds at which every metric is computed; the viewer's slider moves along them.
+THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
+#: Objects scored below this are not written to predictions at all.
+SCORE_FLOOR = 0.05
+
+
+def _json_list(value: Any) -> Any:
+    """SageMaker passes every hyperparameter as a string; lists travel as JSON text."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError("must be a JSON list of strings") from exc
+    return value
+
+
+ClassList = Annotated[list[Annotated[str, Field(min_length=1)]], BeforeValidator(_json_list)]
+
+
+class TrainingConfig(BaseModel):
+    """Hyperparameters of one training job, as the console shows them and the trainer parses them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_type: ModelType = Field(description="instance or semantic")
+    classes: ClassList = Field(min_length=1, description="Class names; index i+1 in the model's output is classes[i]")
+    preset: Preset = Field(description="Encoder and decoder preset")
+    epochs: int = Field(ge=1, le=2000)
+    tile_size: int = Field(ge=64, le=2048, description="Training tile edge in pixels")
+    seed: int = Field(ge=0)
+    learning_rate: float = Field(default=3e-4, gt=0, description="Peak learning rate of the decoder and heads")
+    encoder_lr_scale: float = Field(default=0.1, gt=0, le=1, description="Encoder learning rate = scale x peak")
+    weight_decay: float = Field(default=0.05, ge=0)
+    batch_size: int = Field(default=8, ge=1)
+    warmup_fraction: float = Field(default=0.05, ge=0, lt=1, description="Share of steps spent warming up")
+    steps_per_epoch: int | None = Field(
+        default=None, ge=1, description="Optimizer steps per epoch; default from the training pixel count"
+    )
+    early_stopping_patience: int = Field(default=10, ge=0, description="Epochs without improvement; 0 disables")
+    validation_fraction: float = Field(
+        default=0.1, ge=0, lt=1, description="Share of training groups held out for early stopping"
+    )
+    min_object_area: int = Field(default=16, ge=0, description="Predicted objects smaller than this are dropped")
+    score_floor: float = Field(default=SCORE_FLOOR, ge=0, lt=1)
+    project: str | None = Field(default=None, description="For logs only")
+    version: int | None = Field(default=None, description="For logs only")
+
+    @classmethod
+    def from_hyperparameters(cls, hyperparameters: dict[str, str]) -> TrainingConfig:
+        """Parse SageMaker's string map (`/opt/ml/input/config/hyperparameters.json`)."""
+        return cls.model_validate(hyperparameters)
+
+    def to_hyperparameters(self) -> dict[str, str]:
+        """The string map SageMaker takes: readable values, lists as JSON."""
+        out: dict[str, str] = {}
+        for key, value in self.model_dump(mode="json", exclude_none=True).items():
+            out[key] = json.dumps(value) if isinstance(value, list | dict) else str(value)
+        return out
+
+
+# --- Trainer outputs ---------------------------------------------------------------------------
+
+
+class Metrics(BaseModel):
+    """One row of the statistics table. Instance rows fill the matching fields, semantic rows the overlap ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tp: int | None = Field(default=None, description="Matched objects (IoU >= 0.5)")
+    fp: int | None = Field(default=None, description="Predicted objects without a match")
+    fn: int | None = Field(default=None, description="Ground-truth objects without a match")
+    precision: float | None = None
+    recall: float | None = None
+    f1: float | None = None
+    panoptic_quality: float | None = None
+    mean_matched_iou: float | None = None
+    iou: float | None = Field(default=None, description="Semantic: intersection over union of the class region")
+    dice: float | None = None
+    pixel_accuracy: float | None = None
+    predicted_objects: int | None = Field(default=None, description="Objects shown at this threshold")
+
+
+class ThresholdPoint(BaseModel):
+    threshold: float
+    overall: Metrics
+    per_class: dict[str, Metrics] = Field(default_factory=dict)
+
+
+class AveragePrecision(BaseModel):
+    ap50: float | None = Field(default=None, description="COCO AP at IoU 0.5")
+    ap: float | None = Field(default=None, description="COCO AP averaged over IoU 0.5:0.95")
+
+
+class SplitEvaluation(BaseModel):
+    images: int = Field(description="Images evaluated")
+    objects: int = Field(default=0, description="Ground-truth objects (instance) or class regions (semantic)")
+    sweep: list[ThresholdPoint] = Field(description="Metrics at each threshold of THRESHOLDS")
+    ap_overall: AveragePrecision | None = Field(default=None, description="Instance only")
+    ap_per_class: dict[str, AveragePrecision] = Field(default_factory=dict)
+
+    def at(self, threshold: float) -> ThresholdPoint:
+        """The sweep point nearest to `threshold`."""
+        return min(self.sweep, key=lambda point: abs(point.threshold - threshold))
+
+
+class Evaluation(BaseModel):
+    """`/opt/ml/output/data/evaluation.json`."""
+
+    model_type: ModelType
+    classes: list[str]
+    thresholds: list[float] = Field(default_factory=lambda: list(THRESHOLDS))
+    suggested_threshold: float = Field(ge=0, le=1, description="Maximises F1 (instance) or mean IoU (semantic)")
+    suggested_thresholds: dict[str, float] = Field(default_factory=dict, description="The same, per class")
+    suggested_from: Literal["test", "train"] = Field(description="Split the suggestion was tuned on")
+    train: SplitEvaluation
+    test: SplitEvaluation | None = None
+    epochs_trained: int | None = None
+    best_epoch: int | None = None
+
+
+class PredictedObject(BaseModel):
+    category: str = Field(description="Class name")
+    score: float = Field(ge=0, le=1, description="Mean probability of the class over the object's pixels")
+    segmentation: list[list[float]] = Field(description="COCO polygon rings in image pixels")
+    bbox: list[float] = Field(min_length=4, max_length=4, description="[x, y, width, height]")
+    area: float = Field(ge=0, description="Pixels")
+
+
+class ImagePredictions(BaseModel):
+    """`/opt/ml/output/data/predictions/{split}/{stem}.json`."""
+
+    file_name: str
+    width: int
+    height: int
+    split: Literal["train", "test"] | None = None
+    preview: str | None = Field(default=None, description="Preview PNG file name under previews/")
+    objects: list[PredictedObject] = Field(default_factory=list)
+
+
+class Normalization(BaseModel):
+    method: Literal["percentile"] = "percentile"
+    low: float = Field(default=1.0, description="Lower percentile mapped to 0")
+    high: float = Field(default=99.8, description="Upper percentile mapped to 1")
+    per_channel: bool = True
+
+
+class ModelCard(BaseModel):
+    """`/opt/ml/model/model.json`: what inference needs besides the weights."""
+
+    preset: Preset
+    model_type: ModelType
+    classes: list[str]
+    tile_size: int
+    in_channels: int = Field(description="Channels the encoder takes")
+    normalization: Normalization = Field(default_factory=Normalization)
+    suggested_threshold: float
+    suggested_thresholds: dict[str, float] = Field(default_factory=dict)
+    min_object_area: int = 16
+    weights: str = Field(default="model.safetensors", description="Weights file beside model.json")
+    epochs_trained: int | None = None
+    config: dict[str, Any] = Field(default_factory=dict, description="The resolved training config")
+
+
+class Progress(BaseModel):
+    """`/opt/ml/checkpoints/progress.json`: synced to S3 while the job runs, read by the API."""
+
+    epoch: int = Field(ge=0)
+    epochs: int = Field(ge=1)
+    train_loss: float | None = None
+    val_score: float | None = None
+    updated_at: str | None = None
+    phase: Literal["training", "evaluating", "done"] = "training"
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def prediction_stem(file_name: str) -> str:
+    """The file stem used for an image's prediction and preview files.
+
+    Folders become `__`, characters outside `[A-Za-z0-9._-]` become `_`, the extension goes:
+    `slide 1/tile.ome.tif` -> `slide_1__tile.ome`.
+    """
+    parts = file_name.split("/")
+    stem = parts[-1].rsplit(".", 1)[0] if "." in parts[-1] else parts[-1]
+    return "__".join(_UNSAFE.sub("_", part) for part in [*parts[:-1], stem]).lstrip(".") or "image"
+
+
+class SplitInfo(BaseModel):
+    """Written in the `info.segpipe` field of each split manifest."""
+
+    split: Literal["train", "test"]
+    project: str
+    version: int
+    dataset: str
+    strategy: str
+    seed: int | None = None
+    classes: list[str]
+
+    @model_validator(mode="after")
+    def _classes_present(self) -> SplitInfo:
+        if not self.classes:
+            raise ValueError("a split names at least one class")
+        return self

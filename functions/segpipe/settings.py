@@ -1,0 +1,46 @@
+"""Typed environment settings, one model per function, checked at cold start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class CommonSettings(_Settings):
+    TABLE_NAME: str = Field(min_length=1, description="The registry table")
+    DATA_BUCKET: str = Field(min_length=1, description="The data bucket")
+    POWERTOOLS_SERVICE_NAME: str = "segpipe"
+
+
+class SubmitSettings(CommonSettings):
+    TRAINING_IMAGE_URI: str = Field(min_length=1, description="ECR URI of the training image")
+    SAGEMAKER_ROLE_ARN: str = Field(min_length=1, description="Execution role passed to training jobs")
+    DEFAULT_PRESET: str = "sam-vit-base"
+    DEFAULT_EPOCHS: int = 50
+    DEFAULT_TILE_SIZE: int = 512
+    VOLUME_SIZE_GB: int = 50
+    MAX_BODY_BYTES: int = 256 * 1024
+
+
+class ApiSettings(SubmitSettings):
+    PRESIGN_EXPIRES_SECONDS: int = 3600
+
+
+class JobStateSettings(CommonSettings):
+    pass
+
+
+S = TypeVar("S", bound=_Settings)
+
+
+def load_settings(model: type[S], environ: Mapping[str, str] | None = None) -> S:
+    """Read settings from the environment; a missing variable fails the cold start loudly."""
+    source = os.environ if environ is None else environ
+    return model.model_validate(dict(source))

@@ -1,0 +1,1 @@
+"""The embedded local stack: moto server, HTTP gateway, event dispatcher, training-job runner."""
