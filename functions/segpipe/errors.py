@@ -78,3 +78,15 @@ class UpstreamError(SegpipeError):
     """An AWS service refused or failed in a way the caller cannot fix by changing the request."""
 
     code = "upstream_error"
+
+
+class JobRefused(UpstreamError):
+    """SageMaker refused to start the job for good (quota, validation, permissions)."""
+
+    code = "job_refused"
+
+
+class ServiceUnavailable(UpstreamError):
+    """A transient failure that outlasted the SDK's retries; the same request may be retried."""
+
+    code = "service_unavailable"

@@ -17,6 +17,7 @@ class CommonSettings(_Settings):
     TABLE_NAME: str = Field(min_length=1, description="The registry table")
     DATA_BUCKET: str = Field(min_length=1, description="The data bucket")
     POWERTOOLS_SERVICE_NAME: str = "segpipe"
+    STACK_NAME: str = Field(default="segpipe", description="Tags jobs so each stack ingests only its own")
 
 
 class SubmitSettings(CommonSettings):

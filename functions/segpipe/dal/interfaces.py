@@ -3,7 +3,7 @@ the local filesystem, and in-memory fakes in the tests."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any, Protocol
@@ -34,6 +34,10 @@ class ArtifactStore(Protocol):
 
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/json") -> None: ...
 
+    def put_many(self, items: Iterable[tuple[str, bytes, str]]) -> int:
+        """Upload (key, data, content type) triples, in parallel where the store can; returns the count."""
+        ...
+
     def get_bytes(self, key: str) -> bytes:
         """Raises `ObjectNotFound` when the key does not exist."""
         ...
@@ -60,6 +64,10 @@ class Claim:
 
 class ModelRegistry(Protocol):
     """Versions, metrics and thresholds (DynamoDB)."""
+
+    def find_claim(self, project: str, request_key: str) -> Claim | None:
+        """The version already bound to `request_key`, if any (a read; nothing is written)."""
+        ...
 
     def claim(self, project: str, request_key: str, fingerprint: str, now: datetime) -> Claim:
         """Bind `request_key` to the project's next version number, or return the one already bound."""
@@ -90,8 +98,19 @@ class ModelRegistry(Protocol):
         """Move to `to` when that is forward from the stored status; False otherwise (nothing written)."""
         ...
 
-    def update_fields(self, project: str, version: int, fields: dict[str, Any], *, require_status: VersionStatus | None = None) -> bool:
-        """Set fields; with `require_status`, only when the version has that status."""
+    def update_fields(
+        self,
+        project: str,
+        version: int,
+        fields: dict[str, Any],
+        *,
+        require_status: VersionStatus | None = None,
+    ) -> bool:
+        """Set fields (None removes one); with `require_status`, only when the version has that status."""
+        ...
+
+    def set_active(self, project: str, version: int, active: bool) -> bool:
+        """Activate (only a completed version) or deactivate; False when the condition fails."""
         ...
 
     def put_metrics(self, project: str, version: int, split: str, metrics: dict[str, Any]) -> None: ...

@@ -92,7 +92,9 @@ class CreateTrainingJob(_Sm):
     @classmethod
     def _name_rule(cls, value: str) -> str:
         if not _JOB_NAME_RE.match(value):
-            raise ValueError("a training job name is 1-63 characters of [a-zA-Z0-9-], starting with a letter or digit")
+            raise ValueError(
+                "a training job name is 1-63 characters of [a-zA-Z0-9-], starting with a letter or digit"
+            )
         return value
 
     @field_validator("HyperParameters")
@@ -110,7 +112,9 @@ class CreateTrainingJob(_Sm):
             if wait is None or wait <= self.StoppingCondition.MaxRuntimeInSeconds:
                 raise ValueError("managed spot training needs MaxWaitTimeInSeconds > MaxRuntimeInSeconds")
             if self.CheckpointConfig is None:
-                raise ValueError("managed spot training needs a CheckpointConfig to resume after interruptions")
+                raise ValueError(
+                    "managed spot training needs a CheckpointConfig to resume after interruptions"
+                )
         return self
 
     def tag(self, key: str) -> str | None:

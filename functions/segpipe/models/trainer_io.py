@@ -42,24 +42,34 @@ class TrainingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_type: ModelType = Field(description="instance or semantic")
-    classes: ClassList = Field(min_length=1, description="Class names; index i+1 in the model's output is classes[i]")
+    classes: ClassList = Field(
+        min_length=1, description="Class names; index i+1 in the model's output is classes[i]"
+    )
     preset: Preset = Field(description="Encoder and decoder preset")
     epochs: int = Field(ge=1, le=2000)
     tile_size: int = Field(ge=64, le=2048, description="Training tile edge in pixels")
     seed: int = Field(ge=0)
-    learning_rate: float = Field(default=3e-4, gt=0, description="Peak learning rate of the decoder and heads")
-    encoder_lr_scale: float = Field(default=0.1, gt=0, le=1, description="Encoder learning rate = scale x peak")
+    learning_rate: float = Field(
+        default=3e-4, gt=0, description="Peak learning rate of the decoder and heads"
+    )
+    encoder_lr_scale: float = Field(
+        default=0.1, gt=0, le=1, description="Encoder learning rate = scale x peak"
+    )
     weight_decay: float = Field(default=0.05, ge=0)
     batch_size: int = Field(default=8, ge=1)
     warmup_fraction: float = Field(default=0.05, ge=0, lt=1, description="Share of steps spent warming up")
     steps_per_epoch: int | None = Field(
         default=None, ge=1, description="Optimizer steps per epoch; default from the training pixel count"
     )
-    early_stopping_patience: int = Field(default=10, ge=0, description="Epochs without improvement; 0 disables")
+    early_stopping_patience: int = Field(
+        default=10, ge=0, description="Epochs without improvement; 0 disables"
+    )
     validation_fraction: float = Field(
         default=0.1, ge=0, lt=1, description="Share of training groups held out for early stopping"
     )
-    min_object_area: int = Field(default=16, ge=0, description="Predicted objects smaller than this are dropped")
+    min_object_area: int = Field(
+        default=16, ge=0, description="Predicted objects smaller than this are dropped"
+    )
     score_floor: float = Field(default=SCORE_FLOOR, ge=0, lt=1)
     project: str | None = Field(default=None, description="For logs only")
     version: int | None = Field(default=None, description="For logs only")
@@ -81,7 +91,9 @@ class TrainingConfig(BaseModel):
 
 
 class Metrics(BaseModel):
-    """One row of the statistics table. Instance rows fill the matching fields, semantic rows the overlap ones."""
+    """One row of the statistics table.
+
+    Instance rows fill the matching fields, semantic rows the overlap ones."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -93,7 +105,9 @@ class Metrics(BaseModel):
     f1: float | None = None
     panoptic_quality: float | None = None
     mean_matched_iou: float | None = None
-    iou: float | None = Field(default=None, description="Semantic: intersection over union of the class region")
+    iou: float | None = Field(
+        default=None, description="Semantic: intersection over union of the class region"
+    )
     dice: float | None = None
     pixel_accuracy: float | None = None
     predicted_objects: int | None = Field(default=None, description="Objects shown at this threshold")
@@ -128,7 +142,9 @@ class Evaluation(BaseModel):
     model_type: ModelType
     classes: list[str]
     thresholds: list[float] = Field(default_factory=lambda: list(THRESHOLDS))
-    suggested_threshold: float = Field(ge=0, le=1, description="Maximises F1 (instance) or mean IoU (semantic)")
+    suggested_threshold: float = Field(
+        ge=0, le=1, description="Maximises F1 (instance) or mean IoU (semantic)"
+    )
     suggested_thresholds: dict[str, float] = Field(default_factory=dict, description="The same, per class")
     suggested_from: Literal["test", "train"] = Field(description="Split the suggestion was tuned on")
     train: SplitEvaluation

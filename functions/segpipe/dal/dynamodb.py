@@ -1,0 +1,335 @@
+"""The model registry in one DynamoDB table (keys `pk`/`sk`, two sparse indexes).
+
+Items, readable in the console:
+- `PROJECT#{p}` / `COUNTER`: the next version number (atomic ADD)
+- `PROJECT#{p}` / `REQUEST#{hash}`: a request key (S3 object + ETag, or Idempotency-Key) bound to a version
+- `PROJECT#{p}` / `VERSION#{n:06d}`: a model version; `gsi1pk = JOB#{job}` for lookups by job name,
+  `gsi2pk = ACTIVE#{p}` only while the version is active
+- `PROJECT#{p}` / `METRICS#{n:06d}#{split}`: evaluation of one split (or a pointer to S3)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+from pydantic_core import to_jsonable_python
+
+from segpipe.dal.interfaces import Claim
+from segpipe.models.common import VersionStatus
+from segpipe.models.version import ModelVersion
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+JOB_INDEX = "gsi1"
+ACTIVE_INDEX = "gsi2"
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def _pk(project: str) -> str:
+    return f"PROJECT#{project}"
+
+
+def _version_sk(version: int) -> str:
+    return f"VERSION#{version:06d}"
+
+
+def _request_sk(request_key: str) -> str:
+    return "REQUEST#" + hashlib.sha256(request_key.encode()).hexdigest()[:40]
+
+
+def _to_dynamo(value: Any) -> Any:
+    """JSON-compatible data with floats as Decimal, as DynamoDB wants them."""
+    return json.loads(json.dumps(value, default=to_jsonable_python), parse_float=Decimal)
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: _from_dynamo(item) for key, item in value.items()}
+    if isinstance(value, list | set):
+        return [_from_dynamo(item) for item in value]
+    return value
+
+
+def _marshal(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: _serializer.serialize(value) for key, value in _to_dynamo(item).items()}
+
+
+def _unmarshal(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: _from_dynamo(_deserializer.deserialize(value)) for key, value in item.items()}
+
+
+def _value(value: Any) -> Any:
+    return _serializer.serialize(_to_dynamo(value))
+
+
+def _condition_failed(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+_VERSION_ONLY_KEYS = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "status_rank", "item_type")
+
+
+class DynamoModelRegistry:
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
+        self._db = client
+        self._table = table
+
+    # --- requests and version numbers ----------------------------------------------------------
+
+    def find_claim(self, project: str, request_key: str) -> Claim | None:
+        response = self._db.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": _pk(project)}, "sk": {"S": _request_sk(request_key)}},
+            ConsistentRead=True,
+        )
+        if "Item" not in response:
+            return None
+        item = _unmarshal(response["Item"])
+        return Claim(version=item["version"], fresh=False, fingerprint=item["fingerprint"])
+
+    def claim(self, project: str, request_key: str, fingerprint: str, now: datetime) -> Claim:
+        if existing := self.find_claim(project, request_key):
+            return existing
+        counter = self._db.update_item(
+            TableName=self._table,
+            Key={"pk": {"S": _pk(project)}, "sk": {"S": "COUNTER"}},
+            UpdateExpression="ADD next_version :one SET item_type = :type",
+            ExpressionAttributeValues={":one": {"N": "1"}, ":type": {"S": "counter"}},
+            ReturnValues="UPDATED_NEW",
+        )
+        version = int(counter["Attributes"]["next_version"]["N"])
+        item = {
+            "pk": _pk(project),
+            "sk": _request_sk(request_key),
+            "item_type": "request",
+            "request_key": request_key,
+            "fingerprint": fingerprint,
+            "version": version,
+            "created_at": now.isoformat(),
+        }
+        try:
+            self._db.put_item(
+                TableName=self._table, Item=_marshal(item), ConditionExpression="attribute_not_exists(pk)"
+            )
+        except ClientError as error:
+            if not _condition_failed(error):
+                raise
+            # A concurrent delivery of the same request won the race: use its number.
+            winner = self.find_claim(project, request_key)
+            if winner is None:  # pragma: no cover - the condition failed, so the item exists
+                raise
+            return winner
+        return Claim(version=version, fresh=True, fingerprint=fingerprint)
+
+    # --- versions -------------------------------------------------------------------------------
+
+    def create_version(self, version: ModelVersion) -> bool:
+        item = version.model_dump(mode="json")
+        item.update(
+            pk=_pk(version.project),
+            sk=_version_sk(version.version),
+            item_type="version",
+            status_rank=version.status.rank,
+            gsi1pk=f"JOB#{version.job_name}",
+            gsi1sk=_version_sk(version.version),
+        )
+        try:
+            self._db.put_item(
+                TableName=self._table, Item=_marshal(item), ConditionExpression="attribute_not_exists(pk)"
+            )
+        except ClientError as error:
+            if _condition_failed(error):
+                return False
+            raise
+        return True
+
+    def get_version(self, project: str, version: int) -> ModelVersion | None:
+        response = self._db.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": _pk(project)}, "sk": {"S": _version_sk(version)}},
+            ConsistentRead=True,
+        )
+        return self._to_version(response["Item"]) if "Item" in response else None
+
+    def list_versions(self, project: str, *, active_only: bool = False) -> list[ModelVersion]:
+        if active_only:
+            query: dict[str, Any] = {
+                "IndexName": ACTIVE_INDEX,
+                "KeyConditionExpression": "gsi2pk = :pk",
+                "ExpressionAttributeValues": {":pk": {"S": f"ACTIVE#{project}"}},
+            }
+        else:
+            query = {
+                "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+                "ExpressionAttributeValues": {":pk": {"S": _pk(project)}, ":prefix": {"S": "VERSION#"}},
+            }
+        paginator = self._db.get_paginator("query")
+        versions = [
+            self._to_version(item)
+            for page in paginator.paginate(TableName=self._table, **query)
+            for item in page.get("Items", [])
+        ]
+        return sorted(versions, key=lambda v: v.version)
+
+    def find_by_job(self, job_name: str) -> tuple[str, int] | None:
+        response = self._db.query(
+            TableName=self._table,
+            IndexName=JOB_INDEX,
+            KeyConditionExpression="gsi1pk = :job",
+            ExpressionAttributeValues={":job": {"S": f"JOB#{job_name}"}},
+            Limit=1,
+        )
+        items = response.get("Items", [])
+        if not items:
+            return None
+        # The index projects keys only: the table keys carry project and version.
+        project = items[0]["pk"]["S"].removeprefix("PROJECT#")
+        version = int(items[0]["sk"]["S"].removeprefix("VERSION#"))
+        return project, version
+
+    def transition(
+        self,
+        project: str,
+        version: int,
+        to: VersionStatus,
+        at: datetime,
+        *,
+        reason: str | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> bool:
+        change = {"status": to.value, "at": at.isoformat(), "reason": reason}
+        updates: dict[str, Any] = {
+            "status": to.value,
+            "status_rank": to.rank,
+            "updated_at": at.isoformat(),
+            **(fields or {}),
+        }
+        if reason is not None and to is VersionStatus.FAILED:
+            updates["failure_reason"] = reason
+        names, values, sets = self._set_clauses(updates)
+        sets.append("#history = list_append(if_not_exists(#history, :empty), :change)")
+        names["#history"] = "status_history"
+        values[":empty"] = {"L": []}
+        values[":change"] = _value([change])
+        values[":rank"] = {"N": str(to.rank)}
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": _pk(project)}, "sk": {"S": _version_sk(version)}},
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression="attribute_exists(pk) AND status_rank < :rank",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if _condition_failed(error):
+                return False
+            raise
+        return True
+
+    def update_fields(
+        self,
+        project: str,
+        version: int,
+        fields: dict[str, Any],
+        *,
+        require_status: VersionStatus | None = None,
+    ) -> bool:
+        present = {key: value for key, value in fields.items() if value is not None}
+        absent = [key for key, value in fields.items() if value is None]
+        names, values, sets = self._set_clauses(present)
+        removes = []
+        for index, key in enumerate(absent):
+            names[f"#r{index}"] = key
+            removes.append(f"#r{index}")
+        expression = ("SET " + ", ".join(sets) if sets else "") + (
+            " REMOVE " + ", ".join(removes) if removes else ""
+        )
+        condition = "attribute_exists(pk)"
+        if require_status is not None:
+            condition += " AND #status_c = :status_c"
+            names["#status_c"] = "status"
+            values[":status_c"] = {"S": require_status.value}
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"pk": {"S": _pk(project)}, "sk": {"S": _version_sk(version)}},
+            "UpdateExpression": expression.strip(),
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+        }
+        if values:
+            request["ExpressionAttributeValues"] = values
+        try:
+            self._db.update_item(**request)
+        except ClientError as error:
+            if _condition_failed(error):
+                return False
+            raise
+        return True
+
+    def set_active(self, project: str, version: int, active: bool) -> bool:
+        if active:
+            fields: dict[str, Any] = {
+                "active": True,
+                "gsi2pk": f"ACTIVE#{project}",
+                "gsi2sk": _version_sk(version),
+            }
+            return self.update_fields(project, version, fields, require_status=VersionStatus.COMPLETED)
+        return self.update_fields(project, version, {"active": False, "gsi2pk": None, "gsi2sk": None})
+
+    # --- metrics --------------------------------------------------------------------------------
+
+    def put_metrics(self, project: str, version: int, split: str, metrics: dict[str, Any]) -> None:
+        item = {
+            "pk": _pk(project),
+            "sk": f"METRICS#{version:06d}#{split}",
+            "item_type": "metrics",
+            "project": project,
+            "version": version,
+            "split": split,
+            "metrics": metrics,
+        }
+        self._db.put_item(TableName=self._table, Item=_marshal(item))
+
+    def get_metrics(self, project: str, version: int) -> dict[str, dict[str, Any]]:
+        response = self._db.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={
+                ":pk": {"S": _pk(project)},
+                ":prefix": {"S": f"METRICS#{version:06d}#"},
+            },
+        )
+        items = [_unmarshal(item) for item in response.get("Items", [])]
+        return {item["split"]: item["metrics"] for item in items}
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _set_clauses(updates: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any], list[str]]:
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        sets: list[str] = []
+        for index, (key, value) in enumerate(updates.items()):
+            names[f"#f{index}"] = key
+            values[f":v{index}"] = _value(value)
+            sets.append(f"#f{index} = :v{index}")
+        return names, values, sets
+
+    @staticmethod
+    def _to_version(item: dict[str, Any]) -> ModelVersion:
+        data = _unmarshal(item)
+        for key in _VERSION_ONLY_KEYS:
+            data.pop(key, None)
+        return ModelVersion.model_validate(data)

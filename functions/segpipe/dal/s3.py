@@ -1,0 +1,117 @@
+"""S3 adapters: the dataset folders and the data bucket's artifacts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from segpipe.errors import DatasetNotFound, ObjectNotFound
+from segpipe.models import keys
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_MISSING = {"NoSuchKey", "404", "NotFound"}
+
+
+def _is_missing(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") in _MISSING
+
+
+class S3DatasetStore:
+    """Datasets under `projects/{p}/datasets/{d}/` in the data bucket."""
+
+    def __init__(self, client: S3Client, bucket: str) -> None:
+        self._s3 = client
+        self._bucket = bucket
+
+    def read_annotations(self, project: str, dataset: str, file_name: str) -> bytes:
+        key = keys.dataset_file(project, dataset, file_name)
+        try:
+            return self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            if _is_missing(error):
+                raise DatasetNotFound(f"No dataset file at s3://{self._bucket}/{key}.", key=key) from error
+            raise
+
+    def list_files(self, project: str, dataset: str) -> set[str]:
+        prefix = keys.dataset_prefix(project, dataset)
+        paginator = self._s3.get_paginator("list_objects_v2")
+        found: set[str] = set()
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
+            found.update(item["Key"][len(prefix) :] for item in page.get("Contents", []))
+        return found
+
+    def read_head(self, project: str, dataset: str, file_name: str, nbytes: int) -> bytes:
+        key = keys.dataset_file(project, dataset, file_name)
+        try:
+            response = self._s3.get_object(Bucket=self._bucket, Key=key, Range=f"bytes=0-{nbytes - 1}")
+        except ClientError as error:
+            if _is_missing(error):
+                raise ObjectNotFound(f"No file at {key}.", key=key) from error
+            raise
+        return response["Body"].read()
+
+
+class S3ArtifactStore:
+    """Artifacts in the data bucket: splits, reports, predictions, previews, metrics."""
+
+    def __init__(self, client: S3Client, bucket: str, *, workers: int = 16) -> None:
+        self._s3 = client
+        self._bucket = bucket
+        self._workers = workers
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/json") -> None:
+        self._s3.put_object(Bucket=self._bucket, Key=key, Body=data, ContentType=content_type)
+
+    def put_many(self, items: Iterable[tuple[str, bytes, str]]) -> int:
+        """Upload (key, data, content type) triples in parallel; returns how many."""
+        with ThreadPoolExecutor(max_workers=self._workers) as pool:
+            futures = [pool.submit(self.put_bytes, key, data, kind) for key, data, kind in items]
+            for future in futures:
+                future.result()
+        return len(futures)
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            if _is_missing(error):
+                raise ObjectNotFound(f"No object at {key}.", key=key) from error
+            raise
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._s3.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as error:
+            if _is_missing(error):
+                return False
+            raise
+        return True
+
+    def open_stream(self, key: str) -> IO[bytes]:
+        try:
+            body: Any = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"]
+        except ClientError as error:
+            if _is_missing(error):
+                raise ObjectNotFound(f"No object at {key}.", key=key) from error
+            raise
+        return body
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield item["Key"]
+
+    def presign_get(self, key: str, expires_in: int = 3600) -> str:
+        return self._s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=expires_in
+        )

@@ -1,0 +1,105 @@
+"""The composition root: Powertools utilities, AWS clients and use-case dependencies, built once
+per execution environment (lazily, so importing a handler stays cheap and tests can swap them)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+
+from segpipe.logic.jobspec import JobEnvironment
+from segpipe.logic.validate import TrainingDefaults
+from segpipe.models.common import Preset
+from segpipe.settings import ApiSettings, CommonSettings, SubmitSettings
+
+if TYPE_CHECKING:
+    from segpipe.logic.job_state import JobStateDeps
+    from segpipe.logic.models_api import ModelsDeps
+    from segpipe.logic.submit import SubmitDeps
+
+logger = Logger(service="segpipe")
+tracer = Tracer(service="segpipe")
+metrics = Metrics(namespace="segpipe", service="segpipe")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@cache
+def _client(service: str) -> Any:
+    import boto3  # imported here so that a handler's import does not pay for it twice
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+    return boto3.client(service, config=config)  # type: ignore[call-overload]
+
+
+def reset() -> None:
+    """Forget cached clients (tests start a fresh moto backend per test)."""
+    _client.cache_clear()
+
+
+def _stores(settings: CommonSettings) -> tuple[Any, Any, Any]:
+    from segpipe.dal.dynamodb import DynamoModelRegistry
+    from segpipe.dal.s3 import S3ArtifactStore, S3DatasetStore
+
+    s3 = _client("s3")
+    return (
+        S3DatasetStore(s3, settings.DATA_BUCKET),
+        S3ArtifactStore(s3, settings.DATA_BUCKET),
+        DynamoModelRegistry(_client("dynamodb"), settings.TABLE_NAME),
+    )
+
+
+def _jobs() -> Any:
+    from segpipe.dal.sagemaker import SageMakerTrainingJobs
+
+    return SageMakerTrainingJobs(_client("sagemaker"))
+
+
+def submit_deps(settings: SubmitSettings) -> SubmitDeps:
+    from segpipe.logic.submit import SubmitDeps
+
+    store, artifacts, registry = _stores(settings)
+    return SubmitDeps(
+        store=store,
+        artifacts=artifacts,
+        registry=registry,
+        jobs=_jobs(),
+        env=JobEnvironment(
+            image_uri=settings.TRAINING_IMAGE_URI,
+            role_arn=settings.SAGEMAKER_ROLE_ARN,
+            bucket=settings.DATA_BUCKET,
+            volume_gb=settings.VOLUME_SIZE_GB,
+            stack=settings.STACK_NAME,
+        ),
+        defaults=TrainingDefaults(
+            preset=Preset(settings.DEFAULT_PRESET),
+            epochs=settings.DEFAULT_EPOCHS,
+            tile_size=settings.DEFAULT_TILE_SIZE,
+        ),
+        clock=utcnow,
+    )
+
+
+def models_deps(settings: ApiSettings) -> ModelsDeps:
+    from segpipe.logic.models_api import ModelsDeps
+
+    _, artifacts, registry = _stores(settings)
+    return ModelsDeps(
+        registry=registry,
+        artifacts=artifacts,
+        jobs=_jobs(),
+        clock=utcnow,
+        presign_seconds=settings.PRESIGN_EXPIRES_SECONDS,
+    )
+
+
+def job_state_deps(settings: CommonSettings) -> JobStateDeps:
+    from segpipe.logic.job_state import JobStateDeps
+
+    _, artifacts, registry = _stores(settings)
+    return JobStateDeps(registry=registry, artifacts=artifacts, clock=utcnow)

@@ -1,0 +1,174 @@
+"""Apply a `SageMaker Training Job State Change` to its version.
+
+Events may repeat and arrive out of order: every move is a conditional write that only goes
+forward (queued -> training -> completed | failed | stopped), so a late `InProgress` after
+`Completed`, or a second `Completed`, changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from segpipe.dal.interfaces import ArtifactStore, ModelRegistry
+from segpipe.logic.ingest import OutputsUnreadable, ingest_outputs
+from segpipe.models import keys
+from segpipe.models.common import VersionStatus
+from segpipe.models.jobs import JobDescription
+from segpipe.models.trainer_io import Evaluation, SplitEvaluation
+from segpipe.models.version import Headline
+
+logger = logging.getLogger(__name__)
+
+STATUS_OF_JOB: dict[str, VersionStatus] = {
+    "InProgress": VersionStatus.TRAINING,
+    "Stopping": VersionStatus.TRAINING,
+    "Completed": VersionStatus.COMPLETED,
+    "Failed": VersionStatus.FAILED,
+    "Stopped": VersionStatus.STOPPED,
+}
+
+#: DynamoDB items are limited to 400 KB; larger metrics go to S3 with a pointer in the item.
+METRICS_INLINE_LIMIT = 300_000
+
+
+@dataclass(frozen=True)
+class JobStateDeps:
+    registry: ModelRegistry
+    artifacts: ArtifactStore
+    clock: Callable[[], datetime]
+
+
+class JobStateOutcome(BaseModel):
+    job_name: str
+    project: str | None = None
+    version: int | None = None
+    before: VersionStatus | None = None
+    after: VersionStatus | None = None
+    applied: bool = False
+    note: str = ""
+
+
+def apply_job_state(job: JobDescription, *, deps: JobStateDeps) -> JobStateOutcome:
+    outcome = JobStateOutcome(job_name=job.TrainingJobName)
+    located = deps.registry.find_by_job(job.TrainingJobName)
+    if located is None:
+        return outcome.model_copy(update={"note": "no version has this job"})
+    project, number = located
+    current = deps.registry.get_version(project, number)
+    target = STATUS_OF_JOB[job.TrainingJobStatus]
+    outcome = outcome.model_copy(update={"project": project, "version": number})
+    if current is None or target.rank <= current.status.rank:
+        before = current.status if current else None
+        return outcome.model_copy(
+            update={"before": before, "after": before, "note": "stale or repeated event"}
+        )
+
+    now = deps.clock()
+    if target is VersionStatus.COMPLETED:
+        return _complete(job, project, number, current.status, now, deps, outcome)
+    fields: dict[str, Any] = {}
+    if target is VersionStatus.TRAINING:
+        fields["started_at"] = (job.TrainingStartTime or now).isoformat()
+    else:
+        fields["ended_at"] = (job.TrainingEndTime or now).isoformat()
+    reason = job.FailureReason if target is VersionStatus.FAILED else None
+    if target is VersionStatus.FAILED and not reason:
+        reason = "The training job failed without a reason."
+    applied = deps.registry.transition(project, number, target, now, reason=reason, fields=fields)
+    return outcome.model_copy(update={"before": current.status, "after": target, "applied": applied})
+
+
+def _complete(
+    job: JobDescription,
+    project: str,
+    number: int,
+    before: VersionStatus,
+    now: datetime,
+    deps: JobStateDeps,
+    outcome: JobStateOutcome,
+) -> JobStateOutcome:
+    try:
+        ingested = ingest_outputs(
+            project=project, version=number, job_name=job.TrainingJobName, artifacts=deps.artifacts
+        )
+    except OutputsUnreadable as error:
+        logger.warning("outputs of %s unreadable: %s", job.TrainingJobName, error.message)
+        applied = deps.registry.transition(
+            project,
+            number,
+            VersionStatus.FAILED,
+            now,
+            reason=error.message,
+            fields={"ended_at": now.isoformat()},
+        )
+        return outcome.model_copy(
+            update={"before": before, "after": VersionStatus.FAILED, "applied": applied}
+        )
+
+    evaluation = ingested.evaluation
+    for split, result in (("train", evaluation.train), ("test", evaluation.test)):
+        if result is not None:
+            _store_metrics(project, number, split, result, deps)
+    fallback = keys.job_output_key(project, number, job.TrainingJobName, "model.tar.gz")
+    artifact = (
+        job.ModelArtifacts.S3ModelArtifacts if job.ModelArtifacts else f"s3://{_bucket_of(job)}/{fallback}"
+    )
+    fields: dict[str, Any] = {
+        "suggested_threshold": evaluation.suggested_threshold,
+        "suggested_thresholds": evaluation.suggested_thresholds,
+        "analysis_threshold": evaluation.suggested_threshold,
+        "headline": headline(evaluation).model_dump(mode="json"),
+        "model_artifact": artifact,
+        "ended_at": (job.TrainingEndTime or now).isoformat(),
+    }
+    applied = deps.registry.transition(project, number, VersionStatus.COMPLETED, now, fields=fields)
+    return outcome.model_copy(
+        update={
+            "before": before,
+            "after": VersionStatus.COMPLETED,
+            "applied": applied,
+            "note": f"{len(ingested.images)} images",
+        }
+    )
+
+
+def _bucket_of(job: JobDescription) -> str:
+    path = job.OutputDataConfig.S3OutputPath if job.OutputDataConfig else "s3://unknown/"
+    return path.removeprefix("s3://").split("/", 1)[0]
+
+
+def _store_metrics(
+    project: str, version: int, split: str, result: SplitEvaluation, deps: JobStateDeps
+) -> None:
+    data = result.model_dump(mode="json", exclude_none=True)
+    body = json.dumps(data).encode()
+    if len(body) > METRICS_INLINE_LIMIT:
+        key = keys.metrics_key(project, version, split)  # type: ignore[arg-type]
+        deps.artifacts.put_bytes(key, body)
+        deps.registry.put_metrics(project, version, split, {"s3_key": key})
+    else:
+        deps.registry.put_metrics(project, version, split, data)
+
+
+def headline(evaluation: Evaluation) -> Headline:
+    """The table's numbers: test split when there is one, at the suggested threshold."""
+    split, result = ("test", evaluation.test) if evaluation.test else ("train", evaluation.train)
+    point = result.at(evaluation.suggested_threshold)
+    overall = point.overall
+    if evaluation.model_type == "semantic":
+        return Headline(split=split, threshold=point.threshold, mean_iou=overall.iou)
+    return Headline(
+        split=split,
+        threshold=point.threshold,
+        f1=overall.f1,
+        precision=overall.precision,
+        recall=overall.recall,
+        ap50=result.ap_overall.ap50 if result.ap_overall else None,
+    )

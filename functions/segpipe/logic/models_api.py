@@ -1,0 +1,220 @@
+"""Reading and steering model versions: the model table, details, statistics, predictions,
+the analysis threshold, activation and stopping."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from segpipe.dal.interfaces import ArtifactStore, ModelRegistry, TrainingJobs
+from segpipe.errors import ObjectNotFound, VersionNotCompleted, VersionNotFound, VersionNotRunning
+from segpipe.models import keys
+from segpipe.models.api import (
+    MetricsView,
+    ModelSummary,
+    ModelTable,
+    PredictionImage,
+    PredictionIndex,
+    PredictionsPage,
+    SplitMetrics,
+)
+from segpipe.models.common import VersionStatus
+from segpipe.models.trainer_io import THRESHOLDS, ImagePredictions, Progress, SplitEvaluation
+from segpipe.models.version import ModelVersion
+
+
+@dataclass(frozen=True)
+class ModelsDeps:
+    registry: ModelRegistry
+    artifacts: ArtifactStore
+    jobs: TrainingJobs
+    clock: Callable[[], datetime]
+    presign_seconds: int = 3600
+
+
+def _version(project: str, number: int, deps: ModelsDeps) -> ModelVersion:
+    found = deps.registry.get_version(project, number)
+    if found is None:
+        raise VersionNotFound(
+            f"Project {project!r} has no version {number}.", project=project, version=number
+        )
+    return found
+
+
+def _require_completed(version: ModelVersion, action: str) -> None:
+    if version.status is not VersionStatus.COMPLETED:
+        raise VersionNotCompleted(
+            f"Version {version.version} is {version.status.value}; only a completed version can be {action}.",
+            status=version.status.value,
+        )
+
+
+def _progress(version: ModelVersion, deps: ModelsDeps) -> Progress | None:
+    if version.status is not VersionStatus.TRAINING:
+        return None
+    try:
+        return Progress.model_validate_json(
+            deps.artifacts.get_bytes(keys.progress_key(version.project, version.version))
+        )
+    except (ObjectNotFound, ValidationError):
+        return None
+
+
+def list_models(project: str, *, active_only: bool, deps: ModelsDeps) -> ModelTable:
+    versions = deps.registry.list_versions(project, active_only=active_only)
+    rows = [
+        ModelSummary(
+            project=v.project,
+            version=v.version,
+            label=v.label,
+            status=v.status,
+            progress=_progress(v, deps),
+            model_type=v.model_type,
+            classes=v.classes,
+            headline=v.headline,
+            active=v.active,
+            analysis_threshold=v.analysis_threshold,
+            created_at=v.created_at,
+            updated_at=v.updated_at,
+        )
+        for v in versions
+    ]
+    return ModelTable(project=project, models=rows)
+
+
+def get_model(project: str, number: int, *, deps: ModelsDeps) -> ModelVersion:
+    version = _version(project, number, deps)
+    return version.model_copy(update={"progress": _progress(version, deps)})
+
+
+def _split_evaluation(stored: dict[str, object], deps: ModelsDeps) -> SplitEvaluation:
+    if "s3_key" in stored:
+        return SplitEvaluation.model_validate_json(deps.artifacts.get_bytes(str(stored["s3_key"])))
+    return SplitEvaluation.model_validate(stored)
+
+
+def get_metrics(
+    project: str, number: int, *, threshold: float | None, sweep: bool, deps: ModelsDeps
+) -> MetricsView:
+    version = _version(project, number, deps)
+    _require_completed(version, "measured")
+    stored = deps.registry.get_metrics(project, number)
+    at = (
+        threshold
+        if threshold is not None
+        else (version.analysis_threshold or version.suggested_threshold or 0.5)
+    )
+    splits: dict[str, SplitMetrics] = {}
+    for split, data in stored.items():
+        result = _split_evaluation(data, deps)
+        point = result.at(at)
+        splits[split] = SplitMetrics(
+            images=result.images,
+            objects=result.objects,
+            at=point,
+            ap_overall=result.ap_overall,
+            ap_per_class=result.ap_per_class,
+            sweep=result.sweep if sweep else None,
+        )
+    used = splits["test"].at.threshold if "test" in splits else splits["train"].at.threshold if splits else at
+    return MetricsView(
+        project=project,
+        version=number,
+        model_type=version.model_type,
+        classes=version.classes,
+        threshold=used,
+        analysis_threshold=version.analysis_threshold,
+        suggested_threshold=version.suggested_threshold,
+        suggested_thresholds=version.suggested_thresholds,
+        thresholds=list(THRESHOLDS),
+        train=splits.get("train"),
+        test=splits.get("test"),
+    )
+
+
+def predictions_page(
+    project: str, number: int, *, split: str, offset: int, limit: int, deps: ModelsDeps
+) -> PredictionsPage:
+    version = _version(project, number, deps)
+    _require_completed(version, "reviewed")
+    try:
+        index = PredictionIndex.model_validate_json(
+            deps.artifacts.get_bytes(keys.predictions_index_key(project, number))
+        )
+    except ObjectNotFound:
+        index = PredictionIndex(images=[])
+    entries = [entry for entry in index.images if entry.split == split]
+    page = entries[offset : offset + limit]
+    images = [
+        PredictionImage(
+            file_name=entry.file_name,
+            split=entry.split,
+            stem=entry.stem,
+            width=entry.width,
+            height=entry.height,
+            objects=entry.objects,
+            preview_url=(
+                deps.artifacts.presign_get(
+                    keys.preview_key(project, number, entry.preview), deps.presign_seconds
+                )
+                if entry.preview
+                else None
+            ),
+            predictions_url=f"/projects/{project}/models/{number}/predictions/{split}/{entry.stem}",
+        )
+        for entry in page
+    ]
+    return PredictionsPage(
+        project=project, version=number, split=split, total=len(entries), offset=offset, images=images
+    )
+
+
+def image_predictions(
+    project: str, number: int, *, split: str, stem: str, deps: ModelsDeps
+) -> ImagePredictions:
+    version = _version(project, number, deps)
+    _require_completed(version, "reviewed")
+    try:
+        data = deps.artifacts.get_bytes(keys.prediction_key(project, number, split, stem))  # type: ignore[arg-type]
+    except ObjectNotFound as error:
+        raise ObjectNotFound(
+            f"Version {number} has no predictions for {stem!r} in {split}.", split=split, stem=stem
+        ) from error
+    return ImagePredictions.model_validate(json.loads(data))
+
+
+def set_threshold(project: str, number: int, threshold: float, *, deps: ModelsDeps) -> ModelVersion:
+    version = _version(project, number, deps)
+    _require_completed(version, "given an analysis threshold")
+    now = deps.clock()
+    fields = {"analysis_threshold": threshold, "updated_at": now.isoformat()}
+    if not deps.registry.update_fields(project, number, fields, require_status=VersionStatus.COMPLETED):
+        raise VersionNotCompleted("The version changed status meanwhile; reload and try again.")
+    return _version(project, number, deps)
+
+
+def set_active(project: str, number: int, active: bool, *, deps: ModelsDeps) -> ModelVersion:
+    version = _version(project, number, deps)
+    if active:
+        _require_completed(version, "activated")
+    if not deps.registry.set_active(project, number, active):
+        raise VersionNotCompleted("The version changed status meanwhile; reload and try again.")
+    return _version(project, number, deps)
+
+
+def stop_training(project: str, number: int, *, deps: ModelsDeps) -> ModelVersion:
+    version = _version(project, number, deps)
+    if version.status.terminal:
+        raise VersionNotRunning(
+            f"Version {number} is {version.status.value}; only a queued or training version can be stopped.",
+            status=version.status.value,
+        )
+    deps.jobs.stop(version.job_name)
+    deps.registry.update_fields(
+        project, number, {"stop_requested": True, "updated_at": deps.clock().isoformat()}
+    )
+    return _version(project, number, deps)

@@ -1,0 +1,121 @@
+"""Bodies of the HTTP API (requests and responses)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from segpipe.models.common import ModelType, VersionStatus
+from segpipe.models.report import ValidationReport
+from segpipe.models.trainer_io import AveragePrecision, Progress, ThresholdPoint
+from segpipe.models.version import Headline
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable snake_case error code")
+    message: str = Field(description="What went wrong and what to do")
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class SubmitAccepted(BaseModel):
+    project: str
+    version: int
+    job_name: str
+    status: VersionStatus
+    repeated: bool = Field(
+        description="True when this request had already been submitted (same version, one job)"
+    )
+    report: ValidationReport
+
+
+class ModelSummary(BaseModel):
+    """One row of the model table."""
+
+    project: str
+    version: int
+    label: str
+    status: VersionStatus
+    progress: Progress | None = None
+    model_type: ModelType
+    classes: list[str]
+    headline: Headline | None = None
+    active: bool
+    analysis_threshold: float | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ModelTable(BaseModel):
+    project: str
+    models: list[ModelSummary]
+
+
+class ThresholdUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float = Field(ge=0, le=1, description="Objects scored below it are left out of analyses")
+
+
+class SplitMetrics(BaseModel):
+    images: int
+    objects: int
+    at: ThresholdPoint = Field(description="Metrics at the requested threshold (nearest sweep point)")
+    ap_overall: AveragePrecision | None = None
+    ap_per_class: dict[str, AveragePrecision] = Field(default_factory=dict)
+    sweep: list[ThresholdPoint] | None = Field(default=None, description="Every sweep point, when asked for")
+
+
+class MetricsView(BaseModel):
+    project: str
+    version: int
+    model_type: ModelType
+    classes: list[str]
+    threshold: float = Field(description="The threshold these figures are at")
+    analysis_threshold: float | None
+    suggested_threshold: float | None
+    suggested_thresholds: dict[str, float] = Field(default_factory=dict)
+    thresholds: list[float]
+    train: SplitMetrics | None = None
+    test: SplitMetrics | None = None
+
+
+class PredictionImage(BaseModel):
+    file_name: str
+    split: str
+    stem: str
+    width: int
+    height: int
+    objects: int = Field(description="Objects scored at least the score floor")
+    preview_url: str | None = Field(default=None, description="A URL for the image's preview PNG")
+    predictions_url: str = Field(description="API path of this image's objects")
+
+
+class PredictionsPage(BaseModel):
+    project: str
+    version: int
+    split: str
+    total: int
+    offset: int
+    images: list[PredictionImage]
+
+
+class PredictionIndexEntry(BaseModel):
+    """One line of `predictions/index.json`, written when a job's outputs are ingested."""
+
+    file_name: str
+    split: str
+    stem: str
+    width: int
+    height: int
+    objects: int
+    preview: str | None = None
+
+
+class PredictionIndex(BaseModel):
+    images: list[PredictionIndexEntry]

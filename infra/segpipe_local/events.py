@@ -1,0 +1,129 @@
+"""Events in AWS's documented shapes, for delivering to the real handlers in-process."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+ACCOUNT = "000000000000"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def http_api_event(
+    method: str,
+    path: str,
+    *,
+    query: str = "",
+    headers: dict[str, str] | None = None,
+    body: bytes | str | None = None,
+    source_ip: str = "127.0.0.1",
+    stage: str = "$default",
+) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload format 2.0) event, as the real API passes to the function."""
+    lowered = {key.lower(): value for key, value in (headers or {}).items()}
+    data = body.encode() if isinstance(body, str) else body
+    text: str | None = None
+    encoded = False
+    if data:
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            text, encoded = base64.b64encode(data).decode(), True
+    query_pairs = parse_qsl(query, keep_blank_values=True)
+    now = datetime.now(UTC)
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": lowered,
+        "requestContext": {
+            "accountId": ACCOUNT,
+            "apiId": "local",
+            "domainName": lowered.get("host", "localhost"),
+            "domainPrefix": "local",
+            "http": {
+                "method": method.upper(),
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": lowered.get("user-agent", ""),
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": "$default",
+            "stage": stage,
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "isBase64Encoded": encoded,
+    }
+    if query_pairs:
+        event["queryStringParameters"] = dict(query_pairs)
+    if text is not None:
+        event["body"] = text
+    return event
+
+
+def s3_object_created_event(
+    *, bucket: str, key: str, etag: str, size: int, region: str = "us-east-1", sequencer: str | None = None
+) -> dict[str, Any]:
+    """S3 `Object Created` as the bucket's EventBridge integration sends it."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": ACCOUNT,
+        "time": _now(),
+        "region": region,
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {
+                "key": key,
+                "size": size,
+                "etag": etag.strip('"'),
+                "sequencer": sequencer or uuid.uuid4().hex[:18].upper(),
+            },
+            "request-id": uuid.uuid4().hex[:16].upper(),
+            "requester": ACCOUNT,
+            "source-ip-address": "127.0.0.1",
+            "reason": "PutObject",
+        },
+    }
+
+
+def _millis(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    return value
+
+
+def job_state_change_event(description: dict[str, Any], *, region: str = "us-east-1") -> dict[str, Any]:
+    """`SageMaker Training Job State Change`: the detail resembles DescribeTrainingJob, with times as epoch
+    milliseconds and Tags as a {key: value} map."""
+    detail = {key: _millis(value) for key, value in description.items() if key != "ResponseMetadata"}
+    tags = detail.get("Tags", {})
+    if isinstance(tags, list):
+        detail["Tags"] = {item["Key"]: item["Value"] for item in tags}
+    name = detail["TrainingJobName"]
+    arn = detail.get("TrainingJobArn") or f"arn:aws:sagemaker:{region}:{ACCOUNT}:training-job/{name}"
+    detail["TrainingJobArn"] = arn
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "SageMaker Training Job State Change",
+        "source": "aws.sagemaker",
+        "account": ACCOUNT,
+        "time": _now(),
+        "region": region,
+        "resources": [arn],
+        "detail": detail,
+    }

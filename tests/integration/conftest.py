@@ -1,0 +1,147 @@
+"""Integration fixtures: the real handlers against moto, with the table and bucket created from
+template.yaml's own definitions."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from segpipe_local.events import http_api_event, job_state_change_event, s3_object_created_event
+from segpipe_local.lambda_context import LocalLambdaContext
+from segpipe_local.template import load_template, table_definition
+
+BUCKET = "segpipe-data-test"
+TABLE = "segpipe-registry-test"
+REGION = "us-east-1"
+ROLE = "arn:aws:iam::000000000000:role/segpipe-sagemaker"
+IMAGE = "000000000000.dkr.ecr.us-east-1.amazonaws.com/segpipe-trainer:test"
+
+ENVIRONMENT = {
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "TABLE_NAME": TABLE,
+    "DATA_BUCKET": BUCKET,
+    "STACK_NAME": "segpipe-test",
+    "TRAINING_IMAGE_URI": IMAGE,
+    "SAGEMAKER_ROLE_ARN": ROLE,
+    "DEFAULT_PRESET": "tiny",
+    "DEFAULT_EPOCHS": "5",
+    "DEFAULT_TILE_SIZE": "128",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_NAMESPACE": "segpipe",
+    "POWERTOOLS_DEV": "false",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
+
+
+@dataclass
+class Aws:
+    s3: Any
+    dynamodb: Any
+    sagemaker: Any
+    bucket: str = BUCKET
+    table: str = TABLE
+    created_jobs: list[dict[str, Any]] = field(default_factory=list)
+
+    # --- delivering events to the real handlers ---------------------------------------------------
+
+    def api(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        query: str = "",
+    ) -> tuple[int, Any]:
+        handler = _handler("segpipe.handlers.handle_api_request")
+        raw = body if isinstance(body, str | bytes) or body is None else json.dumps(body)
+        event = http_api_event(method, path, query=query, headers=headers, body=raw)
+        response = handler.lambda_handler(event, LocalLambdaContext("ApiFunction"))
+        text = response.get("body") or ""
+        try:
+            payload = json.loads(text) if text else None
+        except json.JSONDecodeError:
+            payload = text
+        return response["statusCode"], payload
+
+    def upload_request(self, project: str, name: str, body: bytes | str) -> dict[str, Any]:
+        """Put a request file and deliver its S3 `Object Created` event; returns the handler's answer."""
+        key = f"projects/{project}/requests/{name}.json"
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+        return self.deliver_object_created(key)
+
+    def deliver_object_created(self, key: str) -> dict[str, Any]:
+        head = self.s3.head_object(Bucket=self.bucket, Key=key)
+        event = s3_object_created_event(
+            bucket=self.bucket, key=key, etag=head["ETag"], size=head["ContentLength"]
+        )
+        handler = _handler("segpipe.handlers.handle_training_request")
+        result: dict[str, Any] = handler.lambda_handler(event, LocalLambdaContext("SubmitFunction"))
+        return result
+
+    def job_event(self, job_name: str, status: str, **detail: Any) -> dict[str, Any]:
+        description = {
+            "TrainingJobName": job_name,
+            "TrainingJobStatus": status,
+            "SecondaryStatus": detail.pop("SecondaryStatus", status),
+            "Tags": {"segpipe:stack": "segpipe-test"},
+            **detail,
+        }
+        handler = _handler("segpipe.handlers.handle_job_state")
+        result: dict[str, Any] = handler.lambda_handler(
+            job_state_change_event(description), LocalLambdaContext("JobStateFunction")
+        )
+        return result
+
+    # --- reading state back ----------------------------------------------------------------------
+
+    def keys(self, prefix: str) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+    def get_json(self, key: str) -> Any:
+        return json.loads(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def table_items(self) -> list[dict[str, Any]]:
+        return self.dynamodb.scan(TableName=self.table)["Items"]
+
+    def jobs(self) -> list[str]:
+        return [job["TrainingJobName"] for job in self.sagemaker.list_training_jobs()["TrainingJobSummaries"]]
+
+
+def _handler(module: str) -> ModuleType:
+    return importlib.import_module(module)
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+    for key, value in ENVIRONMENT.items():
+        monkeypatch.setenv(key, value)
+    from segpipe.handlers import runtime
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET)
+        dynamodb.create_table(**table_definition(load_template(), table_name=TABLE))
+        runtime.reset()
+        env = Aws(s3=s3, dynamodb=dynamodb, sagemaker=boto3.client("sagemaker", region_name=REGION))
+
+        def capture(params: dict[str, Any], **_: Any) -> None:
+            env.created_jobs.append(json.loads(json.dumps(params, default=str)))
+
+        runtime._client("sagemaker").meta.events.register(
+            "provide-client-params.sagemaker.CreateTrainingJob", capture
+        )
+        yield env
+        runtime.reset()

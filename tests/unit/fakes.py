@@ -1,0 +1,168 @@
+"""In-memory fakes of the dal interfaces, with the same conditional semantics as the real ones."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import IO, Any
+
+from segpipe.dal.interfaces import Claim
+from segpipe.errors import DatasetNotFound, ObjectNotFound, VersionNotRunning
+from segpipe.models.common import VersionStatus
+from segpipe.models.jobs import CreateTrainingJob, JobDescription
+from segpipe.models.version import ModelVersion, StatusChange
+
+
+class MemoryArtifacts:
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/json") -> None:
+        self.objects[key] = data
+
+    def put_many(self, items: Iterable[tuple[str, bytes, str]]) -> int:
+        count = 0
+        for key, data, kind in items:
+            self.put_bytes(key, data, kind)
+            count += 1
+        return count
+
+    def get_bytes(self, key: str) -> bytes:
+        if key not in self.objects:
+            raise ObjectNotFound(f"No object at {key}.")
+        return self.objects[key]
+
+    def exists(self, key: str) -> bool:
+        return key in self.objects
+
+    def open_stream(self, key: str) -> IO[bytes]:
+        return io.BytesIO(self.get_bytes(key))
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        return iter(sorted(key for key in self.objects if key.startswith(prefix)))
+
+    def presign_get(self, key: str, expires_in: int = 3600) -> str:
+        return f"https://example.invalid/{key}?expires={expires_in}"
+
+
+class MemoryDatasets:
+    """Datasets as {(project, dataset): {relative file name: bytes}}."""
+
+    def __init__(self) -> None:
+        self.files: dict[tuple[str, str], dict[str, bytes]] = {}
+
+    def read_annotations(self, project: str, dataset: str, file_name: str) -> bytes:
+        try:
+            return self.files[(project, dataset)][file_name]
+        except KeyError as error:
+            raise DatasetNotFound(f"No dataset {dataset!r}.") from error
+
+    def list_files(self, project: str, dataset: str) -> set[str]:
+        return set(self.files.get((project, dataset), {}))
+
+    def read_head(self, project: str, dataset: str, file_name: str, nbytes: int) -> bytes:
+        try:
+            return self.files[(project, dataset)][file_name][:nbytes]
+        except KeyError as error:
+            raise ObjectNotFound(file_name) from error
+
+
+class MemoryRegistry:
+    def __init__(self) -> None:
+        self.counters: dict[str, int] = {}
+        self.claims: dict[tuple[str, str], Claim] = {}
+        self.versions: dict[tuple[str, int], ModelVersion] = {}
+        self.metrics: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
+
+    def find_claim(self, project: str, request_key: str) -> Claim | None:
+        found = self.claims.get((project, request_key))
+        return Claim(found.version, False, found.fingerprint) if found else None
+
+    def claim(self, project: str, request_key: str, fingerprint: str, now: datetime) -> Claim:
+        if existing := self.find_claim(project, request_key):
+            return existing
+        self.counters[project] = self.counters.get(project, 0) + 1
+        claim = Claim(self.counters[project], True, fingerprint)
+        self.claims[(project, request_key)] = claim
+        return claim
+
+    def create_version(self, version: ModelVersion) -> bool:
+        key = (version.project, version.version)
+        if key in self.versions:
+            return False
+        self.versions[key] = version
+        return True
+
+    def get_version(self, project: str, version: int) -> ModelVersion | None:
+        return self.versions.get((project, version))
+
+    def list_versions(self, project: str, *, active_only: bool = False) -> list[ModelVersion]:
+        found = [v for (p, _), v in sorted(self.versions.items()) if p == project]
+        return [v for v in found if v.active] if active_only else found
+
+    def find_by_job(self, job_name: str) -> tuple[str, int] | None:
+        return next(((v.project, v.version) for v in self.versions.values() if v.job_name == job_name), None)
+
+    def transition(
+        self, project: str, version: int, to: VersionStatus, at: datetime, *,
+        reason: str | None = None, fields: dict[str, Any] | None = None,
+    ) -> bool:  # fmt: skip
+        current = self.versions.get((project, version))
+        if current is None or to.rank <= current.status.rank:
+            return False
+        update: dict[str, Any] = {**(fields or {}), "status": to, "updated_at": at}
+        update["status_history"] = [*current.status_history, StatusChange(status=to, at=at, reason=reason)]
+        if to is VersionStatus.FAILED:
+            update["failure_reason"] = reason
+        self.versions[(project, version)] = ModelVersion.model_validate({**current.model_dump(), **update})
+        return True
+
+    def update_fields(
+        self,
+        project: str,
+        version: int,
+        fields: dict[str, Any],
+        *,
+        require_status: VersionStatus | None = None,
+    ) -> bool:
+        current = self.versions.get((project, version))
+        if current is None or (require_status is not None and current.status is not require_status):
+            return False
+        self.versions[(project, version)] = ModelVersion.model_validate({**current.model_dump(), **fields})
+        return True
+
+    def set_active(self, project: str, version: int, active: bool) -> bool:
+        if active:
+            return self.update_fields(
+                project, version, {"active": True}, require_status=VersionStatus.COMPLETED
+            )
+        return self.update_fields(project, version, {"active": False})
+
+    def put_metrics(self, project: str, version: int, split: str, metrics: dict[str, Any]) -> None:
+        self.metrics.setdefault((project, version), {})[split] = metrics
+
+    def get_metrics(self, project: str, version: int) -> dict[str, dict[str, Any]]:
+        return dict(self.metrics.get((project, version), {}))
+
+
+class MemoryJobs:
+    def __init__(self) -> None:
+        self.created: list[CreateTrainingJob] = []
+        self.stopped: list[str] = []
+
+    def create(self, request: CreateTrainingJob) -> bool:
+        if any(job.TrainingJobName == request.TrainingJobName for job in self.created):
+            return False
+        self.created.append(request)
+        return True
+
+    def stop(self, job_name: str) -> None:
+        if job_name not in {job.TrainingJobName for job in self.created}:
+            raise VersionNotRunning("no such job")
+        self.stopped.append(job_name)
+
+    def describe(self, job_name: str) -> JobDescription | None:
+        if job_name not in {job.TrainingJobName for job in self.created}:
+            return None
+        return JobDescription(TrainingJobName=job_name, TrainingJobStatus="InProgress")
