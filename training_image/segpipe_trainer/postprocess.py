@@ -1,0 +1,251 @@
+"""From the model's dense maps to objects: distance targets, seeded watershed, semantic regions.
+
+Shapes: K is the number of classes; class maps are (K+1) x H x W with class 0 the background.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.segmentation import watershed
+
+#: 8-connectivity for foreground components and seeds.
+_EIGHT = np.ones((3, 3), dtype=bool)
+#: Pixels of bounding boxes flooded per watershed call (see `_split_crowded`).
+_CANVAS_PIXELS = 16_384
+
+
+@dataclass(frozen=True)
+class Instances:
+    """Objects of one image as a label image.
+
+    labels:  int32 H x W, 0 = background, 1..N objects
+    classes: int64 [N+1], classes[0] = 0, classes[n] in 1..K
+    scores:  float32 [N+1], scores[0] = 0; mean probability of the object's class over its pixels
+    """
+
+    labels: np.ndarray
+    classes: np.ndarray
+    scores: np.ndarray
+
+    @property
+    def count(self) -> int:
+        """N, the number of objects."""
+        return len(self.classes) - 1
+
+
+def empty_instances(*, height: int, width: int) -> Instances:
+    """No objects on an H x W image."""
+    return Instances(
+        labels=np.zeros((height, width), dtype=np.int32),
+        classes=np.zeros(1, dtype=np.int64),
+        scores=np.zeros(1, dtype=np.float32),
+    )
+
+
+def distance_target(labels: np.ndarray) -> np.ndarray:
+    """float32 H x W in [0, 1]: each object's distance to its own boundary over that object's maximum.
+
+    The Euclidean distance of a pixel to the nearest pixel outside its object (background or another
+    object) is 1 on the object's rim; dividing by the object's maximum gives 1 at its centre, falling
+    towards 0 at its edge. 0 on background.
+    """
+    target = np.zeros(labels.shape, dtype=np.float32)
+    for label, box in enumerate(ndi.find_objects(labels), start=1):
+        if box is None:
+            continue
+        grown = tuple(slice(max(part.start - 1, 0), part.stop + 1) for part in box)
+        inside = labels[grown] == label
+        # The padding puts "outside" beyond the image border too, so objects cut by it still fall to 0.
+        distance = ndi.distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1]
+        target[grown][inside] = (distance[inside] / distance.max()).astype(np.float32)
+    return target
+
+
+def instances_from_maps(
+    probs: np.ndarray, distance: np.ndarray, *, min_area: int = 16, seed_level: float = 0.5
+) -> Instances:
+    """Instance segmentation from dense maps.
+
+    probs: float32 (K+1) x H x W softmax; distance: float32 H x W, the model's prediction of
+    `distance_target`. Foreground is `1 - probs[0] > 0.5`. Seeds are the 8-connected cores where
+    `distance > seed_level`, ignoring specks under `min_area / 4` pixels; a foreground component
+    holding two or more seeds is split by a seeded watershed on `-distance` inside its bounding box.
+    An object's class is the argmax of its mean class probabilities (classes 1..K), its score the
+    mean probability of that class; objects under `min_area` pixels are dropped, the rest renumbered
+    1..N.
+    """
+    foreground = probs[0] < 0.5
+    components, count = ndi.label(foreground, structure=_EIGHT)
+    if count == 0:
+        return empty_instances(height=foreground.shape[0], width=foreground.shape[1])
+    seeds = _Seeds.find(
+        foreground & (distance > seed_level),
+        components=components,
+        count=count,
+        min_size=max(min_area // 4, 1),
+    )
+    _split_crowded(components, seeds=seeds, distance=distance)
+    return _score_objects(components, pixels=np.flatnonzero(foreground), probs=probs, min_area=min_area)
+
+
+@dataclass(frozen=True)
+class _Seeds:
+    """Watershed seeds of one image.
+
+    labels: int32 H x W, 8-connected cores numbered 1..S (0 elsewhere)
+    usable: bool [S+1], the cores large enough to seed an object
+    crowded: int64 [C], the foreground components that hold two or more usable seeds
+    """
+
+    labels: np.ndarray
+    usable: np.ndarray
+    crowded: np.ndarray
+
+    @classmethod
+    def find(cls, cores: np.ndarray, *, components: np.ndarray, count: int, min_size: int) -> _Seeds:
+        """Seeds from bool H x W `cores`, each inside one of the `count` 8-connected `components`."""
+        labels, seed_count = ndi.label(cores, structure=_EIGHT)
+        pixels = np.flatnonzero(cores)
+        seed_of_pixel = labels.ravel()[pixels]
+        usable = np.bincount(seed_of_pixel, minlength=seed_count + 1) >= min_size
+        usable[0] = False
+        component_of_seed = np.zeros(seed_count + 1, dtype=np.int64)
+        component_of_seed[seed_of_pixel] = components.ravel()[pixels]
+        per_component = np.bincount(component_of_seed[usable], minlength=count + 1)
+        return cls(labels=labels, usable=usable, crowded=np.flatnonzero(per_component >= 2))
+
+
+def _split_crowded(labels: np.ndarray, *, seeds: _Seeds, distance: np.ndarray) -> None:
+    """Split, in place, every crowded component of int32 H x W `labels` by a seeded watershed.
+
+    A piece grown from seed s is numbered `C + s` (C = number of components), above every existing
+    label; the other components keep their numbers. skimage's watershed costs about as much per call
+    as a small component's flooding, and its priority queue slows as it grows, so the components'
+    bounding boxes are packed, a background pixel apart, into canvases of about `_CANVAS_PIXELS`
+    pixels, and each canvas is flooded in one call.
+    """
+    if seeds.crowded.size == 0:
+        return
+    boxes = ndi.find_objects(labels)
+    offset = len(boxes)
+    batch: list[tuple[int, tuple[slice, slice]]] = []
+    batch_pixels = 0
+    for component in seeds.crowded:
+        box = boxes[component - 1]
+        batch.append((int(component), box))
+        batch_pixels += (box[0].stop - box[0].start) * (box[1].stop - box[1].start)
+        if batch_pixels >= _CANVAS_PIXELS:
+            _flood(labels, batch=batch, seeds=seeds, distance=distance, offset=offset)
+            batch, batch_pixels = [], 0
+    if batch:
+        _flood(labels, batch=batch, seeds=seeds, distance=distance, offset=offset)
+
+
+def _flood(
+    labels: np.ndarray,
+    *,
+    batch: list[tuple[int, tuple[slice, slice]]],
+    seeds: _Seeds,
+    distance: np.ndarray,
+    offset: int,
+) -> None:
+    """One watershed call for a batch of (component, bounding box), packed into one canvas."""
+    places, canvas_shape = _shelf_pack(
+        [(box[0].stop - box[0].start, box[1].stop - box[1].start) for _, box in batch]
+    )
+    relief = np.zeros(canvas_shape, dtype=np.float64)
+    markers = np.zeros(canvas_shape, dtype=np.int32)
+    mask = np.zeros(canvas_shape, dtype=bool)
+    for (component, box), place in zip(batch, places, strict=True):
+        inside = labels[box] == component
+        seed_labels = seeds.labels[box]
+        mask[place] = inside
+        np.negative(distance[box], out=relief[place], where=inside)
+        markers[place] = np.where(inside & seeds.usable[seed_labels], seed_labels, 0)
+    pieces = watershed(relief, markers=markers, mask=mask, connectivity=2)
+    for (_, box), place in zip(batch, places, strict=True):
+        inside = mask[place]
+        labels[box][inside] = offset + pieces[place][inside]
+
+
+def _shelf_pack(shapes: list[tuple[int, int]]) -> tuple[list[tuple[slice, slice]], tuple[int, int]]:
+    """Places for boxes of the given (height, width) on shelves of one canvas, one pixel apart.
+
+    Returns each box's (rows, cols) slices in the canvas, in input order, and the canvas shape.
+    """
+    area = sum((height + 1) * (width + 1) for height, width in shapes)
+    canvas_width = max(max(width for _, width in shapes), int(np.sqrt(area)) + 1)
+    places: list[tuple[slice, slice]] = [(slice(0), slice(0))] * len(shapes)
+    top = left = shelf_height = 0
+    for index in sorted(range(len(shapes)), key=lambda i: -shapes[i][0]):
+        height, width = shapes[index]
+        if left + width > canvas_width:
+            top, left, shelf_height = top + shelf_height + 1, 0, 0
+        places[index] = (slice(top, top + height), slice(left, left + width))
+        left += width + 1
+        shelf_height = max(shelf_height, height)
+    return places, (top + shelf_height, canvas_width)
+
+
+def _score_objects(labels: np.ndarray, *, pixels: np.ndarray, probs: np.ndarray, min_area: int) -> Instances:
+    """Instances from an int32 H x W label image with gaps in its numbering.
+
+    Class = argmax of the mean class probabilities, score = that mean; objects under `min_area`
+    pixels are dropped. Only `pixels` (flat indices of every labelled pixel) are visited.
+    """
+    label_of_pixel = labels.ravel()[pixels]
+    size = int(label_of_pixel.max(initial=0)) + 1
+    area = np.bincount(label_of_pixel, minlength=size)
+    sums = np.stack(
+        [
+            np.bincount(label_of_pixel, weights=probs[k].ravel()[pixels], minlength=size)
+            for k in range(1, len(probs))
+        ]
+    )
+    means = sums / np.maximum(area, 1)
+    best = np.argmax(means, axis=0)
+    keep = area >= max(min_area, 1)
+    keep[0] = False
+    renumber = np.zeros(size, dtype=np.int32)
+    renumber[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    out = np.zeros(labels.shape, dtype=np.int32)
+    out.ravel()[pixels] = renumber[label_of_pixel]
+    return Instances(
+        labels=out,
+        classes=np.concatenate([[0], best[keep] + 1]).astype(np.int64),
+        scores=np.concatenate([[0.0], means[best[keep], np.flatnonzero(keep)]]).astype(np.float32),
+    )
+
+
+def regions_from_semantic(probs: np.ndarray, *, min_area: int = 16) -> Instances:
+    """Semantic predictions as objects.
+
+    probs: float32 (K+1) x H x W softmax. Each connected (8-connected) region of each argmax class
+    1..K is one object; its score is the mean probability of that class over the region. Regions
+    under `min_area` pixels are dropped.
+    """
+    argmax = np.argmax(probs, axis=0)
+    labels = np.zeros(argmax.shape, dtype=np.int32)
+    classes = [np.zeros(1, dtype=np.int64)]
+    scores = [np.zeros(1, dtype=np.float32)]
+    offset = 0
+    for k in range(1, len(probs)):
+        regions, count = ndi.label(argmax == k, structure=_EIGHT)
+        if count == 0:
+            continue
+        area = np.bincount(regions.ravel(), minlength=count + 1)
+        mean = np.bincount(regions.ravel(), weights=probs[k].ravel(), minlength=count + 1) / np.maximum(
+            area, 1
+        )
+        keep = area >= max(min_area, 1)
+        keep[0] = False
+        renumber = np.zeros(count + 1, dtype=np.int32)
+        renumber[keep] = np.arange(offset + 1, offset + int(keep.sum()) + 1, dtype=np.int32)
+        labels = np.where(regions > 0, renumber[regions], labels)
+        classes.append(np.full(int(keep.sum()), k, dtype=np.int64))
+        scores.append(mean[keep].astype(np.float32))
+        offset += int(keep.sum())
+    return Instances(labels=labels, classes=np.concatenate(classes), scores=np.concatenate(scores))
