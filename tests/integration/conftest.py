@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+
 from segpipe_local.events import http_api_event, job_state_change_event, s3_object_created_event
 from segpipe_local.lambda_context import LocalLambdaContext
 from segpipe_local.template import load_template, table_definition
@@ -145,3 +146,22 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         )
         yield env
         runtime.reset()
+
+
+def upload_dataset(aws: Aws, builder: Any, *, project: str = "lab", dataset: str = "cells") -> None:
+    """Put a DatasetBuilder's annotations.json and image files under projects/{p}/datasets/{d}/."""
+    for name, data in builder.files().items():
+        aws.s3.put_object(Bucket=aws.bucket, Key=f"projects/{project}/datasets/{dataset}/{name}", Body=data)
+
+
+def request_body(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "label": "first try",
+        "dataset": "cells",
+        "model_type": "instance",
+        "classes": ["nucleus"],
+        "test_set": {"strategy": "fraction", "fraction": 0.25, "seed": 0},
+        "training": {"epochs": 3, "tile_size": 128},
+    }
+    body.update(changes)
+    return body

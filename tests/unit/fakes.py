@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import IO, Any
 
 from segpipe.dal.interfaces import Claim
-from segpipe.errors import DatasetNotFound, ObjectNotFound, VersionNotRunning
+from segpipe.errors import ObjectNotFound, VersionNotRunning
 from segpipe.models.common import VersionStatus
 from segpipe.models.jobs import CreateTrainingJob, JobDescription
 from segpipe.models.version import ModelVersion, StatusChange
@@ -44,28 +44,6 @@ class MemoryArtifacts:
 
     def presign_get(self, key: str, expires_in: int = 3600) -> str:
         return f"https://example.invalid/{key}?expires={expires_in}"
-
-
-class MemoryDatasets:
-    """Datasets as {(project, dataset): {relative file name: bytes}}."""
-
-    def __init__(self) -> None:
-        self.files: dict[tuple[str, str], dict[str, bytes]] = {}
-
-    def read_annotations(self, project: str, dataset: str, file_name: str) -> bytes:
-        try:
-            return self.files[(project, dataset)][file_name]
-        except KeyError as error:
-            raise DatasetNotFound(f"No dataset {dataset!r}.") from error
-
-    def list_files(self, project: str, dataset: str) -> set[str]:
-        return set(self.files.get((project, dataset), {}))
-
-    def read_head(self, project: str, dataset: str, file_name: str, nbytes: int) -> bytes:
-        try:
-            return self.files[(project, dataset)][file_name][:nbytes]
-        except KeyError as error:
-            raise ObjectNotFound(file_name) from error
 
 
 class MemoryRegistry:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
@@ -13,7 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segpipe import errors
-from segpipe.handlers import http_errors
+from segpipe.handlers import http_errors, ui_assets
 from segpipe.handlers.runtime import logger, metrics, models_deps, submit_deps, tracer
 from segpipe.logic import models_api
 from segpipe.logic.submit import fingerprint_of, preview, submit
@@ -67,8 +67,11 @@ def submit_training(
         repeated=outcome.repeated,
         report=outcome.report,
     )
-    return http_errors.json_response(
-        202, accepted.model_dump_json(), {"Location": f"/projects/{project}/models/{outcome.version}"}
+    return Response(
+        status_code=202,
+        content_type=content_types.APPLICATION_JSON,
+        body=accepted,
+        headers={"Location": f"/projects/{project}/models/{outcome.version}"},
     )
 
 
@@ -141,7 +144,22 @@ def deactivate(project: ProjectParam, version: VersionParam) -> ModelVersion:
 @app.post("/projects/<project>/models/<version>/stop", summary="Stop a queued or running training")
 def stop(project: ProjectParam, version: VersionParam) -> Response[ModelVersion]:
     stopped = models_api.stop_training(project, version, deps=models_deps(settings))
-    return http_errors.json_response(202, stopped.model_dump_json())
+    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=stopped)
+
+
+@app.get("/", include_in_schema=False)
+def home() -> Response[Any]:
+    return Response(status_code=302, headers={"Location": "/ui/"}, body="")
+
+
+@app.get("/ui/", include_in_schema=False)
+def review_page() -> Response[Any]:
+    return ui_assets.response("index.html")
+
+
+@app.get("/ui/<asset>", include_in_schema=False)
+def review_asset(asset: Annotated[str, Path(pattern=ui_assets.ASSET_PATTERN)]) -> Response[Any]:
+    return ui_assets.response(asset)
 
 
 @app.get("/openapi.json", include_in_schema=False)
@@ -170,6 +188,7 @@ def not_found(_: Exception) -> Response[Any]:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    metrics.add_metric(name="ApiRequests", unit=MetricUnit.Count, value=1)
     if len(event.get("body") or "") > settings.MAX_BODY_BYTES:
         return http_errors.raw_error(
             413, errors.BodyTooLarge.code, f"The body is larger than {settings.MAX_BODY_BYTES} bytes."

@@ -1,0 +1,112 @@
+"""Terminal output shared by `make demo` and `segpipe train`: an epoch progress bar while a
+version trains, then its details and statistics."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from segpipe.models.api import MetricsView, SplitMetrics
+from segpipe.models.trainer_io import Metrics
+from segpipe.models.version import ModelVersion
+
+BAR = 28
+
+
+class ProgressLine:
+    """Redraws one line: status, a bar of epochs, loss and validation score, elapsed time."""
+
+    def __init__(self, stream: TextIO = sys.stdout) -> None:
+        self._stream = stream
+        self._start = time.monotonic()
+        self._last = ""
+        self._tty = stream.isatty()
+
+    def update(self, version: ModelVersion) -> None:
+        elapsed = time.monotonic() - self._start
+        clock = f"{int(elapsed // 60)}:{int(elapsed % 60):02d}"
+        progress = version.progress
+        if progress is None:
+            text = f"  {version.status.value:<9} {'.' * (int(elapsed) % 4):<3}            {clock}"
+        else:
+            done = min(BAR, round(BAR * progress.epoch / progress.epochs))
+            bar = "#" * done + "-" * (BAR - done)
+            loss = f" loss {progress.train_loss:.3f}" if progress.train_loss is not None else ""
+            score = f" val {progress.val_score:.3f}" if progress.val_score is not None else ""
+            phase = "" if progress.phase == "training" else f" ({progress.phase})"
+            text = f"  epoch {progress.epoch:>3}/{progress.epochs:<3} [{bar}]{loss}{score}{phase}  {clock}"
+        if text == self._last:
+            return
+        self._last = text
+        if self._tty:
+            self._stream.write("\r" + text.ljust(90))
+        elif progress is not None or version.status.terminal:
+            self._stream.write(text + "\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        if self._tty:
+            self._stream.write("\n")
+        self._stream.flush()
+
+
+def _cell(value: float | None) -> str:
+    return "   -  " if value is None else f"{value:6.3f}"
+
+
+def _row(name: str, train: Metrics | None, test: Metrics | None, columns: list[str]) -> str:
+    cells = [
+        _cell(getattr(split, column)) if split else "   -  " for split in (train, test) for column in columns
+    ]
+    half = len(columns)
+    return f"  {name:<12} " + " ".join(cells[:half]) + "  | " + " ".join(cells[half:])
+
+
+def _per_class(split: SplitMetrics | None, name: str) -> Metrics | None:
+    return split.at.per_class.get(name) if split else None
+
+
+def print_results(
+    version: ModelVersion, metrics: MetricsView, *, page: str, stream: TextIO = sys.stdout
+) -> None:
+    details = version.details
+    write = stream.write
+    write(f"\nTraining details of version {version.version} ({version.label})\n")
+    write(
+        f"  images: {details.total_images} in the dataset, {details.included_images} included "
+        f"({details.train_images} train, {details.test_images} test)\n"
+    )
+    for counts in details.classes:
+        write(
+            f"  {counts.name:<12} {counts.annotations:>5} annotations "
+            f"({counts.train} train, {counts.test} test)\n"
+        )
+    for warning in version.warnings:
+        write(f"  warning {warning.code}: {warning.message}\n")
+
+    instance = metrics.model_type == "instance"
+    columns = ["precision", "recall", "f1"] if instance else ["iou", "dice"]
+    header = " ".join(f"{column[:6]:>6}" for column in columns)
+    write(f"\nStatistics at the suggested threshold {metrics.threshold:.2f} (matching at IoU 0.5)\n")
+    write(f"  {'':<12} {'train':^{len(header)}}  | {'test':^{len(header)}}\n")
+    write(f"  {'class':<12} {header}  | {header}\n")
+    for name in metrics.classes:
+        write(_row(name, _per_class(metrics.train, name), _per_class(metrics.test, name), columns) + "\n")
+    train_all = metrics.train.at.overall if metrics.train else None
+    test_all = metrics.test.at.overall if metrics.test else None
+    write(_row("overall", train_all, test_all, columns) + "\n")
+    if instance:
+        for split_name, split in (("train", metrics.train), ("test", metrics.test)):
+            if split and split.ap_overall:
+                write(
+                    f"  {split_name} AP50 {_cell(split.ap_overall.ap50)}"
+                    f"   AP[.5:.95] {_cell(split.ap_overall.ap)}\n"
+                )
+    headline = version.headline
+    if headline is not None:
+        figure = headline.f1 if instance else headline.mean_iou
+        label = "F1 at IoU 0.5" if instance else "mean IoU"
+        write(f"\n{headline.split.capitalize()} {label}: {_cell(figure).strip()}\n")
+    write(f"Look at the predictions: {page}\n")
+    stream.flush()

@@ -1,0 +1,387 @@
+"""The local training-job runner: SageMaker's training-job API on a local port, running the real
+`train` entry point as a process with the `/opt/ml` layout SageMaker gives a container.
+
+The backend's SageMaker adapter talks to it through `AWS_ENDPOINT_URL_SAGEMAKER`; the runner
+materialises channels from (local) S3, syncs checkpoints back while the job runs, uploads
+`model.tar.gz` and `output.tar.gz` where SageMaker would, and sends `SageMaker Training Job State
+Change` events in AWS's shape to EventBridge, whose rule (from template.yaml) reaches the real
+job-state handler.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from segpipe.models.jobs import CreateTrainingJob, JobStatus
+from segpipe_local.events import ACCOUNT, job_state_change_event
+
+logger = logging.getLogger(__name__)
+
+TERMINAL = {"Completed", "Failed", "Stopped"}
+
+
+class JobError(Exception):
+    """An error SageMaker's API would return (`code` is its `__type`)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class LocalJob(BaseModel):
+    request: CreateTrainingJob
+    status: JobStatus = "InProgress"
+    secondary_status: str = "Starting"
+    failure_reason: str | None = None
+    creation_time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    training_start_time: datetime | None = None
+    training_end_time: datetime | None = None
+    last_modified_time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    model_artifact: str | None = None
+    stop_requested: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.request.TrainingJobName
+
+    def arn(self, region: str) -> str:
+        return f"arn:aws:sagemaker:{region}:{ACCOUNT}:training-job/{self.name.lower()}"
+
+    def describe(self, region: str) -> dict[str, Any]:
+        """DescribeTrainingJob's answer (the fields segpipe and the console use)."""
+        request = self.request.model_dump(exclude_none=True)
+        answer: dict[str, Any] = {
+            "TrainingJobName": self.name,
+            "TrainingJobArn": self.arn(region),
+            "TrainingJobStatus": self.status,
+            "SecondaryStatus": self.secondary_status,
+            "HyperParameters": request["HyperParameters"],
+            "AlgorithmSpecification": request["AlgorithmSpecification"],
+            "RoleArn": request["RoleArn"],
+            "InputDataConfig": request["InputDataConfig"],
+            "OutputDataConfig": request["OutputDataConfig"],
+            "ResourceConfig": request["ResourceConfig"],
+            "StoppingCondition": request["StoppingCondition"],
+            "EnableManagedSpotTraining": request["EnableManagedSpotTraining"],
+            "CreationTime": self.creation_time.timestamp(),
+            "LastModifiedTime": self.last_modified_time.timestamp(),
+        }
+        if self.failure_reason:
+            answer["FailureReason"] = self.failure_reason
+        if self.model_artifact:
+            answer["ModelArtifacts"] = {"S3ModelArtifacts": self.model_artifact}
+        if self.training_start_time:
+            answer["TrainingStartTime"] = self.training_start_time.timestamp()
+        if self.training_end_time:
+            answer["TrainingEndTime"] = self.training_end_time.timestamp()
+        if "CheckpointConfig" in request:
+            answer["CheckpointConfig"] = request["CheckpointConfig"]
+        return answer
+
+
+def _split_uri(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def train_command() -> list[str]:
+    """The trainer's entry point, as SageMaker runs it (`train` on PATH)."""
+    script = Path(sys.executable).with_name("train")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from segpipe_trainer.cli import main; main()"]
+
+
+class JobRunner:
+    def __init__(self, *, s3: Any, events: Any, data_dir: Path, region: str, parallel: int = 1) -> None:
+        self._s3 = s3
+        self._events = events
+        self._root = data_dir / "jobs"
+        self._region = region
+        self._jobs: dict[str, LocalJob] = {}
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._lock = threading.RLock()
+        self._checkpoint_times: dict[str, dict[str, float]] = {}
+        self._shutting_down = threading.Event()
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._workers = [
+            threading.Thread(target=self._work, name=f"job-runner-{index}", daemon=True)
+            for index in range(parallel)
+        ]
+        self._load()
+
+    # --- the SageMaker API ----------------------------------------------------------------------
+
+    def create(self, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            request = CreateTrainingJob.model_validate(params)
+        except ValidationError as error:
+            raise JobError("ValidationException", str(error.errors()[0]["msg"])) from error
+        with self._lock:
+            if request.TrainingJobName in self._jobs:
+                raise JobError("ResourceInUse", f"Training job {request.TrainingJobName} already exists")
+            job = LocalJob(request=request)
+            self._jobs[job.name] = job
+            self._save(job)
+        self._emit(job)
+        self._queue.put(job.name)
+        return {"TrainingJobArn": job.arn(self._region)}
+
+    def describe(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            job = self._jobs.get(name)
+            if job is None:
+                raise JobError("ValidationException", "Requested resource not found.")
+            return job.describe(self._region)
+
+    def stop(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            job = self._jobs.get(name)
+            if job is None:
+                raise JobError("ValidationException", "Requested resource not found.")
+            if job.status in TERMINAL:
+                raise JobError("ValidationException", f"The job {name} is already in a terminal state.")
+            job.stop_requested = True
+            process = self._processes.get(name)
+            if process is None:  # still waiting for a worker: it never starts
+                self._finish(job, "Stopped", "Stopped")
+                return {}
+            self._update(job, status="Stopping", secondary_status="Stopping")
+        process.send_signal(signal.SIGTERM)  # the trainer writes a checkpoint and exits
+        return {}
+
+    def list(self) -> dict[str, Any]:
+        with self._lock:
+            summaries = [
+                {
+                    "TrainingJobName": job.name,
+                    "TrainingJobArn": job.arn(self._region),
+                    "CreationTime": job.creation_time.timestamp(),
+                    "LastModifiedTime": job.last_modified_time.timestamp(),
+                    "TrainingJobStatus": job.status,
+                }
+                for job in sorted(self._jobs.values(), key=lambda j: j.creation_time, reverse=True)
+            ]
+        return {"TrainingJobSummaries": summaries}
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for worker in self._workers:
+            worker.start()
+
+    def stop_all(self) -> None:
+        """Stop the runner: running jobs get SIGTERM (they checkpoint) and resume on the next start."""
+        self._shutting_down.set()
+        with self._lock:
+            processes = list(self._processes.values())
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for _ in self._workers:
+            self._queue.put(None)
+
+    def _load(self) -> None:
+        """Jobs survive restarts; one that was running resumes from its checkpoints, as after a
+        spot interruption."""
+        if not self._root.exists():
+            return
+        for path in sorted(self._root.glob("*/job.json")):
+            job = LocalJob.model_validate_json(path.read_text())
+            self._jobs[job.name] = job
+            if job.status not in TERMINAL:
+                job.status, job.secondary_status = "InProgress", "Starting"
+                self._queue.put(job.name)
+
+    def _save(self, job: LocalJob) -> None:
+        directory = self._root / job.name
+        directory.mkdir(parents=True, exist_ok=True)
+        temporary = directory / "job.json.tmp"
+        temporary.write_text(job.model_dump_json(indent=2))
+        temporary.replace(directory / "job.json")
+
+    def _update(self, job: LocalJob, **changes: Any) -> None:
+        with self._lock:
+            for key, value in changes.items():
+                setattr(job, key, value)
+            job.last_modified_time = datetime.now(UTC)
+            self._save(job)
+        self._emit(job)
+
+    def _finish(self, job: LocalJob, status: str, secondary: str, reason: str | None = None) -> None:
+        self._update(
+            job,
+            status=status,
+            secondary_status=secondary,
+            failure_reason=reason,
+            training_end_time=datetime.now(UTC),
+        )
+
+    def _emit(self, job: LocalJob) -> None:
+        description = job.describe(self._region)
+        description["Tags"] = {tag.Key: tag.Value for tag in job.request.Tags}
+        event = job_state_change_event(description, region=self._region)
+        self._events.put_events(
+            Entries=[
+                {
+                    "Source": event["source"],
+                    "DetailType": event["detail-type"],
+                    "Detail": json.dumps(event["detail"]),
+                    "Resources": event["resources"],
+                }
+            ]
+        )
+
+    # --- running a job --------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while (name := self._queue.get()) is not None:
+            job = self._jobs[name]
+            if job.status in TERMINAL:
+                continue
+            try:
+                self._run(job)
+            except Exception as error:
+                logger.exception("local job %s broke", name)
+                self._finish(
+                    job, "Failed", "Failed", f"InternalServerError: the local runner failed: {error}"
+                )
+
+    def _run(self, job: LocalJob) -> None:
+        root = self._root / job.name / "ml"
+        self._materialise(job, root)
+        self._update(
+            job, secondary_status="Training", training_start_time=job.training_start_time or datetime.now(UTC)
+        )
+        log_path = self._root / job.name / "train.log"
+        environment = {
+            **os.environ,
+            "SEGPIPE_ML_ROOT": str(root),
+            "PYTHONUNBUFFERED": "1",
+            **job.request.Environment,
+        }
+        stop_sync = threading.Event()
+        syncer = threading.Thread(target=self._sync_checkpoints, args=(job, root, stop_sync), daemon=True)
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(train_command(), env=environment, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+            with self._lock:
+                self._processes[job.name] = process
+            syncer.start()
+            code = process.wait()
+        stop_sync.set()
+        syncer.join()
+        self._upload_checkpoints(job, root)
+        with self._lock:
+            self._processes.pop(job.name, None)
+        if self._shutting_down.is_set() and not job.stop_requested:
+            return  # interrupted by the stack stopping: resumes from its checkpoint on the next start
+        if job.stop_requested:
+            self._finish(job, "Stopped", "Stopped")
+        elif code == 0:
+            self._upload_outputs(job, root)
+            self._finish(job, "Completed", "Completed")
+        else:
+            failure = root / "output" / "failure"
+            reason = (
+                failure.read_text().strip() if failure.exists() else f"the trainer exited with code {code}"
+            )
+            self._finish(job, "Failed", "Failed", f"AlgorithmError: {reason}")
+
+    def _materialise(self, job: LocalJob, root: Path) -> None:
+        config = root / "input" / "config"
+        config.mkdir(parents=True, exist_ok=True)
+        request = job.request
+        (config / "hyperparameters.json").write_text(json.dumps(request.HyperParameters))
+        hosts = [f"algo-{index + 1}" for index in range(request.ResourceConfig.InstanceCount)]
+        (config / "resourceconfig.json").write_text(
+            json.dumps({"current_host": hosts[0], "hosts": hosts, "network_interface_name": "eth0"})
+        )
+        channels = {
+            channel.ChannelName: {
+                "TrainingInputMode": channel.InputMode or "File",
+                "RecordWrapperType": "None",
+            }
+            for channel in request.InputDataConfig
+        }
+        (config / "inputdataconfig.json").write_text(json.dumps(channels))
+        for channel in request.InputDataConfig:
+            self._download(
+                channel.DataSource.S3DataSource.S3Uri, root / "input" / "data" / channel.ChannelName
+            )
+        if request.CheckpointConfig:
+            self._download(request.CheckpointConfig.S3Uri, root / "checkpoints")
+        for folder in ("model", "output/data", "checkpoints"):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+
+    def _download(self, uri: str, target: Path) -> None:
+        bucket, prefix = _split_uri(uri)
+        target.mkdir(parents=True, exist_ok=True)
+        pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for page in pages:
+            for item in page.get("Contents", []):
+                relative = (
+                    item["Key"][len(prefix) :].lstrip("/") if prefix.endswith("/") or not prefix else ""
+                )
+                relative = relative or item["Key"].rsplit("/", 1)[-1]
+                destination = target / relative
+                if ".." in Path(relative).parts:
+                    continue
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                self._s3.download_file(bucket, item["Key"], str(destination))
+
+    def _sync_checkpoints(self, job: LocalJob, root: Path, stop: threading.Event) -> None:
+        """SageMaker uploads /opt/ml/checkpoints continuously while a job runs."""
+        while not stop.wait(2.0):
+            try:
+                self._upload_checkpoints(job, root)
+            except Exception:
+                logger.debug("checkpoint sync failed; retrying", exc_info=True)
+
+    def _upload_checkpoints(self, job: LocalJob, root: Path) -> None:
+        if not job.request.CheckpointConfig:
+            return
+        bucket, prefix = _split_uri(job.request.CheckpointConfig.S3Uri)
+        folder = root / "checkpoints"
+        seen = self._checkpoint_times.setdefault(job.name, {})
+        for path in folder.rglob("*"):
+            if not path.is_file() or path.suffix == ".tmp":
+                continue
+            relative = path.relative_to(folder).as_posix()
+            stamp = path.stat().st_mtime
+            if seen.get(relative) == stamp:
+                continue
+            self._s3.upload_file(str(path), bucket, prefix.rstrip("/") + "/" + relative)
+            seen[relative] = stamp
+
+    def _upload_outputs(self, job: LocalJob, root: Path) -> None:
+        bucket, prefix = _split_uri(job.request.OutputDataConfig.S3OutputPath)
+        base = prefix.rstrip("/") + f"/{job.name}/output/"
+        for archive, folder in (
+            ("model.tar.gz", root / "model"),
+            ("output.tar.gz", root / "output" / "data"),
+        ):
+            path = root.parent / archive
+            with tarfile.open(path, "w:gz") as tar:
+                for item in sorted(folder.rglob("*")):
+                    if item.is_file():
+                        tar.add(item, arcname=item.relative_to(folder).as_posix())
+            self._s3.upload_file(str(path), bucket, base + archive)
+        job.model_artifact = f"s3://{bucket}/{base}model.tar.gz"

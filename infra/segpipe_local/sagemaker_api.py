@@ -1,0 +1,67 @@
+"""SageMaker's JSON 1.1 protocol for the training-job operations segpipe uses, served locally so
+boto3 (and the AWS CLI) talk to the local runner as they would to SageMaker."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+from segpipe_local.runner import JobError, JobRunner
+
+logger = logging.getLogger(__name__)
+
+CONTENT_TYPE = "application/x-amz-json-1.1"
+
+
+class SageMakerApi:
+    def __init__(self, runner: JobRunner) -> None:
+        self._operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "CreateTrainingJob": runner.create,
+            "DescribeTrainingJob": lambda body: runner.describe(body["TrainingJobName"]),
+            "StopTrainingJob": lambda body: runner.stop(body["TrainingJobName"]),
+            "ListTrainingJobs": lambda _: runner.list(),
+        }
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = Request(environ)
+        target = request.headers.get("X-Amz-Target", "")
+        operation = target.removeprefix("SageMaker.")
+        handler = self._operations.get(operation)
+        if request.method != "POST" or handler is None:
+            response = _error(
+                400, "UnknownOperationException", f"{operation or 'this request'} is not served locally"
+            )
+        else:
+            try:
+                body = json.loads(request.get_data() or b"{}")
+                response = Response(json.dumps(handler(body)), status=200, content_type=CONTENT_TYPE)
+            except JobError as error:
+                response = _error(400, error.code, error.message)
+            except (KeyError, json.JSONDecodeError) as error:
+                response = _error(400, "ValidationException", f"malformed request: {error}")
+        return response(environ, start_response)
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return Response(
+        json.dumps({"__type": code, "message": message}), status=status, content_type=CONTENT_TYPE
+    )
+
+
+class SageMakerServer:
+    def __init__(self, runner: JobRunner, *, host: str, port: int) -> None:
+        self._server: BaseWSGIServer = make_server(host, port, SageMakerApi(runner), threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="sagemaker-api", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join(timeout=5)
