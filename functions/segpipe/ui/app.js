@@ -736,7 +736,6 @@ class Review {
     this.onSaved = onSaved;
     this.base = versionPath(project, model.version);
     this.lists = { test: test instanceof Error ? null : test, train: null };
-    this.listErrors = { test: test instanceof Error ? test : null, train: null };
     this.metrics = metrics instanceof Error ? null : metrics;
     this.classes = [...model.classes];
     this.enabled = new Set(this.classes);
@@ -744,6 +743,7 @@ class Review {
     this.saved = model.analysis_threshold;
     this.threshold = snap(model.analysis_threshold ?? model.suggested_threshold ?? 0.5);
     this.firstRender = { image: false, stats: false, marked: false };
+    delete document.body.dataset.firstRender;
     this.split = this.lists.test && this.lists.test.total === 0 ? "train" : "test";
     this.viewer = new Viewer({ review: this, signal });
     this.stats = new StatsPanel({ review: this, metrics: this.metrics, error: metrics instanceof Error ? metrics : null });
@@ -762,12 +762,14 @@ class Review {
 
   destroy() {
     this.viewer.destroy();
+    if (this.resizeTicks) this.resizeTicks.disconnect();
   }
 
   modelChanged(model) {
     this.model = model;
     this.saved = model.analysis_threshold;
     this.refreshSaved();
+    this.stats.update(this.threshold);
   }
 
   async list(split) {
@@ -914,6 +916,7 @@ class Review {
     const start = performance.now();
     this.threshold = snap(this.slider.value);
     this.applyThreshold();
+    performance.clearMeasures("segpipe:slider-update"); // keep only the latest
     performance.measure("segpipe:slider-update", { start, end: performance.now() });
   }
 
@@ -957,6 +960,7 @@ class Review {
       this.saveStatus.className = "save-status saved";
       this.saveStatus.dataset.saved = format.threshold(saved.analysis_threshold);
       this.refreshSaved();
+      this.stats.update(this.threshold);
       if (this.onSaved) this.onSaved(saved);
     } catch (error) {
       this.saving = false;
@@ -1033,8 +1037,8 @@ class Viewer {
     const target = event.target;
     const tag = target && target.tagName;
     if (tag === "TEXTAREA" || tag === "SELECT" || (target && target.isContentEditable)) return;
-    if (tag === "INPUT" && !["checkbox", "radio", "button"].includes(target.type)) return;
-    if (tag === "INPUT" && target.type === "radio") return; // arrows move between radio options
+    // Text fields, sliders and radio groups use the arrow keys themselves.
+    if (tag === "INPUT" && !["checkbox", "button"].includes(target.type)) return;
     if (event.key === "ArrowLeft") { this.step(-1); event.preventDefault(); }
     else if (event.key === "ArrowRight") { this.step(1); event.preventDefault(); }
   }
@@ -1044,6 +1048,7 @@ class Viewer {
   }
 
   async showSplit(split) {
+    this.token += 1; // whatever the other split was loading is no longer wanted
     this.split = split;
     this.list = null;
     this.setState("loading");
@@ -1102,6 +1107,7 @@ class Viewer {
     let image;
     try {
       [prepared, image] = await Promise.all([this.objects(entry), this.preview(entry)]);
+      if (!image && entry.preview_url && token === this.token) image = await this.renewPreview(index);
     } catch (error) {
       if (isAbort(error) || token !== this.token) return;
       this.setState("error");
@@ -1162,6 +1168,17 @@ class Viewer {
     this.previews.set(entry.preview_url, loading);
     while (this.previews.size > PREDICTION_CACHE) this.previews.delete(this.previews.keys().next().value);
     return loading;
+  }
+
+  /** Preview URLs are presigned and expire: ask for this image's entry again, once, and retry. */
+  async renewPreview(index) {
+    const entry = this.list.images[index];
+    if (entry.renewed) return null;
+    const page = await api(`${this.review.base}/predictions?split=${this.split}&offset=${index}&limit=1`, { signal: this.signal });
+    const fresh = page.images[0];
+    if (!fresh || fresh.stem !== entry.stem) return null;
+    this.list.images[index] = { ...fresh, renewed: true };
+    return fresh.preview_url ? this.preview(fresh) : null;
   }
 
   prefetch(index) {
@@ -1416,7 +1433,7 @@ class ThresholdPlot {
     this.sweep = (metrics[this.split].sweep || []).slice().sort((a, b) => a.threshold - b.threshold);
     this.series = PLOT_SERIES[metrics.model_type] || PLOT_SERIES.instance;
     this.suggested = metrics.suggested_threshold;
-    this.size = { width: 460, height: 270, left: 40, right: 14, top: 14, bottom: 40 };
+    this.size = { width: 460, height: 280, left: 40, right: 14, top: 30, bottom: 40 };
     this.svg = s("svg", {
       viewBox: `0 0 ${this.size.width} ${this.size.height}`, class: "plot", "data-testid": "stats-plot",
       role: "img", "aria-label": `${this.series.map((item) => item.label).join(", ")} against the score threshold, ${this.split} split`,
@@ -1464,8 +1481,8 @@ class ThresholdPlot {
     }
     const legend = s("g", { class: "plot-legend" });
     this.series.forEach((series, i) => {
-      const x = width - right - 92;
-      const y = top + 10 + i * 16;
+      const x = left + i * 100;
+      const y = 12;
       legend.append(s("line", { x1: x, x2: x + 18, y1: y, y2: y, stroke: series.colour, "stroke-width": series.wide ? 2.6 : 1.8 }));
       legend.append(s("text", { x: x + 24, y: y + 4, class: "plot-label", text: series.label }));
     });
