@@ -41,9 +41,9 @@ class SegpipeClient:
         url = self.api_url.rstrip("/") + path
         if self.sign:
             all_headers = self._signed(method, url, data, all_headers)
-        request = urllib.request.Request(url, data=data, method=method, headers=all_headers)  # noqa: S310
+        request = urllib.request.Request(url, data=data, method=method, headers=all_headers)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 text = response.read()
         except urllib.error.HTTPError as error:
             payload = error.read()
