@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
-
 from segpipe.models.common import Preset
 from segpipe.models.trainer_io import TrainingConfig
 
@@ -30,7 +29,13 @@ def test_round_trip_is_lossless_and_all_strings(hyperparameters_fixture: dict[st
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("classes", "nucleus"), ("classes", "[]"), ("epochs", "many"), ("preset", "vit-huge"), ("tile_size", "32")],
+    [
+        ("classes", "nucleus"),
+        ("classes", "[]"),
+        ("epochs", "many"),
+        ("preset", "vit-huge"),
+        ("tile_size", "32"),
+    ],
 )
 def test_bad_values_are_refused(hyperparameters_fixture: dict[str, str], key: str, value: str) -> None:
     with pytest.raises(ValidationError):

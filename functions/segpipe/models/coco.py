@@ -34,7 +34,8 @@ class CocoImage(_Coco):
         default=None, description="Annotation status; only completed images are used"
     )
     group: str | None = Field(
-        default=None, description="Images of one group (tiles of one slide) always land on the same side of a split"
+        default=None,
+        description="Images of one group (tiles of one slide) always land on the same side of a split",
     )
 
 

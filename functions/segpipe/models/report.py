@@ -29,6 +29,9 @@ class ErrorCode(StrEnum):
     UNKNOWN_BASE = "unknown_base"
     BASE_NOT_USABLE = "base_not_usable"
     UNSUPPORTED_IMAGE_FORMAT = "unsupported_image_format"
+    UNREADABLE_IMAGE = "unreadable_image"
+    IMAGE_SIZE_MISMATCH = "image_size_mismatch"
+    CLASS_MISSING_FROM_TRAINING_SET = "class_missing_from_training_set"
 
 
 class WarningCode(StrEnum):
@@ -48,6 +51,13 @@ class WarningCode(StrEnum):
     IMAGES_SMALLER_THAN_TILE = "images_smaller_than_tile"
     BASE_CLASSES_DIFFER = "base_classes_differ"
     OVERLAPPING_SEMANTIC_ANNOTATIONS = "overlapping_semantic_annotations"
+    IMAGES_WITHOUT_STATUS = "images_without_status"
+    IMAGES_WITHOUT_ANNOTATIONS = "images_without_annotations"
+    GROUP_MEMBERS_HELD_OUT = "group_members_held_out"
+    MIXED_CHANNEL_COUNTS = "mixed_channel_counts"
+    IMAGE_HEADERS_NOT_READ = "image_headers_not_read"
+    UNKNOWN_INSTANCE_TYPE = "unknown_instance_type"
+    ESTIMATE_EXCEEDS_MAX_HOURS = "estimate_exceeds_max_hours"
 
 
 class Issue(BaseModel):
@@ -72,6 +82,9 @@ class IgnoredCounts(BaseModel):
     unfinished_images: int = Field(default=0, description="Images whose status is not completed")
     annotations_on_unfinished_images: int = 0
     invalid_annotations: int = Field(default=0, description="Included annotations dropped as broken")
+    images_held_out: int = Field(
+        default=0, description="Completed images left out of both sets because their group holds a test image"
+    )
 
 
 class ImageStats(BaseModel):
@@ -93,6 +106,11 @@ class Estimate(BaseModel):
     hours: float = Field(description="Expected billable hours, start-up included")
     cost_usd: float = Field(description="Expected cost in US dollars (on-demand price, or spot estimate)")
     basis: str = Field(description="How the estimate was made")
+    hourly_usd: float | None = Field(
+        default=None,
+        description="Price per hour used (spot discount applied); None when the price is unknown",
+    )
+    gpu: str | None = Field(default=None, description="GPU model assumed for the instance type")
 
 
 class TrainingDetails(BaseModel):
@@ -107,6 +125,9 @@ class TrainingDetails(BaseModel):
     included_annotations: int = 0
     train_annotations: int = 0
     test_annotations: int = 0
+    images_without_annotations: int = Field(
+        default=0, description="Included images without included annotations (kept as negatives)"
+    )
     average_annotations_per_image: float = 0.0
     classes: list[ClassCounts] = Field(default_factory=list)
     ignored: IgnoredCounts = Field(default_factory=IgnoredCounts)

@@ -39,12 +39,16 @@ class TrainingOverrides(_Strict):
 
     epochs: int | None = Field(default=None, ge=1, le=2000, description="Passes over the training tiles")
     tile_size: int | None = Field(default=None, ge=64, le=2048, description="Training tile edge in pixels")
-    learning_rate: float | None = Field(default=None, gt=0, le=1, description="Peak learning rate of the decoder")
+    learning_rate: float | None = Field(
+        default=None, gt=0, le=1, description="Peak learning rate of the decoder"
+    )
     batch_size: int | None = Field(default=None, ge=1, le=256)
     early_stopping_patience: int | None = Field(
         default=None, ge=0, le=1000, description="Epochs without improvement before stopping; 0 disables"
     )
-    min_object_area: int | None = Field(default=None, ge=0, le=100_000, description="Smallest object kept, in pixels")
+    min_object_area: int | None = Field(
+        default=None, ge=0, le=100_000, description="Smallest object kept, in pixels"
+    )
 
     @field_validator("tile_size")
     @classmethod
@@ -60,8 +64,12 @@ class ComputeOptions(_Strict):
         pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$",
         description="SageMaker training instance type",
     )
-    instance_count: int = Field(default=1, ge=1, le=16, description="Hosts; more than one trains with torchrun")
-    spot: bool = Field(default=True, description="Managed spot training (cheaper, may be interrupted and resumed)")
+    instance_count: int = Field(
+        default=1, ge=1, le=16, description="Hosts; more than one trains with torchrun"
+    )
+    spot: bool = Field(
+        default=True, description="Managed spot training (cheaper, may be interrupted and resumed)"
+    )
     max_hours: float = Field(default=8.0, gt=0, le=120, description="Longest the job may run")
 
 
@@ -70,7 +78,9 @@ _DATASET_KEY = re.compile(r"^projects/(?P<project>[^/]+)/datasets/(?P<name>[^/]+
 
 
 class TrainingRequest(_Strict):
-    label: str = Field(min_length=1, max_length=120, description="Shown in the model table to tell versions apart")
+    label: str = Field(
+        min_length=1, max_length=120, description="Shown in the model table to tell versions apart"
+    )
     dataset: str = Field(
         min_length=1,
         max_length=400,
@@ -98,7 +108,9 @@ class TrainingRequest(_Strict):
         name = match["name"] if match else value
         file = match["file"] if match else "annotations.json"
         if not (is_item_name(name) and is_item_name(file)):
-            raise ValueError("dataset must be a name like 'nuclei-2024' or 'projects/P/datasets/NAME/annotations.json'")
+            raise ValueError(
+                "dataset must be a name like 'nuclei-2024' or 'projects/P/datasets/NAME/annotations.json'"
+            )
         return value
 
     @model_validator(mode="after")

@@ -1,0 +1,200 @@
+"""Training time and cost, estimated before any GPU money is spent.
+
+The model is deliberately simple and every assumption is stated in `Estimate.basis`:
+
+    hours = start-up + (epochs x training megapixels + evaluation megapixels / inference speed-up)
+                       / (preset throughput x GPU speed x GPUs x scaling efficiency) / 3600
+
+- One epoch is one pass over the training pixels; an image smaller than a tile still costs a
+  whole tile (it is padded). Early stopping can only make the real run shorter.
+- Preset throughput is in training megapixels per second on an RTX 3090-class GPU with mixed
+  precision, derived from timm's published benchmark (ViT-B/16 trains at 97 img/s at 384² on an
+  RTX 3090, i.e. 14.3 Mpx/s for the encoder alone) with a factor for the dense decoder and loss.
+- GPU speeds are rough ratios to the RTX 3090 for mixed-precision ViT training.
+- Prices are approximate on-demand SageMaker training list prices in us-east-1; managed spot is
+  priced as a stated discount with a stated allowance for interruptions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from segpipe.models.common import Preset
+from segpipe.models.report import Estimate
+from segpipe.models.request import ComputeOptions
+
+#: Provisioning, pulling the training image and reading the dataset, in hours.
+STARTUP_HOURS = 0.15
+#: Evaluation (train and test, once at the end) runs forward passes only: this much faster per pixel.
+INFERENCE_SPEEDUP = 3.0
+#: Share of linear speed-up kept per extra GPU or host (data-parallel training).
+SCALING_EFFICIENCY = 0.9
+#: Managed spot price as a share of on-demand (AWS quotes savings of up to 90%; 65% is typical).
+SPOT_PRICE_FACTOR = 0.35
+#: Extra billable time for spot interruptions and resuming from checkpoints.
+SPOT_TIME_FACTOR = 1.1
+#: Share of the encoder-only benchmark speed left once the DPT decoder and losses are added.
+DECODER_FACTOR = 0.7
+#: timm benchmark: ViT-B/16 trains at 97 img/s at 384x384 on an RTX 3090 (AMP).
+VIT_B16_MEGAPIXELS_PER_SECOND = 97 * 384 * 384 / 1e6
+
+
+@dataclass(frozen=True)
+class PresetSpeed:
+    """Training throughput of a preset on the reference GPU (RTX 3090, mixed precision)."""
+
+    megapixels_per_second: float
+    derivation: str
+
+
+@dataclass(frozen=True)
+class GpuProfile:
+    name: str
+    relative_speed: float
+
+
+@dataclass(frozen=True)
+class InstanceProfile:
+    gpu: GpuProfile
+    gpus: int
+    usd_per_hour: float | None
+
+
+def preset_speeds() -> dict[Preset, PresetSpeed]:
+    """Throughput assumptions per preset, with how each figure was derived."""
+    vit_b = VIT_B16_MEGAPIXELS_PER_SECOND * DECODER_FACTOR
+    # ViT-S needs about a quarter of ViT-B's FLOPs per token; patch 14 makes (16/14)^2 more tokens.
+    vit_s14 = VIT_B16_MEGAPIXELS_PER_SECOND * 3.0 / (16 / 14) ** 2 * DECODER_FACTOR
+    return {
+        Preset.SAM_VIT_BASE: PresetSpeed(
+            vit_b, "ViT-B/16 (timm: 97 img/s at 384² on an RTX 3090) x 0.7 for the decoder"
+        ),
+        Preset.DINOV2_SMALL: PresetSpeed(
+            vit_s14, "ViT-S/14: 3x ViT-B/16 per token, (16/14)² more tokens, x 0.7 for the decoder"
+        ),
+        Preset.TINY: PresetSpeed(100.0, "test preset: bound by data loading, about 100 Mpx/s"),
+    }
+
+
+#: GPU families of SageMaker instance types, with speed relative to an RTX 3090 (mixed precision).
+GPU_FAMILIES: dict[str, GpuProfile] = {
+    "g4dn": GpuProfile("NVIDIA T4", 0.25),
+    "g5": GpuProfile("NVIDIA A10G", 0.75),
+    "g6": GpuProfile("NVIDIA L4", 0.55),
+    "g6e": GpuProfile("NVIDIA L40S", 1.4),
+    "p3": GpuProfile("NVIDIA V100", 0.8),
+    "p4d": GpuProfile("NVIDIA A100", 1.7),
+    "p5": GpuProfile("NVIDIA H100", 3.0),
+}
+#: Assumed for instance types whose family is unknown.
+DEFAULT_GPU = GPU_FAMILIES["g5"]
+
+
+def instance_profiles() -> dict[str, InstanceProfile]:
+    """Approximate on-demand SageMaker training prices (us-east-1, USD per hour) and GPU counts."""
+    family = GPU_FAMILIES
+    return {
+        "ml.g4dn.xlarge": InstanceProfile(family["g4dn"], 1, 0.736),
+        "ml.g4dn.2xlarge": InstanceProfile(family["g4dn"], 1, 1.053),
+        "ml.g4dn.12xlarge": InstanceProfile(family["g4dn"], 4, 4.89),
+        "ml.g5.xlarge": InstanceProfile(family["g5"], 1, 1.408),
+        "ml.g5.2xlarge": InstanceProfile(family["g5"], 1, 1.515),
+        "ml.g5.4xlarge": InstanceProfile(family["g5"], 1, 2.03),
+        "ml.g5.12xlarge": InstanceProfile(family["g5"], 4, 7.09),
+        "ml.g5.48xlarge": InstanceProfile(family["g5"], 8, 20.36),
+        "ml.g6.xlarge": InstanceProfile(family["g6"], 1, 1.006),
+        "ml.p3.2xlarge": InstanceProfile(family["p3"], 1, 3.825),
+        "ml.p3.8xlarge": InstanceProfile(family["p3"], 4, 14.688),
+        "ml.p4d.24xlarge": InstanceProfile(family["p4d"], 8, 37.688),
+    }
+
+
+def is_known_instance(instance_type: str) -> bool:
+    """True when the price table knows `instance_type`."""
+    return instance_type in instance_profiles()
+
+
+def estimate_training(
+    *,
+    preset: Preset,
+    epochs: int,
+    train_megapixels: float,
+    eval_megapixels: float,
+    compute: ComputeOptions | None = None,
+) -> Estimate:
+    """Expected billable hours and cost of one training job.
+
+    `train_megapixels` counts each training image as at least one tile (padding);
+    `eval_megapixels` is the train and test images at their own size.
+    """
+    compute = compute or ComputeOptions()
+    speed = preset_speeds()[preset]
+    profile = _profile(compute.instance_type)
+    gpus = profile.gpus * compute.instance_count
+    parallel = 1 + (gpus - 1) * SCALING_EFFICIENCY
+    rate = speed.megapixels_per_second * profile.gpu.relative_speed * parallel
+    compute_seconds = (epochs * train_megapixels + eval_megapixels / INFERENCE_SPEEDUP) / rate
+    hours = (STARTUP_HOURS + compute_seconds / 3600) * (SPOT_TIME_FACTOR if compute.spot else 1.0)
+    hourly = None if profile.usd_per_hour is None else profile.usd_per_hour * compute.instance_count
+    price = None if hourly is None else hourly * (SPOT_PRICE_FACTOR if compute.spot else 1.0)
+    basis = _basis(
+        compute=compute,
+        speed=speed,
+        profile=profile,
+        rate=rate,
+        preset=preset,
+        epochs=epochs,
+        priced=price is not None,
+    )
+    return Estimate(
+        instance_type=compute.instance_type,
+        spot=compute.spot,
+        hours=round(hours, 2),
+        cost_usd=round(hours * price, 2) if price is not None else 0.0,
+        basis=basis,
+        hourly_usd=None if price is None else round(price, 3),
+        gpu=profile.gpu.name,
+    )
+
+
+def _profile(instance_type: str) -> InstanceProfile:
+    known = instance_profiles().get(instance_type)
+    if known is not None:
+        return known
+    family = instance_type.split(".")[1] if instance_type.count(".") == 2 else ""
+    return InstanceProfile(GPU_FAMILIES.get(family, DEFAULT_GPU), 1, None)
+
+
+def _basis(
+    *,
+    compute: ComputeOptions,
+    speed: PresetSpeed,
+    profile: InstanceProfile,
+    rate: float,
+    preset: Preset,
+    epochs: int,
+    priced: bool,
+) -> str:
+    parts = [
+        f"{epochs} epochs of preset {preset.value} at {rate:.1f} training Mpx/s",
+        f"{speed.megapixels_per_second:.1f} Mpx/s on an RTX 3090 ({speed.derivation})",
+        f"x {profile.gpu.relative_speed} per {profile.gpu.name}, {_count(profile.gpus, 'GPU')} per host, "
+        f"{_count(compute.instance_count, 'host')}, {SCALING_EFFICIENCY:.0%} scaling per extra GPU",
+        f"plus {STARTUP_HOURS} h start-up and one evaluation pass at {INFERENCE_SPEEDUP:g}x training speed",
+    ]
+    if compute.instance_type not in instance_profiles():
+        parts.append(
+            f"{compute.instance_type} is not in the price table: assumed 1 {profile.gpu.name}, cost unknown"
+        )
+    elif priced:
+        parts.append("approximate us-east-1 on-demand SageMaker training price")
+    if compute.spot:
+        parts.append(
+            f"managed spot priced at {SPOT_PRICE_FACTOR:.0%} of on-demand"
+            f" with {SPOT_TIME_FACTOR - 1:.0%} extra time for interruptions"
+        )
+    return "; ".join(parts)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

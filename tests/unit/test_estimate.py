@@ -1,0 +1,132 @@
+"""Training time and cost estimates follow their stated basis."""
+
+from __future__ import annotations
+
+import pytest
+
+from segpipe.logic import estimate
+from segpipe.logic.estimate import estimate_training, instance_profiles, preset_speeds
+from segpipe.models.common import Preset
+from segpipe.models.request import ComputeOptions
+
+
+def on_demand(instance_type: str = "ml.g5.xlarge", **options: object) -> ComputeOptions:
+    return ComputeOptions.model_validate({"instance_type": instance_type, "spot": False, **options})
+
+
+def test_hours_follow_the_documented_formula() -> None:
+    # Given 10 epochs over 100 training megapixels and 50 megapixels to evaluate, on one A10G
+    result = estimate_training(
+        preset=Preset.SAM_VIT_BASE,
+        epochs=10,
+        train_megapixels=100.0,
+        eval_megapixels=50.0,
+        compute=on_demand(),
+    )
+
+    # Then the hours are start-up plus pixels over throughput, and the cost is hours times the price
+    rate = (
+        preset_speeds()[Preset.SAM_VIT_BASE].megapixels_per_second
+        * estimate.GPU_FAMILIES["g5"].relative_speed
+    )
+    seconds = (10 * 100.0 + 50.0 / estimate.INFERENCE_SPEEDUP) / rate
+    hours = estimate.STARTUP_HOURS + seconds / 3600
+    assert result.hours == pytest.approx(hours, abs=0.005)
+    assert result.cost_usd == pytest.approx(hours * 1.408, abs=0.01)
+    assert result.hourly_usd == pytest.approx(1.408)
+    assert result.gpu == "NVIDIA A10G"
+    assert "97 img/s at 384²" in result.basis
+
+
+def test_the_vit_b_throughput_comes_from_the_timm_figure() -> None:
+    speed = preset_speeds()[Preset.SAM_VIT_BASE]
+
+    assert speed.megapixels_per_second == pytest.approx(97 * 384 * 384 / 1e6 * estimate.DECODER_FACTOR)
+
+
+def test_every_preset_has_a_throughput() -> None:
+    assert set(preset_speeds()) == set(Preset)
+
+
+def test_spot_is_cheaper_but_takes_a_little_longer() -> None:
+    common = {
+        "preset": Preset.DINOV2_SMALL,
+        "epochs": 50,
+        "train_megapixels": 500.0,
+        "eval_megapixels": 100.0,
+    }
+
+    spot = estimate_training(**common, compute=ComputeOptions(spot=True))  # type: ignore[arg-type]
+    full = estimate_training(**common, compute=ComputeOptions(spot=False))  # type: ignore[arg-type]
+
+    assert spot.cost_usd < full.cost_usd
+    assert spot.hours == pytest.approx(full.hours * estimate.SPOT_TIME_FACTOR, abs=0.01)
+    assert "spot" in spot.basis
+
+
+def test_more_work_takes_longer_and_more_gpus_take_less() -> None:
+    def hours(epochs: int, compute: ComputeOptions) -> float:
+        return estimate_training(
+            preset=Preset.SAM_VIT_BASE,
+            epochs=epochs,
+            train_megapixels=2000.0,
+            eval_megapixels=0.0,
+            compute=compute,
+        ).hours
+
+    assert hours(20, on_demand()) < hours(40, on_demand())
+    assert hours(40, on_demand("ml.g5.12xlarge")) < hours(40, on_demand("ml.g5.xlarge"))
+    assert hours(40, on_demand(instance_count=2)) < hours(40, on_demand())
+
+
+def test_two_hosts_cost_twice_per_hour() -> None:
+    one = estimate_training(
+        preset=Preset.TINY, epochs=1, train_megapixels=1.0, eval_megapixels=1.0, compute=on_demand()
+    )
+    two = estimate_training(
+        preset=Preset.TINY,
+        epochs=1,
+        train_megapixels=1.0,
+        eval_megapixels=1.0,
+        compute=on_demand(instance_count=2),
+    )
+
+    assert two.hourly_usd == pytest.approx(2 * (one.hourly_usd or 0))
+
+
+def test_an_unknown_instance_type_still_gets_hours_and_a_clear_basis() -> None:
+    # Given an instance type of a known GPU family but not in the price table
+    result = estimate_training(
+        preset=Preset.SAM_VIT_BASE,
+        epochs=10,
+        train_megapixels=100.0,
+        eval_megapixels=10.0,
+        compute=on_demand("ml.p5.48xlarge"),
+    )
+
+    # Then there are hours (for one GPU of that family), no price, and the basis says so
+    assert result.hours > estimate.STARTUP_HOURS
+    assert result.cost_usd == 0.0
+    assert result.hourly_usd is None
+    assert result.gpu == "NVIDIA H100"
+    assert "not in the price table" in result.basis
+    assert not estimate.is_known_instance("ml.p5.48xlarge")
+
+
+def test_an_unknown_family_is_assumed_to_be_an_a10g() -> None:
+    result = estimate_training(
+        preset=Preset.TINY,
+        epochs=1,
+        train_megapixels=1.0,
+        eval_megapixels=1.0,
+        compute=on_demand("ml.zz9.large"),
+    )
+
+    assert result.gpu == estimate.DEFAULT_GPU.name
+
+
+def test_every_priced_instance_has_a_gpu_and_a_positive_price() -> None:
+    for name, profile in instance_profiles().items():
+        assert name.startswith("ml.")
+        assert profile.gpus >= 1
+        assert profile.usd_per_hour is not None and profile.usd_per_hour > 0
