@@ -1,7 +1,10 @@
 """The `segpipe` command line.
 
     segpipe validate --dataset PATH --request PATH [--project NAME]
-    segpipe import-masks ARGS...
+    segpipe import-masks SOURCE DEST [--semantic-classes FILE] [--class-name NAME]
+    segpipe local up [--port 8000] [--data-dir ~/.segpipe]
+    segpipe train --dataset PATH --classes a,b [--project P] [--api-url URL --bucket B]
+    segpipe ui --api-url URL [--port 8080]
 
 Each subcommand is one `_add_<name>` function that declares its arguments and one `_run_<name>`
 function that does the work; both import what they need when they run, so importing this module
@@ -52,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="segpipe", description="Train segmentation models on annotated images: offline tools."
+        prog="segpipe", description="Train segmentation models on annotated images."
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in SUBCOMMANDS:
@@ -205,7 +208,46 @@ def _run_import_masks(args: argparse.Namespace, extra: list[str]) -> int:
     return int(import_masks.main(list(extra)))
 
 
+def _delegate(
+    name: str, target: str, help_text: str, commands: argparse._SubParsersAction[argparse.ArgumentParser]
+) -> None:
+    """A subcommand whose arguments are parsed by `target` (module:function taking argv)."""
+
+    def run(args: argparse.Namespace, extra: list[str]) -> int:
+        module_name, function = target.split(":")
+        try:
+            module = __import__(module_name, fromlist=[function])
+        except ImportError as error:
+            return _fail(
+                name, f"needs the local stack tooling ({error}); install segpipe with the 'local' extra."
+            )
+        return int(getattr(module, function)(list(extra)))
+
+    commands.add_parser(name, help=help_text, add_help=False).set_defaults(handler=run)
+
+
+def _add_local(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _delegate(
+        "local", "segpipe_local.cli:local_main", "run the embedded local stack (`segpipe local up`)", commands
+    )
+
+
+def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _delegate(
+        "train", "segpipe_local.cli:train_main", "upload a dataset, train on it, print the results", commands
+    )
+
+
+def _add_ui(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _delegate(
+        "ui", "segpipe_local.cli:ui_main", "the review page of a deployed stack (SigV4 proxy)", commands
+    )
+
+
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
     _add_validate,
     _add_import_masks,
+    _add_local,
+    _add_train,
+    _add_ui,
 )

@@ -172,3 +172,18 @@ def _round_trip(
         page=f"{api_url}/ui/#/projects/{args.project}/models/{final.version}",
     )
     return 0
+
+
+def ui_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="segpipe ui",
+        description="Serve the review page of a deployed stack, signing requests with SigV4.",
+    )
+    parser.add_argument("--api-url", required=True, help="the stack's ApiUrl output")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--region")
+    args = parser.parse_args(argv)
+    from segpipe_local.signing_proxy import serve
+
+    serve(args.api_url, port=args.port, region=args.region)
+    return 0
