@@ -34,7 +34,7 @@ template: install
 	$(VENV)/bin/cfn-lint template.yaml
 
 test: lint typecheck template
-	$(VENV)/bin/pytest -n 2 --timeout 600
+	$(VENV)/bin/pytest -n 2 --dist loadgroup --timeout 900
 
 test-fast: install
 	$(VENV)/bin/pytest -n 2 -m "not slow and not e2e and not browser"

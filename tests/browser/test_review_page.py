@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from segpipe_local.config import LocalConfig
     from tests.browser.conftest import ReviewTarget
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 LOW, HIGH = 0.05, 0.95
 
