@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from functools import cache
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -12,7 +13,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from segpipe import errors
+from segpipe import __version__, errors
 from segpipe.handlers import http_errors, ui_assets
 from segpipe.handlers.runtime import logger, metrics, models_deps, submit_deps, tracer
 from segpipe.logic import models_api
@@ -164,7 +165,12 @@ def review_asset(asset: Annotated[str, Path(pattern=ui_assets.ASSET_PATTERN)]) -
 
 @app.get("/openapi.json", include_in_schema=False)
 def openapi() -> Response[Any]:
-    return http_errors.json_response(200, app.get_openapi_json_schema(title="segpipe", version="0.1.0"))
+    return http_errors.json_response(200, _openapi_document())
+
+
+@cache
+def _openapi_document() -> str:
+    return app.get_openapi_json_schema(title="segpipe", version=__version__)
 
 
 @app.exception_handler(errors.SegpipeError)

@@ -40,6 +40,7 @@ def _client(service: str) -> Any:
 def reset() -> None:
     """Forget cached clients (tests start a fresh moto backend per test)."""
     _client.cache_clear()
+    _evaluation_cache.cache_clear()
 
 
 def _stores(settings: CommonSettings) -> tuple[Any, Any, Any]:
@@ -85,6 +86,13 @@ def submit_deps(settings: SubmitSettings) -> SubmitDeps:
     )
 
 
+@cache
+def _evaluation_cache() -> Any:
+    from segpipe.logic.models_api import BoundedCache
+
+    return BoundedCache(64)
+
+
 def models_deps(settings: ApiSettings) -> ModelsDeps:
     from segpipe.logic.models_api import ModelsDeps
 
@@ -95,6 +103,7 @@ def models_deps(settings: ApiSettings) -> ModelsDeps:
         jobs=_jobs(),
         clock=utcnow,
         presign_seconds=settings.PRESIGN_EXPIRES_SECONDS,
+        evaluations=_evaluation_cache(),
     )
 
 

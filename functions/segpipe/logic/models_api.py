@@ -4,8 +4,9 @@ the analysis threshold, activation and stopping."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -34,6 +35,28 @@ class ModelsDeps:
     jobs: TrainingJobs
     clock: Callable[[], datetime]
     presign_seconds: int = 3600
+    #: Evaluations of completed versions, which never change once the version is completed
+    #: (ingestion ends before the move to completed, and later events are ignored).
+    evaluations: MutableMapping[tuple[str, int], dict[str, SplitEvaluation]] = field(default_factory=dict)
+
+
+class BoundedCache(OrderedDict[tuple[str, int], dict[str, SplitEvaluation]]):
+    """A small least-recently-used mapping, kept across invocations of a warm function."""
+
+    def __init__(self, size: int = 64) -> None:
+        super().__init__()
+        self._size = size
+
+    def __getitem__(self, key: tuple[str, int]) -> dict[str, SplitEvaluation]:
+        value = super().__getitem__(key)
+        self.move_to_end(key)
+        return value
+
+    def __setitem__(self, key: tuple[str, int], value: dict[str, SplitEvaluation]) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self._size:
+            self.popitem(last=False)
 
 
 def _version(project: str, number: int, deps: ModelsDeps) -> ModelVersion:
@@ -97,20 +120,28 @@ def _split_evaluation(stored: dict[str, object], deps: ModelsDeps) -> SplitEvalu
     return SplitEvaluation.model_validate(stored)
 
 
+def _evaluations(project: str, number: int, deps: ModelsDeps) -> dict[str, SplitEvaluation]:
+    """Evaluation per split of a completed version, read once per warm function."""
+    key = (project, number)
+    if key not in deps.evaluations:
+        stored = deps.registry.get_metrics(project, number)
+        deps.evaluations[key] = {split: _split_evaluation(data, deps) for split, data in stored.items()}
+    return deps.evaluations[key]
+
+
 def get_metrics(
     project: str, number: int, *, threshold: float | None, sweep: bool, deps: ModelsDeps
 ) -> MetricsView:
     version = _version(project, number, deps)
     _require_completed(version, "measured")
-    stored = deps.registry.get_metrics(project, number)
+    evaluations = _evaluations(project, number, deps)
     at = (
         threshold
         if threshold is not None
         else (version.analysis_threshold or version.suggested_threshold or 0.5)
     )
     splits: dict[str, SplitMetrics] = {}
-    for split, data in stored.items():
-        result = _split_evaluation(data, deps)
+    for split, result in evaluations.items():
         point = result.at(at)
         splits[split] = SplitMetrics(
             images=result.images,
