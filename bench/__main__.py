@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
     for name in chosen:
         print(f"\n=== {name} ===", flush=True)
         started = time.monotonic()
-        importlib.import_module(f"bench.{name}").main()
+        importlib.import_module(f"bench.{name}").main()  # each takes its defaults
         print(f"--- {name} took {time.monotonic() - started:.0f} s", flush=True)
     return 0
 

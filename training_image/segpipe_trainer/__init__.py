@@ -1,1 +1,1 @@
-"""The vision-transformer segmentation trainer that SageMaker runs (and the local runner runs as a process)."""
+"""The vision-transformer segmentation trainer that SageMaker runs (the local runner runs it as a process)."""

@@ -1,0 +1,137 @@
+"""CUDA-only paths: bf16 autocast training, GPU inference, a whole job with data-loader workers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from segpipe.models.trainer_io import Evaluation, TrainingConfig
+from segpipe_trainer.data import Sample, StepSampler, TileDataset
+from segpipe_trainer.distributed import Runtime
+from segpipe_trainer.infer import autocast, sliding_window
+from segpipe_trainer.job import data_loader_workers, run_job
+from segpipe_trainer.model import build_model
+from segpipe_trainer.paths import MlPaths
+from segpipe_trainer.postprocess import distance_target
+from segpipe_trainer.train import (
+    SegmentationLoss,
+    StopSignal,
+    build_optimizer,
+    build_scheduler,
+    train_one_epoch,
+)
+from tests.trainer.trainer_testkit import DatasetSpec, hyperparameters, make_ml_root, synthetic_image
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+def _runtime() -> Runtime:
+    return Runtime(device=torch.device("cuda", 0))
+
+
+def _sample(seed: int) -> Sample:
+    synthetic = synthetic_image(size=(96, 96), objects=4, seed=seed)
+    return Sample(
+        file_name=f"{seed}.tif",
+        image=synthetic.pixels.astype(np.float32) / 65535,
+        labels=synthetic.labels,
+        classes=synthetic.classes,
+        distance=distance_target(synthetic.labels),
+    )
+
+
+def test_autocast_runs_the_encoder_and_decoder_in_bf16_on_cuda() -> None:
+    runtime = _runtime()
+    model = build_model(preset="tiny", num_classes=2, model_type="instance", in_channels=1).to(runtime.device)
+    seen: dict[str, torch.dtype] = {}
+
+    def recorder(name: str) -> Callable[[nn.Module, object, torch.Tensor], None]:
+        def record(module: nn.Module, args: object, out: torch.Tensor) -> None:
+            seen.setdefault(name, out.dtype)
+
+        return record
+
+    model.encoder.vit.blocks[0].attn.qkv.register_forward_hook(recorder("attention"))
+    model.decoder.fusion_blocks[0].project.register_forward_hook(recorder("decoder"))
+
+    with autocast(device=runtime.device, bf16=runtime.bf16):
+        outputs = model(torch.randn(2, 1, 64, 64, device=runtime.device))
+
+    assert runtime.bf16
+    assert seen == {"attention": torch.bfloat16, "decoder": torch.bfloat16}
+    assert torch.isfinite(outputs.float()).all()
+
+
+def test_bf16_training_steps_lower_the_loss() -> None:
+    runtime = _runtime()
+    torch.manual_seed(0)
+    model = build_model(preset="tiny", num_classes=2, model_type="instance", in_channels=1).to(runtime.device)
+    config = TrainingConfig.from_hyperparameters(hyperparameters(learning_rate=0.002))
+    optimizer = build_optimizer(model, config=config, encoder_pretrained=False)
+    scheduler = build_scheduler(optimizer, total_steps=60, warmup_fraction=0.05)
+    loss_fn = SegmentationLoss(class_weights=torch.ones(3), num_classes=2).to(runtime.device)
+    dataset = TileDataset(
+        samples=[_sample(1), _sample(2)], tile_size=64, in_channels=1, length=60 * 8, seed=0
+    )
+    losses = []
+    for epoch in range(3):
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=8, sampler=StepSampler(steps=20 * (epoch + 1), batch_size=8, start=20 * epoch)
+        )
+        result = train_one_epoch(
+            model,
+            loader=loader,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            loss_fn=loss_fn,
+            runtime=runtime,
+            stop=StopSignal(),
+        )
+        losses.append(result.loss_sum / 20)
+
+    assert all(np.isfinite(losses))
+    assert losses[-1] < losses[0]
+
+
+def test_gpu_inference_matches_the_cpu() -> None:
+    torch.manual_seed(0)
+    model = build_model(preset="tiny", num_classes=2, model_type="instance", in_channels=1).eval()
+    image = _sample(3).image
+
+    on_cpu = sliding_window(model, image, tile_size=64, device=torch.device("cpu"))
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # TF32 convolutions differ by ~1e-2
+        on_gpu = sliding_window(model.cuda(), image, tile_size=64, device=torch.device("cuda"), bf16=False)
+    in_bf16 = sliding_window(model, image, tile_size=64, device=torch.device("cuda"), bf16=True)
+
+    torch.testing.assert_close(on_gpu, on_cpu, rtol=2e-3, atol=2e-3)
+    assert (in_bf16.argmax(0)[:3] == on_cpu.argmax(0)[:3]).float().mean() > 0.95
+
+
+def test_a_whole_job_on_the_gpu_with_loader_workers(tmp_path: Path) -> None:
+    root = make_ml_root(
+        tmp_path,
+        params=hyperparameters(epochs=2, steps_per_epoch=5, batch_size=8, validation_fraction=0.3),
+        train=DatasetSpec(images=4, size=(96, 96), objects=4),
+        test=[DatasetSpec(images=1, size=(200, 90), seed=7)],
+    )
+    runtime = _runtime()
+    config = TrainingConfig.from_hyperparameters(
+        json.loads((root / "input/config/hyperparameters.json").read_text())
+    )
+
+    outcome = run_job(paths=MlPaths(root=root), config=config, runtime=runtime, stop=StopSignal())
+
+    assert not outcome.interrupted
+    assert data_loader_workers(runtime) >= 1
+    evaluation = Evaluation.model_validate_json((root / "output/data/evaluation.json").read_text())
+    assert evaluation.epochs_trained == 2 and evaluation.test is not None
+    assert json.loads((root / "output/data/config.json").read_text())["device"].startswith("cuda")

@@ -1,0 +1,150 @@
+"""Sliding-window inference with blended overlaps, for images of any size, and dense maps to objects.
+
+Shapes: C channels, K classes, O = K+1 class logits (+1 distance logit for instance models), T the
+tile size the model was trained on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from segpipe.models.common import ModelType
+from segpipe_trainer.images import match_channels
+from segpipe_trainer.model import split_outputs
+from segpipe_trainer.postprocess import Instances, instances_from_maps, regions_from_semantic
+
+
+def window_starts(length: int, *, tile: int, stride: int) -> list[int]:
+    """Start offsets of windows of `tile` along `length` that overlap by tile - stride, the last flush."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, stride))
+    return [*starts, length - tile]
+
+
+def blend_weights(tile: int, *, sigma_fraction: float = 0.125, floor: float = 1e-3) -> torch.Tensor:
+    """T x T Gaussian weights peaking at the centre: window edges count least where windows overlap."""
+    axis = torch.arange(tile, dtype=torch.float32) - (tile - 1) / 2
+    gauss = torch.exp(-0.5 * (axis / (sigma_fraction * tile)) ** 2)
+    weights = gauss[:, None] * gauss[None, :]
+    return torch.clamp(weights / weights.max(), min=floor)
+
+
+def autocast(*, device: torch.device, bf16: bool) -> contextlib.AbstractContextManager[object]:
+    """bf16 autocast on CUDA when asked; a no-op otherwise."""
+    if bf16 and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@dataclass(frozen=True)
+class Window:
+    top: int
+    left: int
+
+
+def _windows(height: int, width: int, *, tile: int, stride: int) -> Iterator[Window]:
+    for top in window_starts(height, tile=tile, stride=stride):
+        for left in window_starts(width, tile=tile, stride=stride):
+            yield Window(top=top, left=left)
+
+
+@torch.no_grad()
+def sliding_window(
+    model: nn.Module,
+    image: np.ndarray,
+    *,
+    tile_size: int,
+    device: torch.device,
+    overlap: float = 0.25,
+    batch_size: int = 4,
+    bf16: bool = False,
+) -> torch.Tensor:
+    """Raw model outputs for a whole image: float32 C x H x W -> float32 O x H x W (on the CPU).
+
+    Windows of `tile_size` overlap by `overlap` of a tile; their outputs are blended with Gaussian
+    weights. An image smaller than a tile is padded with zeros (as training tiles are at image
+    edges) and the outputs cropped back.
+    """
+    channels, height, width = image.shape
+    padded_h, padded_w = max(height, tile_size), max(width, tile_size)
+    pixels = torch.zeros((channels, padded_h, padded_w), dtype=torch.float32)
+    pixels[:, :height, :width] = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    stride = max(1, round(tile_size * (1 - overlap)))
+    weights = blend_weights(tile_size)
+    windows = list(_windows(padded_h, padded_w, tile=tile_size, stride=stride))
+    total: torch.Tensor | None = None
+    norm = torch.zeros((padded_h, padded_w), dtype=torch.float32)
+    for first in range(0, len(windows), batch_size):
+        batch = windows[first : first + batch_size]
+        tiles = torch.stack(
+            [pixels[:, w.top : w.top + tile_size, w.left : w.left + tile_size] for w in batch]
+        )
+        with autocast(device=device, bf16=bf16):
+            outputs = model(tiles.to(device, non_blocking=True))
+        outputs = outputs.float().cpu()
+        if total is None:
+            total = torch.zeros((outputs.shape[1], padded_h, padded_w), dtype=torch.float32)
+        for window, output in zip(batch, outputs, strict=True):
+            rows = slice(window.top, window.top + tile_size)
+            cols = slice(window.left, window.left + tile_size)
+            total[:, rows, cols] += output * weights
+            norm[rows, cols] += weights
+    assert total is not None
+    return (total / norm)[:, :height, :width]
+
+
+@dataclass(frozen=True)
+class DenseMaps:
+    """probs: float32 (K+1) x H x W softmax; distance: float32 H x W in [0, 1] (instance models) or None."""
+
+    probs: np.ndarray
+    distance: np.ndarray | None
+
+
+def dense_maps(outputs: torch.Tensor, *, num_classes: int) -> DenseMaps:
+    """Softmax and sigmoid of raw O x H x W outputs."""
+    logits, distance = split_outputs(outputs[None], num_classes=num_classes)
+    probs = torch.softmax(logits[0], dim=0).numpy()
+    return DenseMaps(probs=probs, distance=None if distance is None else torch.sigmoid(distance[0]).numpy())
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """A trained model with what it needs to turn a normalised image into objects."""
+
+    model: nn.Module
+    model_type: ModelType
+    num_classes: int
+    tile_size: int
+    in_channels: int
+    device: torch.device
+    bf16: bool = False
+    min_area: int = 16
+    batch_size: int = 4
+
+    def outputs(self, image: np.ndarray) -> torch.Tensor:
+        """Raw outputs, O x H x W, of a normalised C x H x W image (channels matched to the model)."""
+        self.model.eval()
+        matched = match_channels(np.asarray(image, dtype=np.float32), channels=self.in_channels)
+        return sliding_window(
+            self.model,
+            matched,
+            tile_size=self.tile_size,
+            device=self.device,
+            batch_size=self.batch_size,
+            bf16=self.bf16,
+        )
+
+    def instances(self, maps: DenseMaps) -> Instances:
+        """Objects of the maps: seeded watershed (instance) or class regions (semantic)."""
+        if self.model_type == "instance":
+            distance = maps.distance if maps.distance is not None else 1.0 - maps.probs[0]
+            return instances_from_maps(maps.probs, distance.astype(np.float32), min_area=self.min_area)
+        return regions_from_semantic(maps.probs, min_area=self.min_area)

@@ -1,0 +1,267 @@
+"""Presets and the segmentation model: a timm ViT encoder under segmentation-models-pytorch's DPT decoder.
+
+A `Segmenter` is built from parts (encoder, decoder, head), like SAM's `Sam(encoder, decoder)`. Each
+preset is a small named builder of a `PresetSpec`, kept in a read-only registry keyed by `Preset`.
+
+Outputs: K+1 class logits (index 0 is background), and for instance models one more channel, the
+logit of the distance-to-boundary map (`postprocess.distance_target`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+import timm
+import torch
+from segmentation_models_pytorch.decoders.dpt.decoder import DPTDecoder, DPTSegmentationHead
+from torch import nn
+from torch.nn import functional
+
+from segpipe.models.common import ModelType, Preset
+from segpipe_trainer.errors import TrainerError
+
+logger = logging.getLogger(__name__)
+
+#: Where encoder weights come from: none (random init), the model hub, or a local safetensors file.
+EncoderWeights = Literal["random", "hub"] | Path
+
+
+@dataclass(frozen=True)
+class PresetSpec:
+    """How to build one preset's encoder and decoder."""
+
+    preset: Preset
+    timm_name: str  # timm model name, with the pretrained tag when there is one
+    timm_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    intermediate_channels: tuple[int, int, int, int] = (96, 192, 384, 768)
+    fusion_channels: int = 128
+    pretrained: bool = True  # whether "hub" weights exist for it
+
+
+def tiny() -> PresetSpec:
+    """A narrow random-init ViT for 2 CPU cores: patch 16, embed 128, depth 6, 4 heads, ~2.3 M params."""
+    return PresetSpec(
+        preset=Preset.TINY,
+        timm_name="vit_tiny_patch16_224",
+        timm_kwargs={
+            "embed_dim": 128,
+            "depth": 6,
+            "num_heads": 4,
+            "class_token": False,
+            "global_pool": "avg",
+            "dynamic_img_size": True,
+        },
+        intermediate_channels=(32, 64, 128, 128),
+        fusion_channels=64,
+        pretrained=False,
+    )
+
+
+def dinov2_small() -> PresetSpec:
+    """DINOv2 ViT-S/14, its patch embedding resampled to 16 px so DPT's strides line up (22 M encoder)."""
+    return PresetSpec(
+        preset=Preset.DINOV2_SMALL,
+        timm_name="vit_small_patch14_dinov2.lvd142m",
+        timm_kwargs={"patch_size": 16, "img_size": 512, "dynamic_img_size": True},
+        intermediate_channels=(48, 96, 192, 384),
+        fusion_channels=64,
+    )
+
+
+def sam_vit_base() -> PresetSpec:
+    """SAM's ViT-B/16 image encoder (windowed attention, 86 M); resizes its position embedding itself."""
+    return PresetSpec(
+        preset=Preset.SAM_VIT_BASE,
+        timm_name="samvit_base_patch16.sa1b",
+        intermediate_channels=(96, 192, 384, 768),
+        fusion_channels=128,
+    )
+
+
+PRESETS: Mapping[Preset, Callable[[], PresetSpec]] = MappingProxyType(
+    {Preset.TINY: tiny, Preset.DINOV2_SMALL: dinov2_small, Preset.SAM_VIT_BASE: sam_vit_base}
+)
+
+
+def preset_spec(preset: Preset | str) -> PresetSpec:
+    """The registered spec of `preset`."""
+    return PRESETS[Preset(preset)]()
+
+
+class ViTEncoder(nn.Module):
+    """A timm ViT that returns `depth` intermediate block outputs as feature maps.
+
+    forward: B x C x H x W (H, W multiples of the patch) -> features, each B x D x H/p x W/p, and
+    the prefix (class) tokens of each, B x T x D, or None when the ViT has none.
+    """
+
+    def __init__(self, *, vit: Any, depth: int = 4) -> None:  # a timm VisionTransformer(SAM); timm is untyped
+        super().__init__()
+        blocks = len(vit.blocks)
+        self.indices = [int(blocks / depth * (i + 1)) - 1 for i in range(depth)]
+        # Drop what forward_intermediates never uses (final norm, SAM neck, head): DDP wants every
+        # parameter to receive a gradient.
+        vit.prune_intermediate_layers(self.indices, prune_norm=True, prune_head=True)
+        self.vit = vit
+        info = vit.feature_info
+        self.out_channels = [int(info[i]["num_chs"]) for i in self.indices]
+        self.output_strides = [int(info[i]["reduction"]) for i in self.indices]
+        self.has_prefix_tokens = int(getattr(vit, "num_prefix_tokens", 0)) > 0
+
+    @property
+    def patch_size(self) -> int:
+        return self.output_strides[-1]
+
+    def forward(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+        if self.has_prefix_tokens:
+            outputs = self.vit.forward_intermediates(
+                images, indices=self.indices, intermediates_only=True, return_prefix_tokens=True
+            )
+            return [out[0] for out in outputs], [out[1] for out in outputs]
+        features = self.vit.forward_intermediates(images, indices=self.indices, intermediates_only=True)
+        return list(features), [None] * len(features)
+
+
+class Segmenter(nn.Module):
+    """Encoder -> DPT decoder -> head. Pads inputs to a multiple of twice the patch size and crops back.
+
+    forward: B x C x H x W (any H, W) -> B x O x H x W raw outputs, O = K+1 class logits (+1 distance logit).
+    """
+
+    def __init__(self, *, encoder: ViTEncoder, decoder: DPTDecoder, head: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.head = head
+
+    @property
+    def size_multiple(self) -> int:
+        """DPT's lowest level is at 1/(2 x patch); inputs are padded to a multiple of it."""
+        return 2 * self.encoder.patch_size
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        height, width = images.shape[-2:]
+        multiple = self.size_multiple
+        pad_h, pad_w = (-height) % multiple, (-width) % multiple
+        if pad_h or pad_w:
+            images = functional.pad(images, (0, pad_w, 0, pad_h))
+        features, prefix_tokens = self.encoder(images)
+        outputs: torch.Tensor = self.head(self.decoder(features, prefix_tokens))
+        return outputs[..., :height, :width]
+
+
+def output_channels(*, num_classes: int, model_type: ModelType) -> int:
+    """K+1 class logits, plus a distance channel for instance models."""
+    return num_classes + 1 + (1 if model_type == "instance" else 0)
+
+
+def split_outputs(outputs: torch.Tensor, *, num_classes: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(class logits B x (K+1) x H x W, distance logits B x H x W or None) from the raw outputs."""
+    logits = outputs[:, : num_classes + 1]
+    distance = outputs[:, num_classes + 1] if outputs.shape[1] > num_classes + 1 else None
+    return logits, distance
+
+
+def _create_vit(*, spec: PresetSpec, in_channels: int, weights: EncoderWeights) -> nn.Module:
+    kwargs: dict[str, Any] = {**spec.timm_kwargs, "in_chans": in_channels, "num_classes": 0}
+    if isinstance(weights, Path):
+        kwargs["pretrained_cfg_overlay"] = {"file": str(weights), "custom_load": False}
+    pretrained = weights != "random"
+    try:
+        return timm.create_model(spec.timm_name, pretrained=pretrained, **kwargs)
+    except (OSError, RuntimeError, ValueError) as exc:
+        if isinstance(weights, Path):
+            raise TrainerError(
+                f"The encoder weights in '{weights.name}' do not fit preset '{spec.preset}': {exc}"
+            ) from exc
+        if weights == "hub":
+            raise TrainerError(
+                f"Pretrained weights for preset '{spec.preset}' ({spec.timm_name}) could not be downloaded "
+                f"({type(exc).__name__}); give the job internet access or put the encoder's safetensors file "
+                "in the 'base' channel"
+            ) from exc
+        raise
+
+
+def build_model(
+    *,
+    preset: Preset | str,
+    num_classes: int,
+    model_type: ModelType,
+    in_channels: int = 3,
+    weights: EncoderWeights = "random",
+) -> Segmenter:
+    """The segmentation model of `preset` for K = `num_classes` classes on `in_channels`-channel images."""
+    spec = preset_spec(preset)
+    vit = _create_vit(
+        spec=spec,
+        in_channels=in_channels,
+        weights=weights if spec.pretrained or isinstance(weights, Path) else "random",
+    )
+    encoder = ViTEncoder(vit=vit)
+    decoder = DPTDecoder(
+        encoder_out_channels=encoder.out_channels,
+        encoder_output_strides=encoder.output_strides,
+        encoder_has_prefix_tokens=encoder.has_prefix_tokens,
+        readout="cat" if encoder.has_prefix_tokens else "ignore",
+        intermediate_channels=spec.intermediate_channels,
+        fusion_channels=spec.fusion_channels,
+    )
+    head = DPTSegmentationHead(
+        in_channels=spec.fusion_channels,
+        out_channels=output_channels(num_classes=num_classes, model_type=model_type),
+        kernel_size=3,
+        upsampling=2,
+    )
+    _initialise(decoder)
+    _initialise(head)
+    return Segmenter(encoder=encoder, decoder=decoder, head=head)
+
+
+def _initialise(module: nn.Module) -> None:
+    """Kaiming for convolutions, unit/zero for norms (smp's own initialisation)."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
+            nn.init.kaiming_uniform_(layer.weight, mode="fan_in", nonlinearity="relu")
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        elif isinstance(layer, nn.BatchNorm2d):
+            nn.init.ones_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+
+def head_parameter_names(model: Segmenter) -> set[str]:
+    """State-dict keys of the last convolution, whose outputs are the classes (and distance)."""
+    convolutions = [name for name, layer in model.head.named_modules() if isinstance(layer, nn.Conv2d)]
+    final = convolutions[-1]
+    return {f"head.{final}.{name}" for name, _ in model.head.get_submodule(final).named_parameters()}
+
+
+def load_state(model: Segmenter, state: Mapping[str, torch.Tensor], *, skip: Sequence[str] = ()) -> list[str]:
+    """Copy `state` into `model`, leaving the keys in `skip` at their initial values.
+
+    Returns the keys that were skipped. Any other missing key or shape mismatch is a TrainerError,
+    since it means the weights belong to another architecture.
+    """
+    own = model.state_dict()
+    skipped = set(skip)
+    wanted = {key: value for key, value in state.items() if key not in skipped}
+    mismatched = [key for key, value in wanted.items() if key in own and own[key].shape != value.shape]
+    missing = [key for key in own if key not in wanted and key not in skipped]
+    unexpected = [key for key in wanted if key not in own]
+    if mismatched or missing or unexpected:
+        problem = mismatched[:3] or missing[:3] or unexpected[:3]
+        raise TrainerError(
+            f"The base model's weights do not fit this model (first differing keys: {problem})"
+        )
+    model.load_state_dict(wanted, strict=False)
+    return sorted(skipped & set(own))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())
