@@ -310,9 +310,9 @@ class JobRunner:
         config.mkdir(parents=True, exist_ok=True)
         request = job.request
         (config / "hyperparameters.json").write_text(json.dumps(request.HyperParameters))
-        hosts = [f"algo-{index + 1}" for index in range(request.ResourceConfig.InstanceCount)]
+        # One machine here: a job asking for several hosts runs on this one (as a single host).
         (config / "resourceconfig.json").write_text(
-            json.dumps({"current_host": hosts[0], "hosts": hosts, "network_interface_name": "eth0"})
+            json.dumps({"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"})
         )
         channels = {
             channel.ChannelName: {

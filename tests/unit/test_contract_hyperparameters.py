@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
+
 from segpipe.models.common import Preset
 from segpipe.models.trainer_io import TrainingConfig
 

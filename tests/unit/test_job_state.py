@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from segpipe.logic.job_state import JobStateDeps, apply_job_state
 from segpipe.models import keys
 from segpipe.models.common import VersionStatus
@@ -13,7 +14,6 @@ from segpipe.models.jobs import JobDescription
 from segpipe.models.report import TrainingDetails
 from segpipe.models.request import TrainingRequest
 from segpipe.models.version import ModelVersion
-
 from tests.helpers.outputs import evaluation, output_archive, prediction
 from tests.unit.fakes import MemoryArtifacts, MemoryRegistry
 

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
+
 from segpipe.logic.jobspec import (
     METRIC_DEFINITIONS,
     JobEnvironment,

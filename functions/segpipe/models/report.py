@@ -93,7 +93,9 @@ class ImageStats(BaseModel):
     distinct_sizes: int = 0
     megapixels: float = Field(default=0.0, description="Total pixels of included images, in millions")
     formats: dict[str, int] = Field(default_factory=dict, description="Included images per file format")
-    channels: list[int] = Field(default_factory=list, description="Channel counts seen in sampled image headers")
+    channels: list[int] = Field(
+        default_factory=list, description="Channel counts seen in sampled image headers"
+    )
     bit_depths: list[int] = Field(default_factory=list, description="Bits per sample seen in sampled headers")
     sampled: int = Field(default=0, description="Image headers read to fill channels and bit depths")
 
