@@ -33,7 +33,17 @@ typecheck: install
 template: install
 	$(VENV)/bin/cfn-lint template.yaml
 
-test: lint typecheck template
+# The browser tests drive Debian's chromium (never a downloaded browser); install it when we can.
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing Debian's chromium for the browser tests"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+				|| echo "chromium could not be installed: the browser tests will be skipped"; \
+		else echo "no /usr/bin/chromium: the browser tests will be skipped (apt-get install chromium)"; fi; \
+	fi
+
+test: lint typecheck template browser-deps
 	$(VENV)/bin/pytest -n 2 --dist loadgroup --timeout 900
 
 test-fast: install
