@@ -36,13 +36,15 @@ class ProgressLine:
             score = f" val {progress.val_score:.3f}" if progress.val_score is not None else ""
             phase = "" if progress.phase == "training" else f" ({progress.phase})"
             text = f"  epoch {progress.epoch:>3}/{progress.epochs:<3} [{bar}]{loss}{score}{phase}  {clock}"
-        if text == self._last:
-            return
-        self._last = text
         if self._tty:
-            self._stream.write("\r" + text.ljust(90))
-        elif progress is not None or version.status.terminal:
+            if text != self._last:
+                self._stream.write("\r" + text.ljust(90))
+        else:  # a log, not a terminal: one line per change, without the ticking clock
+            text = text.rsplit("  ", 1)[0].rstrip(" .")
+            if text == self._last:
+                return
             self._stream.write(text + "\n")
+        self._last = text
         self._stream.flush()
 
     def close(self) -> None:

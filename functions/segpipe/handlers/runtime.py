@@ -33,7 +33,12 @@ def _client(service: str) -> Any:
     import boto3  # imported here so that a handler's import does not pay for it twice
     from botocore.config import Config
 
-    config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=5,
+        read_timeout=60,
+        max_pool_connections=32,  # S3ArtifactStore.put_many uploads in parallel
+    )
     return boto3.client(service, config=config)  # type: ignore[call-overload]
 
 
