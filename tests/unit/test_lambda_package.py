@@ -1,0 +1,65 @@
+"""What a Lambda imports stays small: no torch, numpy, moto or sagemaker SDK."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HANDLERS = [
+    "segpipe.handlers.handle_api_request",
+    "segpipe.handlers.handle_training_request",
+    "segpipe.handlers.handle_job_state",
+]
+HEAVY = {
+    "torch",
+    "numpy",
+    "moto",
+    "sagemaker",
+    "scipy",
+    "skimage",
+    "timm",
+    "PIL",
+    "segpipe_trainer",
+    "segpipe_local",
+}
+ENVIRONMENT = {
+    "TABLE_NAME": "t",
+    "DATA_BUCKET": "b",
+    "TRAINING_IMAGE_URI": "i",
+    "SAGEMAKER_ROLE_ARN": "arn:aws:iam::1:role/r",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}
+
+
+@pytest.mark.parametrize("module", HANDLERS)
+def test_handler_imports_nothing_heavy(module: str) -> None:
+    code = f"import json, sys, {module}; print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **ENVIRONMENT},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    loaded = set(json.loads(result.stdout))
+    assert not loaded & HEAVY, loaded & HEAVY
+
+
+def test_lambda_requirements_match_the_package_dependencies() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = [
+        line.strip()
+        for line in (ROOT / "functions" / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    declared = {dependency.split(">")[0].split("[")[0] for dependency in project["dependencies"]}
+    shipped = {requirement.split(">")[0].split("[")[0] for requirement in requirements}
+    assert declared == shipped == {"aws-lambda-powertools", "pydantic"}
