@@ -9,20 +9,8 @@ import statistics
 import subprocess
 import sys
 
-HANDLERS = (
-    "segpipe.handlers.handle_api_request",
-    "segpipe.handlers.handle_training_request",
-    "segpipe.handlers.handle_job_state",
-)
-HEAVY = ("torch", "numpy", "moto", "sagemaker", "scipy", "skimage", "timm")
-ENVIRONMENT = {
-    "TABLE_NAME": "t",
-    "DATA_BUCKET": "b",
-    "TRAINING_IMAGE_URI": "i",
-    "SAGEMAKER_ROLE_ARN": "arn:aws:iam::1:role/r",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-}
+from tests.helpers.handlers import ENVIRONMENT, HANDLERS, HEAVY
+
 _LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)")
 
 

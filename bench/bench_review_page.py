@@ -29,17 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.helpers.browser import CHROMIUM, LAUNCH_ARGS
 from tests.helpers.seed import SeedSpec, local_config, local_stack_process, seed_completed_version
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 VIEWPORT = {"width": 1400, "height": 1000}
 
 # One slider move, timed inside the page: handler end, then the next painted frame.

@@ -18,17 +18,9 @@ from typing import Any
 import pytest
 
 from segpipe_local.config import LocalConfig
+from tests.helpers.browser import CHROMIUM, LAUNCH_ARGS
 from tests.helpers.seed import SeedSpec, local_config, local_stack_process, seed_completed_version
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 VIEWPORT = {"width": 1400, "height": 1000}
 

@@ -11,32 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.handlers import ENVIRONMENT, HANDLERS, HEAVY
+
 ROOT = Path(__file__).resolve().parents[2]
-HANDLERS = [
-    "segpipe.handlers.handle_api_request",
-    "segpipe.handlers.handle_training_request",
-    "segpipe.handlers.handle_job_state",
-]
-HEAVY = {
-    "torch",
-    "numpy",
-    "moto",
-    "sagemaker",
-    "scipy",
-    "skimage",
-    "timm",
-    "PIL",
-    "segpipe_trainer",
-    "segpipe_local",
-}
-ENVIRONMENT = {
-    "TABLE_NAME": "t",
-    "DATA_BUCKET": "b",
-    "TRAINING_IMAGE_URI": "i",
-    "SAGEMAKER_ROLE_ARN": "arn:aws:iam::1:role/r",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-}
 
 
 @pytest.mark.parametrize("module", HANDLERS)

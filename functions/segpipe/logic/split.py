@@ -26,6 +26,7 @@ from typing import Any, Literal, NotRequired
 from pydantic import ConfigDict, TypeAdapter, with_config
 from typing_extensions import TypedDict
 
+from segpipe.logic.memory import gc_paused
 from segpipe.models.coco import CocoCategory, CocoImage, Polygons, Rle
 from segpipe.models.request import FractionTestSet, ImagesTestSet, TestSet
 from segpipe.models.trainer_io import SplitInfo
@@ -163,10 +164,11 @@ def render_manifests(plan: SplitPlan, *, project: str, version: int) -> dict[str
     `info = {"segpipe": SplitInfo(...)}`. The test document exists, with no images, when there is
     no test set. The parsed annotations are serialised as they are, without validating them again.
     """
-    return {
-        "train": _render(plan, side=plan.train, split="train", project=project, version=version),
-        "test": _render(plan, side=plan.test, split="test", project=project, version=version),
-    }
+    with gc_paused():
+        return {
+            "train": _render(plan, side=plan.train, split="train", project=project, version=version),
+            "test": _render(plan, side=plan.test, split="test", project=project, version=version),
+        }
 
 
 @with_config(ConfigDict(extra="forbid"))

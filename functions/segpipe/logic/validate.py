@@ -38,12 +38,10 @@ and collections triggered on the way would walk all of them again and again.
 from __future__ import annotations
 
 import difflib
-import gc
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter, mul
 from typing import Any
@@ -62,6 +60,7 @@ from segpipe.logic.image_headers import (
     UnsupportedFormat,
     read_header,
 )
+from segpipe.logic.memory import gc_paused
 from segpipe.logic.split import (
     AnnotationRecord,
     DatasetDocument,
@@ -154,7 +153,7 @@ def validate_request(
     version named in `base`.
     """
     issues = _Issues()
-    with _gc_paused():
+    with gc_paused():
         training = _resolve_training(request, defaults=defaults, base_lookup=base_lookup, issues=issues)
         loaded = _load_dataset(request, project=project, store=store, issues=issues)
         if loaded is None:
@@ -193,17 +192,6 @@ class _Issues:
 
     def report(self, details: TrainingDetails) -> ValidationReport:
         return ValidationReport.from_issues(self.errors, self.warnings, details)
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 @dataclass(frozen=True)
