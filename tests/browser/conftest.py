@@ -17,9 +17,18 @@ from typing import Any
 
 import pytest
 
+from segpipe_local.aws import client
+from segpipe_local.client import upload_dataset
 from segpipe_local.config import LocalConfig
+from segpipe_local.demo_data import make_dataset
 from tests.helpers.browser import CHROMIUM, LAUNCH_ARGS
-from tests.helpers.seed import SeedSpec, local_config, local_stack_process, seed_completed_version
+from tests.helpers.seed import (
+    SeedSpec,
+    local_config,
+    local_stack_process,
+    seed_completed_version,
+    wait_for_status,
+)
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -66,13 +75,44 @@ def local_stack(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory) -
         yield config
 
 
-@pytest.fixture(scope="session")
-def review_target(local_stack: LocalConfig) -> ReviewTarget:
-    """A completed version seeded through the real ingestion path: 12 images, 360 objects, 2 classes."""
-    seeded = seed_completed_version(
-        config=local_stack, spec=SeedSpec(project="review", images=12, objects=360, test_fraction=0.25)
+@pytest.fixture(scope="session", params=["seeded", "trained"])
+def review_target(request: pytest.FixtureRequest, local_stack: LocalConfig) -> ReviewTarget:
+    """Every review test runs twice: on a version seeded through the real ingestion path (12 images,
+    360 objects, 2 classes, scores spread over the whole range), and on a version really trained by
+    the local stack's runner on the demo's synthetic fluorescence data."""
+    if request.param == "seeded":
+        seeded = seed_completed_version(
+            config=local_stack, spec=SeedSpec(project="review", images=12, objects=360, test_fraction=0.25)
+        )
+        return ReviewTarget(api_url=local_stack.api_url, project=seeded.project, version=seeded.version)
+    return _train(local_stack, request.getfixturevalue("tmp_path_factory").mktemp("demo-data"))
+
+
+def _train(config: LocalConfig, scratch: Path) -> ReviewTarget:
+    """Upload a small demo dataset, train on it through the HTTP API, wait for the version."""
+    project = "trained"
+    document = make_dataset(scratch, slides=4, tiles_per_slide=4, seed=3)
+    held_out = [image["file_name"] for image in document["images"] if image["group"] == "slide01"]
+    upload_dataset(client("s3", config), bucket=config.bucket, project=project, name="nuclei", folder=scratch)
+    target = ReviewTarget(api_url=config.api_url, project=project, version=0)
+    body = {
+        "label": "really trained",
+        "dataset": "nuclei",
+        "model_type": "instance",
+        "classes": ["nucleus", "mitotic"],
+        "test_set": {"strategy": "images", "images": held_out},
+        "training": {"epochs": 10, "tile_size": 128},
+    }
+    accepted = target.api(f"/projects/{project}/trainings", method="POST", body=body)
+    version = wait_for_status(
+        config=config,
+        project=project,
+        version=accepted["version"],
+        statuses={"completed", "failed"},
+        timeout_s=600,
     )
-    return ReviewTarget(api_url=local_stack.api_url, project=seeded.project, version=seeded.version)
+    assert version["status"] == "completed", version.get("failure_reason")
+    return ReviewTarget(api_url=config.api_url, project=project, version=accepted["version"])
 
 
 @pytest.fixture(scope="session")

@@ -284,7 +284,7 @@ def test_version_page_screenshot(page: Any, review_target: ReviewTarget, artifac
     _expect()(page.get_by_test_id("training-details")).to_contain_text("Total images")
 
     # When it is photographed
-    path = artifacts_dir / "review_page.png"
+    path = artifacts_dir / f"review_page_{review_target.project}.png"
     page.screenshot(path=str(path), full_page=True)
     stage = np.asarray(Image.open(io.BytesIO(page.get_by_test_id("stage").screenshot())).convert("L"))
 

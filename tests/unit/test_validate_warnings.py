@@ -182,9 +182,9 @@ def test_ignored_annotations_are_counted() -> None:
 
 
 def test_objects_smaller_than_a_patch_warn() -> None:
-    # Given nuclei about 8 px across, and the DINOv2 preset (14 px patches)
+    # Given nuclei about 4 px across, and the DINOv2 preset (14 px patches: 7 px resolved)
     builder = healthy_dataset()
-    builder.add_images(10, objects={"nucleus": 20}, radius=(3.0, 5.0))
+    builder.add_images(10, objects={"nucleus": 20}, radius=(1.5, 2.5))
     defaults = TrainingDefaults(preset=Preset.DINOV2_SMALL, epochs=5, tile_size=128)
 
     validation = validate_dataset(builder, defaults=defaults)

@@ -102,7 +102,7 @@ CLASS_IMBALANCE_RATIO = 10.0
 #: `small_test_set` below either of these.
 MIN_TEST_IMAGES = 5
 MIN_TEST_ANNOTATIONS = 30
-#: `tiny_objects` when more than this share of a class is narrower than one ViT patch.
+#: `tiny_objects` when more than this share of a class is narrower than half a ViT patch.
 TINY_OBJECT_SHARE = 0.1
 #: `images_without_annotations` when more than this share of included images has no object.
 NEGATIVE_IMAGE_SHARE = 0.5
@@ -578,7 +578,7 @@ def _scan_annotations(
         slot.annotations.append(annotation)
         areas[category].append(area)
         image_ids[category].append(image_id)
-        if x1 - x0 < patch or y1 - y0 < patch:
+        if min(x1 - x0, y1 - y0) < patch / 2:  # the DPT decoder resolves objects down to half a patch
             tiny[category] += 1
         if annotation.get("area") is None:
             annotation["area"] = area
@@ -1234,9 +1234,9 @@ def _check_tiny_objects(classes: _Classes, *, scan: _Scan, patch: int, issues: _
     if shares:
         issues.warn(
             WarningCode.TINY_OBJECTS,
-            f"Many objects of {', '.join(map(repr, shares))} are narrower than one {patch} px ViT patch, "
-            "which "
-            "the model resolves poorly. Upsample the images, or choose a preset with smaller patches.",
+            f"Many objects of {', '.join(map(repr, shares))} are narrower than half a {patch} px ViT patch "
+            f"({patch / 2:g} px), which the model resolves poorly. Upsample the images, or choose a preset "
+            "with smaller patches.",
             patch_size=patch,
             tiny_share=shares,
             max_share=TINY_OBJECT_SHARE,
