@@ -337,10 +337,8 @@ class JobRunner:
         pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         for page in pages:
             for item in page.get("Contents", []):
-                relative = (
-                    item["Key"][len(prefix) :].lstrip("/") if prefix.endswith("/") or not prefix else ""
-                )
-                relative = relative or item["Key"].rsplit("/", 1)[-1]
+                # Under a prefix: the path below it; a single object (a base model.tar.gz): its name.
+                relative = item["Key"][len(prefix) :].lstrip("/") or item["Key"].rsplit("/", 1)[-1]
                 destination = target / relative
                 if ".." in Path(relative).parts:
                     continue

@@ -82,6 +82,18 @@ def test_http_submit_trains_and_the_results_can_be_reviewed(
     assert [row["version"] for row in table["models"]] == [trained]
 
 
+def test_a_version_continues_from_a_previous_one(
+    stack: LocalConfig, api: SegpipeClient, trained: int
+) -> None:
+    accepted = api.submit(PROJECT, request("cells", label="continued", base=f"v{trained}"))
+
+    final = _wait_for(api, accepted.version, {"completed", "failed", "stopped"})
+
+    assert final["status"] == "completed", final["failure_reason"]
+    log = (stack.data_dir / "jobs" / accepted.job_name / "train.log").read_text()
+    assert "starting from previous model (tiny, classes ['nucleus', 'mitosis'])" in log, log[-2000:]
+
+
 def test_an_uploaded_request_file_is_reported_and_trained(
     stack: LocalConfig, api: SegpipeClient, trained: int
 ) -> None:
