@@ -94,6 +94,24 @@ def test_a_version_continues_from_a_previous_one(
     assert "starting from previous model (tiny, classes ['nucleus', 'mitosis'])" in log, log[-2000:]
 
 
+def test_a_semantic_model_trains_and_reports_overlap_metrics(
+    stack: LocalConfig, api: SegpipeClient, trained: int
+) -> None:
+    accepted = api.submit(PROJECT, request("cells", label="semantic", model_type="semantic"))
+
+    final = _wait_for(api, accepted.version, {"completed", "failed", "stopped"})
+
+    assert final["status"] == "completed", final["failure_reason"]
+    metrics = api.metrics(PROJECT, accepted.version)
+    assert metrics.model_type == "semantic" and metrics.test is not None
+    overall = metrics.test.at.overall
+    assert overall.iou is not None and overall.dice is not None and overall.pixel_accuracy is not None
+    assert overall.f1 is None  # instance matching does not apply
+    assert final["headline"]["mean_iou"] == pytest.approx(
+        api.metrics(PROJECT, accepted.version, threshold=final["suggested_threshold"]).test.at.overall.iou  # type: ignore[union-attr]
+    )
+
+
 def test_an_uploaded_request_file_is_reported_and_trained(
     stack: LocalConfig, api: SegpipeClient, trained: int
 ) -> None:
