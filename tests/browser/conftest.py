@@ -85,23 +85,29 @@ def review_target(request: pytest.FixtureRequest, local_stack: LocalConfig) -> R
             config=local_stack, spec=SeedSpec(project="review", images=12, objects=360, test_fraction=0.25)
         )
         return ReviewTarget(api_url=local_stack.api_url, project=seeded.project, version=seeded.version)
-    return _train(local_stack, request.getfixturevalue("tmp_path_factory").mktemp("demo-data"))
+    return train_version(local_stack, request.getfixturevalue("tmp_path_factory").mktemp("demo-data"))
 
 
-def _train(config: LocalConfig, scratch: Path) -> ReviewTarget:
+def train_version(
+    config: LocalConfig,
+    scratch: Path,
+    *,
+    project: str = "trained",
+    model_type: str = "instance",
+    epochs: int = 10,
+) -> ReviewTarget:
     """Upload a small demo dataset, train on it through the HTTP API, wait for the version."""
-    project = "trained"
     document = make_dataset(scratch, slides=4, tiles_per_slide=4, seed=3)
     held_out = [image["file_name"] for image in document["images"] if image["group"] == "slide01"]
     upload_dataset(client("s3", config), bucket=config.bucket, project=project, name="nuclei", folder=scratch)
     target = ReviewTarget(api_url=config.api_url, project=project, version=0)
     body = {
-        "label": "really trained",
+        "label": f"really trained ({model_type})",
         "dataset": "nuclei",
-        "model_type": "instance",
+        "model_type": model_type,
         "classes": ["nucleus", "mitotic"],
         "test_set": {"strategy": "images", "images": held_out},
-        "training": {"epochs": 10, "tile_size": 128},
+        "training": {"epochs": epochs, "tile_size": 128},
     }
     accepted = target.api(f"/projects/{project}/trainings", method="POST", body=body)
     version = wait_for_status(

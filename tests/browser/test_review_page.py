@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.browser.conftest import train_version
 from tests.helpers.seed import seed_unfinished_version
 
 if TYPE_CHECKING:
@@ -291,6 +292,23 @@ def test_version_page_screenshot(page: Any, review_target: ReviewTarget, artifac
     # Then the file is kept, and the image stage shows a picture, not a blank box
     assert path.stat().st_size > 10_000
     assert stage.std() > 5
+
+
+def test_a_semantic_version_shows_overlap_statistics(
+    page: Any, local_stack: LocalConfig, tmp_path: Path
+) -> None:
+    # Given a semantic model really trained by the local stack
+    target = train_version(local_stack, tmp_path, project="semantic", model_type="semantic", epochs=4)
+    metrics = target.api(f"{target.version_path}/metrics?sweep=true")
+
+    # When its page opens
+    open_version(page, target)
+
+    # Then the table shows IoU, Dice and pixel accuracy from the sweep, and nothing instance-only
+    expected_iou = sweep_value(metrics, "test", metrics["threshold"], "iou")
+    assert float(stat(page, "test", "iou")) == pytest.approx(expected_iou, abs=1e-6)
+    assert page.locator("td[data-metric='f1']").count() == 0
+    _expect()(page.get_by_test_id("statistics")).not_to_contain_text("null")
 
 
 # --- states and errors ---------------------------------------------------------------------------

@@ -1308,8 +1308,10 @@ class StatsPanel {
     const hasExtra = this.columns.some((column) => column.extra);
     this.table = this.buildTable();
     this.plot = new ThresholdPlot({ review, metrics });
-    this.element.querySelector(".panel-head").append(
-      hasExtra ? h("label", { class: "check small" }, more, " More columns (matched IoU, TP, FP, FN)") : null);
+    if (hasExtra) {
+      this.element.querySelector(".panel-head").append(
+        h("label", { class: "check small" }, more, " More columns (matched IoU, TP, FP, FN)"));
+    }
     this.element.append(
       h("div", { class: "stats-layout" },
         h("div", { class: "table-scroll" }, this.table),
