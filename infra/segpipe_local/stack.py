@@ -41,7 +41,11 @@ class LocalStack:
         self._started: list[Any] = []
 
     def __enter__(self) -> LocalStack:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # whatever had started (the moto server, above all) goes too
+            raise
         return self
 
     def __exit__(
