@@ -63,6 +63,5 @@ class LocalConfig(BaseModel):
             "POWERTOOLS_SERVICE_NAME": "segpipe",
             "POWERTOOLS_METRICS_NAMESPACE": "segpipe",
             "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": os.environ.get("SEGPIPE_LOG_LEVEL", "WARNING"),
         }

@@ -3,15 +3,52 @@ Lambda execution environment would run them."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import logging
+import sys
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
 
 from segpipe_local.lambda_context import LocalLambdaContext
 
 logger = logging.getLogger(__name__)
+_invocation = threading.local()
+
+
+class _RoutedStream(io.TextIOBase):
+    """What a function prints while it runs (Powertools' JSON logs and metrics) goes to the
+    functions' log file, as on Lambda it goes to CloudWatch; everything else to the console."""
+
+    def __init__(self, console: TextIO, log: TextIO) -> None:
+        self._console = console
+        self._log = log
+
+    def write(self, text: str) -> int:
+        return (self._log if getattr(_invocation, "active", False) else self._console).write(text)
+
+    def flush(self) -> None:
+        self._console.flush()
+        self._log.flush()
+
+    def isatty(self) -> bool:
+        return self._console.isatty()
+
+
+@contextlib.contextmanager
+def function_output_to(path: Path) -> Iterator[None]:
+    """Route the output of function invocations to `path` while the stack runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as log:
+        console_out, console_err = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _RoutedStream(console_out, log), _RoutedStream(console_err, log)
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = console_out, console_err
 
 
 class LocalFunction:
@@ -31,8 +68,12 @@ class LocalFunction:
     def invoke(self, event: dict[str, Any]) -> Any:
         """Run the handler on one event; exceptions propagate as a failed invocation would."""
         with self._lock:
-            handler = self._load()
-            return handler(event, LocalLambdaContext(self.name, region=self._region))
+            _invocation.active = True
+            try:
+                handler = self._load()
+                return handler(event, LocalLambdaContext(self.name, region=self._region))
+            finally:
+                _invocation.active = False
 
 
 def functions_from_template(handlers: dict[str, str], *, region: str) -> dict[str, LocalFunction]:

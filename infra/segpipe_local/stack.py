@@ -3,6 +3,7 @@ event dispatcher and the training-job runner, around the real handlers and the r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from types import TracebackType
@@ -11,7 +12,7 @@ from typing import Any
 from segpipe_local.aws import MotoServer, client, create_storage, enable_events
 from segpipe_local.config import LocalConfig
 from segpipe_local.dispatcher import Dispatcher
-from segpipe_local.functions import LocalFunction, functions_from_template
+from segpipe_local.functions import LocalFunction, function_output_to, functions_from_template
 from segpipe_local.gateway import GatewayServer
 from segpipe_local.runner import JobRunner
 from segpipe_local.sagemaker_api import SageMakerServer
@@ -39,6 +40,7 @@ class LocalStack:
     def __init__(self, config: LocalConfig | None = None) -> None:
         self.config = config or LocalConfig()
         self._started: list[Any] = []
+        self._output: contextlib.AbstractContextManager[None] | None = None
 
     def __enter__(self) -> LocalStack:
         try:
@@ -58,6 +60,8 @@ class LocalStack:
         data = config.data_dir
         data.mkdir(parents=True, exist_ok=True)
         os.environ.update(config.function_environment())  # the handlers read it at import, as on Lambda
+        self._output = function_output_to(data / "logs" / "functions.log")
+        self._output.__enter__()
 
         moto = MotoServer(host=config.host, port=config.aws_port, log_path=data / "logs" / "moto.log")
         moto.start()
@@ -102,3 +106,6 @@ class LocalStack:
                 part.stop_all() if isinstance(part, JobRunner) else part.stop()
             except Exception:
                 logger.warning("stopping %s failed", type(part).__name__, exc_info=True)
+        if self._output is not None:
+            self._output.__exit__(None, None, None)
+            self._output = None
