@@ -9,9 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
-from segpipe.logic.jobspec import JobEnvironment
-from segpipe.logic.validate import TrainingDefaults
-from segpipe.models.common import Preset
 from segpipe.settings import ApiSettings, CommonSettings, SubmitSettings
 
 if TYPE_CHECKING:
@@ -67,7 +64,10 @@ def _jobs() -> Any:
 
 
 def submit_deps(settings: SubmitSettings) -> SubmitDeps:
+    from segpipe.logic.jobspec import JobEnvironment
     from segpipe.logic.submit import SubmitDeps
+    from segpipe.logic.validate import TrainingDefaults
+    from segpipe.models.common import Preset
 
     store, artifacts, registry = _stores(settings)
     return SubmitDeps(

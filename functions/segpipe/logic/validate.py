@@ -801,8 +801,7 @@ def _check_annotations(
             issues.error(
                 ErrorCode.CLASS_WITHOUT_ANNOTATIONS,
                 f"Class {category.name!r} has no valid annotation on a completed image. Annotate it, or "
-                "remove "
-                "it from `classes`.",
+                "remove it from `classes`.",
                 class_name=category.name,
                 category_id=category.id,
             )
@@ -901,8 +900,7 @@ def _check_image_files(
         issues.warn(
             WarningCode.MIXED_IMAGE_FORMATS,
             f"Completed images come in several formats ({', '.join(sorted(stats.formats))}). Mixed formats "
-            "often "
-            "mean mixed bit depths or channel orders; convert them to one format if they come from one "
+            "often mean mixed bit depths or channel orders; convert them to one format if they come from one "
             "microscope.",
             formats=stats.formats,
         )
@@ -1035,8 +1033,7 @@ def _check_headers(
         issues.warn(
             WarningCode.IMAGE_HEADERS_NOT_READ,
             f"The headers of {len(findings.not_read)} of {len(sample)} sampled images could not be read "
-            "from their "
-            "first bytes, so their sizes were not checked.",
+            "from their first bytes, so their sizes were not checked.",
             examples=findings.not_read,
         )
 
@@ -1083,8 +1080,7 @@ def _check_assignment(
         issues.warn(
             WarningCode.GROUP_MEMBERS_HELD_OUT,
             f"{len(assignment.held_out)} images share a group with listed test images but are not listed; "
-            "they "
-            "are left out of both sets so no group is split. List the whole groups to test on them.",
+            "they are left out of both sets so no group is split. List the whole groups to test on them.",
             images=len(assignment.held_out),
             groups=sorted({image.group for image in assignment.held_out if image.group})[:EXAMPLES],
         )
@@ -1098,8 +1094,7 @@ def _check_listed_images(assignment: SplitAssignment, *, dataset: _Dataset, issu
         issues.error(
             ErrorCode.UNKNOWN_TEST_IMAGE,
             f"{len(unknown)} listed test images are not in the dataset: {_listing(unknown)}. Use file_name "
-            "values "
-            "from annotations.json.",
+            "values from annotations.json.",
             unknown=_examples(unknown),
             count=len(unknown),
             suggestions={name: difflib.get_close_matches(name, all_names, n=3) for name in unknown[:3]},
@@ -1171,8 +1166,7 @@ def _check_classes(
             issues.warn(
                 WarningCode.CLASS_MISSING_FROM_TEST_SET,
                 f"The test set holds no annotation of class {item.name!r}, so it will not be measured on "
-                "unseen "
-                "images. Change the seed or list test images that show it.",
+                "unseen images. Change the seed or list test images that show it.",
                 class_name=item.name,
                 train=item.train,
             )
@@ -1199,8 +1193,7 @@ def _check_balance(present: list[ClassCounts], *, issues: _Issues) -> None:
         issues.warn(
             WarningCode.CLASS_IMBALANCE,
             f"Class {commonest.name!r} has {ratio:.0f} times as many annotations as {rarest.name!r}; the "
-            "model "
-            f"will favour {commonest.name!r}. Annotate more {rarest.name!r} objects if it matters.",
+            f"model will favour {commonest.name!r}. Annotate more {rarest.name!r} objects if it matters.",
             commonest=commonest.name,
             rarest=rarest.name,
             ratio=round(ratio, 1),
@@ -1314,8 +1307,7 @@ def _check_estimate(request: TrainingRequest, *, details: TrainingDetails, issue
             WarningCode.ESTIMATE_EXCEEDS_MAX_HOURS,
             f"The training is estimated to take {details.estimate.hours:.1f} h, more than compute.max_hours "
             f"({compute.max_hours:g} h); it would be stopped before it ends. Raise max_hours, lower epochs, "
-            "or "
-            "choose a faster instance.",
+            "or choose a faster instance.",
             estimated_hours=details.estimate.hours,
             max_hours=compute.max_hours,
         )
