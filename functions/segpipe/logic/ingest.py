@@ -70,12 +70,12 @@ def _read_archive(stream: object, *, project: str, version: int, artifacts: Arti
                 pending.append(
                     (keys.version_prefix(project, version) + "config.json", data, "application/json")
                 )
-            elif match := _PREDICTION.match(name):
+            elif match := _PREDICTION.fullmatch(name):
                 split, stem = match[1], match[2]
                 predictions = ImagePredictions.model_validate_json(data)
                 images.append(_index_entry(predictions, split, stem))
                 pending.append((keys.prediction_key(project, version, split, stem), data, "application/json"))  # type: ignore[arg-type]
-            elif match := _PREVIEW.match(name):
+            elif match := _PREVIEW.fullmatch(name):
                 previews += 1
                 pending.append((keys.preview_key(project, version, match[1]), data, "image/png"))
             if len(pending) >= _BATCH:
