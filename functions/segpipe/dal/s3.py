@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from segpipe.errors import DatasetNotFound, ObjectNotFound
+from segpipe.errors import DatasetNotFound, ObjectNotFound, ServiceUnavailable
 from segpipe.models import keys
 
 if TYPE_CHECKING:
@@ -19,6 +20,36 @@ _MISSING = {"NoSuchKey", "404", "NotFound"}
 
 def _is_missing(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") in _MISSING
+
+
+class _GuardedStream(io.RawIOBase):
+    """A response body whose transport failures mid-read (botocore's ReadTimeoutError and
+    ResponseStreamingError, a reset connection: most are OSErrors) surface as `ServiceUnavailable`,
+    so that callers can tell a read to retry from a damaged object."""
+
+    def __init__(self, body: Any, key: str) -> None:
+        super().__init__()
+        self._body = body
+        self._key = key
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self._body.read(len(buffer))
+        except (BotoCoreError, OSError) as error:
+            raise ServiceUnavailable(
+                f"Reading {self._key} failed on the way: {error}", key=self._key
+            ) from error
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        close = getattr(self._body, "close", None)
+        if close is not None:
+            close()
+        super().close()
 
 
 class S3DatasetStore:
@@ -103,7 +134,7 @@ class S3ArtifactStore:
             if _is_missing(error):
                 raise ObjectNotFound(f"No object at {key}.", key=key) from error
             raise
-        return body
+        return io.BufferedReader(_GuardedStream(body, key), buffer_size=256 * 1024)
 
     def list_keys(self, prefix: str) -> Iterator[str]:
         paginator = self._s3.get_paginator("list_objects_v2")
