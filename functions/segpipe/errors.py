@@ -28,6 +28,12 @@ class ObjectNotFound(NotFoundError):
     code = "object_not_found"
 
 
+class ObjectChanged(SegpipeError):
+    """The object no longer has the ETag the caller asked for (S3 answered 412): it was overwritten."""
+
+    code = "object_changed"
+
+
 class DatasetNotFound(NotFoundError):
     code = "dataset_not_found"
 

@@ -42,6 +42,12 @@ class ArtifactStore(Protocol):
         """Raises `ObjectNotFound` when the key does not exist."""
         ...
 
+    def get_bytes_at(self, key: str, *, version_id: str | None = None, etag: str | None = None) -> bytes:
+        """The object as one upload wrote it: that version (in a versioned bucket), and only while it
+        still has `etag`. Raises `ObjectNotFound` when it (or that version) is gone, `ObjectChanged`
+        when a newer upload has replaced it and the version cannot be asked for."""
+        ...
+
     def exists(self, key: str) -> bool: ...
 
     def open_stream(self, key: str) -> IO[bytes]:

@@ -9,7 +9,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from segpipe.errors import DatasetNotFound, ObjectNotFound, ServiceUnavailable
+from segpipe.errors import DatasetNotFound, ObjectChanged, ObjectNotFound, ServiceUnavailable
 from segpipe.models import keys
 
 if TYPE_CHECKING:
@@ -116,6 +116,23 @@ class S3ArtifactStore:
         except ClientError as error:
             if _is_missing(error):
                 raise ObjectNotFound(f"No object at {key}.", key=key) from error
+            raise
+
+    def get_bytes_at(self, key: str, *, version_id: str | None = None, etag: str | None = None) -> bytes:
+        params: dict[str, Any] = {"Bucket": self._bucket, "Key": key}
+        if version_id and version_id != "null":  # "null": the bucket is (or was) unversioned
+            params["VersionId"] = version_id
+        if etag:
+            params["IfMatch"] = '"' + etag.strip('"') + '"'
+        try:
+            return self._s3.get_object(**params)["Body"].read()
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if _is_missing(error) or code == "NoSuchVersion":
+                raise ObjectNotFound(f"No object at {key} (version {version_id}).", key=key) from error
+            if code == "PreconditionFailed" or status == 412:
+                raise ObjectChanged(f"{key} no longer has ETag {etag}.", key=key, etag=etag) from error
             raise
 
     def exists(self, key: str) -> bool:
