@@ -42,6 +42,12 @@ class InvalidInput(SegpipeError):
     code = "invalid_input"
 
 
+class DatasetTooLarge(InvalidInput):
+    """The annotations file is larger than this deployment validates; nothing of it was read."""
+
+    code = "dataset_too_large"
+
+
 class InvalidName(InvalidInput):
     code = "invalid_name"
 

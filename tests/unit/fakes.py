@@ -87,6 +87,9 @@ class MemoryRegistry:
         found = [v for (p, _), v in sorted(self.versions.items()) if p == project]
         return [v for v in found if v.active] if active_only else found
 
+    def running_versions(self, project: str) -> list[int]:
+        return sorted(n for (p, n), v in self.versions.items() if p == project and not v.status.terminal)
+
     def find_by_job(self, job_name: str) -> tuple[str, int] | None:
         return next(((v.project, v.version) for v in self.versions.values() if v.job_name == job_name), None)
 

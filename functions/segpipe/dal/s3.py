@@ -9,7 +9,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from segpipe.errors import DatasetNotFound, ObjectChanged, ObjectNotFound, ServiceUnavailable
+from segpipe.errors import DatasetNotFound, DatasetTooLarge, ObjectChanged, ObjectNotFound, ServiceUnavailable
 from segpipe.models import keys
 
 if TYPE_CHECKING:
@@ -59,14 +59,23 @@ class S3DatasetStore:
         self._s3 = client
         self._bucket = bucket
 
-    def read_annotations(self, project: str, dataset: str, file_name: str) -> bytes:
+    def read_annotations(
+        self, project: str, dataset: str, file_name: str, *, max_bytes: int | None = None
+    ) -> bytes:
         key = keys.dataset_file(project, dataset, file_name)
         try:
-            return self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+            response = self._s3.get_object(Bucket=self._bucket, Key=key)
         except ClientError as error:
             if _is_missing(error):
                 raise DatasetNotFound(f"No dataset file at s3://{self._bucket}/{key}.", key=key) from error
             raise
+        body = response["Body"]
+        size = response["ContentLength"]  # known from the headers, before any of the body is read
+        if max_bytes is not None and size > max_bytes:
+            body.close()
+            raise DatasetTooLarge(f"s3://{self._bucket}/{key} is {size} bytes.", size=size, limit=max_bytes)
+        data: bytes = body.read()
+        return data
 
     def list_files(self, project: str, dataset: str) -> set[str]:
         prefix = keys.dataset_prefix(project, dataset)
