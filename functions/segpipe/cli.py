@@ -116,7 +116,7 @@ def _run_validate(args: argparse.Namespace, extra: list[str]) -> int:
 
     if extra:
         return _fail("validate", f"unrecognized arguments: {' '.join(extra)}")
-    if not re.match(PROJECT_PATTERN, args.project):
+    if not re.fullmatch(PROJECT_PATTERN, args.project):
         return _fail("validate", f"--project {args.project!r} is not a project name ({PROJECT_PATTERN})")
     request = _read_request(args.request)
     if isinstance(request, str):

@@ -28,12 +28,24 @@ class ObjectNotFound(NotFoundError):
     code = "object_not_found"
 
 
+class ObjectChanged(SegpipeError):
+    """The object no longer has the ETag the caller asked for (S3 answered 412): it was overwritten."""
+
+    code = "object_changed"
+
+
 class DatasetNotFound(NotFoundError):
     code = "dataset_not_found"
 
 
 class InvalidInput(SegpipeError):
     code = "invalid_input"
+
+
+class DatasetTooLarge(InvalidInput):
+    """The annotations file is larger than this deployment validates; nothing of it was read."""
+
+    code = "dataset_too_large"
 
 
 class InvalidName(InvalidInput):

@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
+
+#: Instance types a deployment allows unless its AllowedInstanceTypes parameter says otherwise
+#: (template.yaml repeats this default): single-GPU and 4-GPU hosts of the price table.
+DEFAULT_ALLOWED_INSTANCE_TYPES = (
+    "ml.g4dn.xlarge",
+    "ml.g4dn.2xlarge",
+    "ml.g5.xlarge",
+    "ml.g5.2xlarge",
+    "ml.g5.4xlarge",
+    "ml.g5.12xlarge",
+    "ml.g6.xlarge",
+    "ml.p3.2xlarge",
+)
 
 
 class _Settings(BaseModel):
@@ -28,6 +44,32 @@ class SubmitSettings(CommonSettings):
     DEFAULT_TILE_SIZE: int = 512
     VOLUME_SIZE_GB: int = 50
     MAX_BODY_BYTES: int = 256 * 1024
+    ALLOWED_INSTANCE_TYPES: tuple[str, ...] = Field(
+        default=DEFAULT_ALLOWED_INSTANCE_TYPES,
+        min_length=1,
+        description="Comma-separated SageMaker instance types a request may name",
+    )
+    MAX_INSTANCE_HOURS: float = Field(
+        default=48.0, gt=0, description="Most instance_count x max_hours one training may ask for"
+    )
+    MAX_RUNNING_TRAININGS: int = Field(
+        default=4, ge=1, description="Most trainings queued or training at once in one project"
+    )
+    MAX_ANNOTATIONS_BYTES: int = Field(
+        default=512 * 1024 * 1024,
+        ge=1024,
+        description="Largest annotations.json validated (memory grows about 10x the file size)",
+    )
+
+    @field_validator("ALLOWED_INSTANCE_TYPES", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = tuple(item.strip() for item in value.split(",") if item.strip())
+        for item in value:
+            if not isinstance(item, str) or not _INSTANCE_TYPE.fullmatch(item):
+                raise ValueError(f"{item!r} is not a SageMaker instance type such as ml.g5.xlarge")
+        return value
 
 
 class ApiSettings(SubmitSettings):

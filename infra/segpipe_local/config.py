@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from segpipe.settings import DEFAULT_ALLOWED_INSTANCE_TYPES
+
 DEFAULT_HOME = Path(os.environ.get("SEGPIPE_HOME", Path.home() / ".segpipe"))
 
 
@@ -60,6 +62,9 @@ class LocalConfig(BaseModel):
             "DEFAULT_PRESET": self.default_preset,
             "DEFAULT_EPOCHS": str(self.default_epochs),
             "DEFAULT_TILE_SIZE": str(self.default_tile_size),
+            "ALLOWED_INSTANCE_TYPES": ",".join(DEFAULT_ALLOWED_INSTANCE_TYPES),  # template parameter defaults
+            "MAX_INSTANCE_HOURS": "48",
+            "MAX_RUNNING_TRAININGS": "4",
             "POWERTOOLS_SERVICE_NAME": "segpipe",
             "POWERTOOLS_METRICS_NAMESPACE": "segpipe",
             "POWERTOOLS_TRACE_DISABLED": "true",

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from segpipe.errors import DatasetNotFound, ObjectNotFound
+from segpipe.errors import DatasetNotFound, DatasetTooLarge, ObjectNotFound
 from segpipe.logic.validate import TrainingDefaults, Validation, validate_request
 from segpipe.models.common import Preset
 from segpipe.models.request import TrainingRequest
@@ -373,11 +373,16 @@ class MemoryDatasetStore:
         self.datasets = datasets or {}
         self.head_reads: list[str] = []
 
-    def read_annotations(self, project: str, dataset: str, file_name: str) -> bytes:
+    def read_annotations(
+        self, project: str, dataset: str, file_name: str, *, max_bytes: int | None = None
+    ) -> bytes:
         try:
-            return self.datasets[(project, dataset)][file_name]
+            data = self.datasets[(project, dataset)][file_name]
         except KeyError as error:
             raise DatasetNotFound(f"No {file_name} in dataset {dataset!r} of project {project!r}.") from error
+        if max_bytes is not None and len(data) > max_bytes:
+            raise DatasetTooLarge(f"{file_name} is {len(data)} bytes.", size=len(data), limit=max_bytes)
+        return data
 
     def list_files(self, project: str, dataset: str) -> set[str]:
         return set(self.datasets.get((project, dataset), {}))

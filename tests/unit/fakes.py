@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import IO, Any
 
 from segpipe.dal.interfaces import Claim
-from segpipe.errors import ObjectNotFound, VersionNotRunning
+from segpipe.errors import ObjectChanged, ObjectNotFound, VersionNotRunning
 from segpipe.models.common import VersionStatus
 from segpipe.models.jobs import CreateTrainingJob, JobDescription
 from segpipe.models.version import ModelVersion, StatusChange
@@ -32,6 +33,13 @@ class MemoryArtifacts:
         if key not in self.objects:
             raise ObjectNotFound(f"No object at {key}.")
         return self.objects[key]
+
+    def get_bytes_at(self, key: str, *, version_id: str | None = None, etag: str | None = None) -> bytes:
+        """An unversioned bucket: the ETag (MD5 of a single-part upload) must still match."""
+        data = self.get_bytes(key)
+        if etag and hashlib.md5(data).hexdigest() != etag.strip('"'):
+            raise ObjectChanged(f"{key} no longer has ETag {etag}.")
+        return data
 
     def exists(self, key: str) -> bool:
         return key in self.objects
@@ -78,6 +86,9 @@ class MemoryRegistry:
     def list_versions(self, project: str, *, active_only: bool = False) -> list[ModelVersion]:
         found = [v for (p, _), v in sorted(self.versions.items()) if p == project]
         return [v for v in found if v.active] if active_only else found
+
+    def running_versions(self, project: str) -> list[int]:
+        return sorted(n for (p, n), v in self.versions.items() if p == project and not v.status.terminal)
 
     def find_by_job(self, job_name: str) -> tuple[str, int] | None:
         return next(((v.project, v.version) for v in self.versions.values() if v.job_name == job_name), None)

@@ -22,6 +22,9 @@ TIFF_SUFFIXES = frozenset({".tif", ".tiff", ".btf", ".tf8", ".tf2"})
 #: Percentiles are computed on at most this many values per channel (a regular subsample).
 PERCENTILE_SAMPLES = 1 << 22
 PREVIEW_MAX_SIDE = 1024
+#: The most bytes one image may take once decoded (width x height x channels x bytes per sample),
+#: checked from the file's header before any pixel is read.
+MAX_IMAGE_BYTES = 2 * 1024**3
 
 
 class ImageReadError(TrainerError):
@@ -32,13 +35,19 @@ class ImageReadError(TrainerError):
         return cls(f"Image '{file_name}' could not be read: {reason}")
 
 
-def read_image(path: Path, *, file_name: str | None = None) -> np.ndarray:
-    """The pixels of `path` as C x H x W, in the file's own dtype (RGBA loses its alpha channel)."""
+def read_image(path: Path, *, file_name: str | None = None, max_bytes: int = MAX_IMAGE_BYTES) -> np.ndarray:
+    """The pixels of `path` as C x H x W, in the file's own dtype (RGBA loses its alpha channel).
+
+    An image whose header says it would decode to more than `max_bytes` is refused unread.
+    """
     name = file_name or path.name
     if not path.is_file():
         raise ImageReadError.of(name, "the file is not in the dataset")
     try:
-        pixels = _read_tiff(path) if path.suffix.lower() in TIFF_SUFFIXES else _read_pillow(path)
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            pixels = _read_tiff(path, name=name, max_bytes=max_bytes)
+        else:
+            pixels = _read_pillow(path, name=name, max_bytes=max_bytes)
     except ImageReadError:
         raise
     except Exception as exc:  # every decoder raises its own types; all mean "unreadable"
@@ -50,11 +59,25 @@ def read_image(path: Path, *, file_name: str | None = None) -> np.ndarray:
     return pixels
 
 
-def _read_tiff(path: Path) -> np.ndarray:
+def _check_decoded_size(name: str, *, shape: tuple[int, ...], sample_bytes: int, max_bytes: int) -> None:
+    decoded = int(np.prod(shape, dtype=np.int64)) * sample_bytes
+    if decoded > max_bytes:
+        dimensions = " x ".join(str(size) for size in shape)
+        raise ImageReadError.of(
+            name,
+            f"it would take {decoded} bytes once decoded ({dimensions} samples of {sample_bytes} bytes), "
+            f"more than the {max_bytes} bytes the trainer reads per image; split it into smaller tiles",
+        )
+
+
+def _read_tiff(path: Path, *, name: str, max_bytes: int) -> np.ndarray:
     """Y and X of the first series go last; every other axis (C, S, Z, T, ...) becomes a channel."""
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
         axes = series.axes.upper()
+        _check_decoded_size(
+            name, shape=tuple(series.shape), sample_bytes=series.dtype.itemsize, max_bytes=max_bytes
+        )
         pixels = series.asarray()
     if "Y" in axes and "X" in axes:
         others = [i for i, axis in enumerate(axes) if axis not in "YX"]
@@ -64,8 +87,23 @@ def _read_tiff(path: Path) -> np.ndarray:
     return pixels.reshape(-1, *pixels.shape[-2:])
 
 
-def _read_pillow(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
+def _pillow_sample_bytes(mode: str) -> int:
+    """Bytes per sample once decoded (an upper bound for packed and palette modes)."""
+    if mode in {"I", "F"}:
+        return 4
+    return 2 if mode.startswith("I;16") else 1
+
+
+def _read_pillow(path: Path, *, name: str, max_bytes: int) -> np.ndarray:
+    with Image.open(path) as image:  # reads the header only; pixels are decoded by load()
+        grey = image.mode in {"1", "L", "LA", "I", "F"} or image.mode.startswith("I;16")
+        bands = max(len(image.getbands()), 1 if grey else 3)  # colour is decoded, then made RGB
+        _check_decoded_size(
+            name,
+            shape=(image.height, image.width, bands),
+            sample_bytes=_pillow_sample_bytes(image.mode),
+            max_bytes=max_bytes,
+        )
         image.load()
         converted = _pillow_mode(image)
         pixels = np.asarray(converted)

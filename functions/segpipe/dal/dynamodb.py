@@ -182,6 +182,27 @@ class DynamoModelRegistry:
         ]
         return sorted(versions, key=lambda v: v.version)
 
+    def running_versions(self, project: str) -> list[int]:
+        # One partition, version items only, filtered server-side; the filter still reads every
+        # version item of the project (a few hundred bytes each), which is far cheaper than an index.
+        paginator = self._db.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            FilterExpression="#status IN (:queued, :training)",
+            ProjectionExpression="sk",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":pk": {"S": _pk(project)},
+                ":prefix": {"S": "VERSION#"},
+                ":queued": {"S": VersionStatus.QUEUED.value},
+                ":training": {"S": VersionStatus.TRAINING.value},
+            },
+        )
+        return sorted(
+            int(item["sk"]["S"].removeprefix("VERSION#")) for page in pages for item in page.get("Items", [])
+        )
+
     def find_by_job(self, job_name: str) -> tuple[str, int] | None:
         response = self._db.query(
             TableName=self._table,

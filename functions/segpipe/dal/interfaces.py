@@ -16,8 +16,11 @@ from segpipe.models.version import ModelVersion
 class DatasetStore(Protocol):
     """Read access to a dataset folder: `projects/{p}/datasets/{d}/` in S3, or a folder on disk."""
 
-    def read_annotations(self, project: str, dataset: str, file_name: str) -> bytes:
-        """The annotations file's bytes. Raises `DatasetNotFound` when it does not exist."""
+    def read_annotations(
+        self, project: str, dataset: str, file_name: str, *, max_bytes: int | None = None
+    ) -> bytes:
+        """The annotations file's bytes. Raises `DatasetNotFound` when it does not exist and
+        `DatasetTooLarge` (before reading any of it) when it is larger than `max_bytes`."""
         ...
 
     def list_files(self, project: str, dataset: str) -> set[str]:
@@ -40,6 +43,12 @@ class ArtifactStore(Protocol):
 
     def get_bytes(self, key: str) -> bytes:
         """Raises `ObjectNotFound` when the key does not exist."""
+        ...
+
+    def get_bytes_at(self, key: str, *, version_id: str | None = None, etag: str | None = None) -> bytes:
+        """The object as one upload wrote it: that version (in a versioned bucket), and only while it
+        still has `etag`. Raises `ObjectNotFound` when it (or that version) is gone, `ObjectChanged`
+        when a newer upload has replaced it and the version cannot be asked for."""
         ...
 
     def exists(self, key: str) -> bool: ...
@@ -80,6 +89,10 @@ class ModelRegistry(Protocol):
     def get_version(self, project: str, version: int) -> ModelVersion | None: ...
 
     def list_versions(self, project: str, *, active_only: bool = False) -> list[ModelVersion]: ...
+
+    def running_versions(self, project: str) -> list[int]:
+        """Numbers of the project's versions that are queued or training (a query, never a scan)."""
+        ...
 
     def find_by_job(self, job_name: str) -> tuple[str, int] | None:
         """(project, version) of a training job, through the job-name index."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
-from segpipe.errors import DatasetNotFound, NotFoundError, ObjectNotFound
+from segpipe.errors import DatasetNotFound, DatasetTooLarge, NotFoundError, ObjectNotFound
 from segpipe.models import keys
 
 
@@ -42,12 +42,18 @@ class FilesystemDatasetStore:
             return self._root
         return self._root / _safe(keys.dataset_prefix(project, dataset), missing=DatasetNotFound)
 
-    def read_annotations(self, project: str, dataset: str, file_name: str) -> bytes:
+    def read_annotations(
+        self, project: str, dataset: str, file_name: str, *, max_bytes: int | None = None
+    ) -> bytes:
         path = self._annotations_file or self.folder(project, dataset) / _safe(
             file_name, missing=DatasetNotFound
         )
         try:
-            return path.read_bytes()
+            with path.open("rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if max_bytes is not None and size > max_bytes:
+                    raise DatasetTooLarge(f"{path} is {size} bytes.", size=size, limit=max_bytes)
+                return handle.read()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as error:
             raise DatasetNotFound(f"No annotations file at {path}.", path=str(path)) from error
 

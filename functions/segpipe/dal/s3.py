@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from segpipe.errors import DatasetNotFound, ObjectNotFound
+from segpipe.errors import DatasetNotFound, DatasetTooLarge, ObjectChanged, ObjectNotFound, ServiceUnavailable
 from segpipe.models import keys
 
 if TYPE_CHECKING:
@@ -21,6 +22,36 @@ def _is_missing(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") in _MISSING
 
 
+class _GuardedStream(io.RawIOBase):
+    """A response body whose transport failures mid-read (botocore's ReadTimeoutError and
+    ResponseStreamingError, a reset connection: most are OSErrors) surface as `ServiceUnavailable`,
+    so that callers can tell a read to retry from a damaged object."""
+
+    def __init__(self, body: Any, key: str) -> None:
+        super().__init__()
+        self._body = body
+        self._key = key
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self._body.read(len(buffer))
+        except (BotoCoreError, OSError) as error:
+            raise ServiceUnavailable(
+                f"Reading {self._key} failed on the way: {error}", key=self._key
+            ) from error
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        close = getattr(self._body, "close", None)
+        if close is not None:
+            close()
+        super().close()
+
+
 class S3DatasetStore:
     """Datasets under `projects/{p}/datasets/{d}/` in the data bucket."""
 
@@ -28,14 +59,23 @@ class S3DatasetStore:
         self._s3 = client
         self._bucket = bucket
 
-    def read_annotations(self, project: str, dataset: str, file_name: str) -> bytes:
+    def read_annotations(
+        self, project: str, dataset: str, file_name: str, *, max_bytes: int | None = None
+    ) -> bytes:
         key = keys.dataset_file(project, dataset, file_name)
         try:
-            return self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+            response = self._s3.get_object(Bucket=self._bucket, Key=key)
         except ClientError as error:
             if _is_missing(error):
                 raise DatasetNotFound(f"No dataset file at s3://{self._bucket}/{key}.", key=key) from error
             raise
+        body = response["Body"]
+        size = response["ContentLength"]  # known from the headers, before any of the body is read
+        if max_bytes is not None and size > max_bytes:
+            body.close()
+            raise DatasetTooLarge(f"s3://{self._bucket}/{key} is {size} bytes.", size=size, limit=max_bytes)
+        data: bytes = body.read()
+        return data
 
     def list_files(self, project: str, dataset: str) -> set[str]:
         prefix = keys.dataset_prefix(project, dataset)
@@ -87,6 +127,23 @@ class S3ArtifactStore:
                 raise ObjectNotFound(f"No object at {key}.", key=key) from error
             raise
 
+    def get_bytes_at(self, key: str, *, version_id: str | None = None, etag: str | None = None) -> bytes:
+        params: dict[str, Any] = {"Bucket": self._bucket, "Key": key}
+        if version_id and version_id != "null":  # "null": the bucket is (or was) unversioned
+            params["VersionId"] = version_id
+        if etag:
+            params["IfMatch"] = '"' + etag.strip('"') + '"'
+        try:
+            return self._s3.get_object(**params)["Body"].read()
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if _is_missing(error) or code == "NoSuchVersion":
+                raise ObjectNotFound(f"No object at {key} (version {version_id}).", key=key) from error
+            if code == "PreconditionFailed" or status == 412:
+                raise ObjectChanged(f"{key} no longer has ETag {etag}.", key=key, etag=etag) from error
+            raise
+
     def exists(self, key: str) -> bool:
         try:
             self._s3.head_object(Bucket=self._bucket, Key=key)
@@ -103,7 +160,7 @@ class S3ArtifactStore:
             if _is_missing(error):
                 raise ObjectNotFound(f"No object at {key}.", key=key) from error
             raise
-        return body
+        return io.BufferedReader(_GuardedStream(body, key), buffer_size=256 * 1024)
 
     def list_keys(self, prefix: str) -> Iterator[str]:
         paginator = self._s3.get_paginator("list_objects_v2")

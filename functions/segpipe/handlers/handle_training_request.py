@@ -26,6 +26,7 @@ def lambda_handler(event: S3EventNotificationEventBridgeModel, context: LambdaCo
         key=event.detail.object.key,
         etag=event.detail.object.etag,
         size=int(event.detail.object.size) if event.detail.object.size is not None else None,
+        version_id=event.detail.object.version_id,
     )
     deps = submit_deps(settings)
     result = handle_uploaded_request(upload, artifacts=deps.artifacts, deps=deps)

@@ -66,7 +66,7 @@ def _jobs() -> Any:
 def submit_deps(settings: SubmitSettings) -> SubmitDeps:
     from segpipe.logic.jobspec import JobEnvironment
     from segpipe.logic.submit import SubmitDeps
-    from segpipe.logic.validate import TrainingDefaults
+    from segpipe.logic.validate import ComputeRules, TrainingDefaults
     from segpipe.models.common import Preset
 
     store, artifacts, registry = _stores(settings)
@@ -88,6 +88,12 @@ def submit_deps(settings: SubmitSettings) -> SubmitDeps:
             tile_size=settings.DEFAULT_TILE_SIZE,
         ),
         clock=utcnow,
+        compute_rules=ComputeRules(
+            allowed_instance_types=frozenset(settings.ALLOWED_INSTANCE_TYPES),
+            max_instance_hours=settings.MAX_INSTANCE_HOURS,
+            max_running_trainings=settings.MAX_RUNNING_TRAININGS,
+        ),
+        max_annotations_bytes=settings.MAX_ANNOTATIONS_BYTES,
     )
 
 

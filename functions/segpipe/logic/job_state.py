@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
 from segpipe.dal.interfaces import ArtifactStore, ModelRegistry
-from segpipe.logic.ingest import OutputsUnreadable, ingest_outputs
+from segpipe.logic.ingest import IngestLimits, OutputsUnreadable, ingest_outputs
 from segpipe.models import keys
 from segpipe.models.common import VersionStatus
 from segpipe.models.jobs import JobDescription
@@ -43,6 +43,7 @@ class JobStateDeps:
     registry: ModelRegistry
     artifacts: ArtifactStore
     clock: Callable[[], datetime]
+    limits: IngestLimits = field(default_factory=IngestLimits)
 
 
 class JobStateOutcome(BaseModel):
@@ -96,7 +97,11 @@ def _complete(
 ) -> JobStateOutcome:
     try:
         ingested = ingest_outputs(
-            project=project, version=number, job_name=job.TrainingJobName, artifacts=deps.artifacts
+            project=project,
+            version=number,
+            job_name=job.TrainingJobName,
+            artifacts=deps.artifacts,
+            limits=deps.limits,
         )
     except OutputsUnreadable as error:
         logger.warning("outputs of %s unreadable: %s", job.TrainingJobName, error.message)

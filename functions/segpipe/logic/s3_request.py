@@ -1,14 +1,21 @@
 """A training request uploaded to `projects/{p}/requests/{name}.json`: submit it and write the
-report to `projects/{p}/reports/{name}.json` (a prefix that triggers nothing)."""
+report to `projects/{p}/reports/{name}.json` (a prefix that triggers nothing).
+
+The file is read as the upload that the event announces wrote it: at the event's version id
+(the data bucket is versioned) and only while it still has the event's ETag. So two quick uploads
+of one key train each body once, under its own request key. Where the bucket keeps no versions
+and a newer upload has replaced the file (S3 answers 412), this event is dropped: the newer
+upload's own event reads and submits the newer body, and writes the report.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from segpipe.dal.interfaces import ArtifactStore
-from segpipe.errors import ObjectNotFound
+from segpipe.errors import ObjectChanged, ObjectNotFound
 from segpipe.logic.submit import SubmitDeps, SubmitOutcome, fingerprint_of, submit
 from segpipe.models import keys
 from segpipe.models.common import is_item_name
@@ -26,6 +33,7 @@ class UploadedRequest(BaseModel):
     key: str
     etag: str
     size: int | None = None
+    version_id: str | None = Field(default=None, description="The object version the upload created")
 
 
 class UploadOutcome(BaseModel):
@@ -82,11 +90,20 @@ def handle_uploaded_request(
         )
     else:
         try:
-            report = _parse(artifacts.get_bytes(upload.key))
+            data = artifacts.get_bytes_at(upload.key, version_id=upload.version_id, etag=upload.etag)
         except ObjectNotFound:
             return UploadOutcome(
                 key=upload.key, project=project, name=name, ignored="deleted before it was read"
             )
+        except ObjectChanged:
+            logger.info(
+                "%s was overwritten before its event was handled; the newer upload's event submits it",
+                upload.key,
+            )
+            return UploadOutcome(
+                key=upload.key, project=project, name=name, ignored="superseded by a newer upload"
+            )
+        report = _parse(data)
 
     if isinstance(report, ValidationReport):
         artifacts.put_bytes(report_key, report.model_dump_json(indent=2).encode())

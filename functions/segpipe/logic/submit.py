@@ -9,7 +9,7 @@ yields the same version and never a second job.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,7 +25,7 @@ from segpipe.logic.jobspec import (
     training_config,
 )
 from segpipe.logic.split import render_manifests
-from segpipe.logic.validate import TrainingDefaults, validate_request
+from segpipe.logic.validate import MAX_ANNOTATIONS_BYTES, ComputeRules, TrainingDefaults, validate_request
 from segpipe.models import keys
 from segpipe.models.common import Preset, VersionStatus
 from segpipe.models.jobs import CreateTrainingJob
@@ -43,6 +43,8 @@ class SubmitDeps:
     env: JobEnvironment
     defaults: TrainingDefaults
     clock: Callable[[], datetime]
+    compute_rules: ComputeRules | None = None  # None: no compute guard (offline use)
+    max_annotations_bytes: int = MAX_ANNOTATIONS_BYTES
 
 
 class SubmitOutcome(BaseModel):
@@ -66,6 +68,9 @@ def preview(request: TrainingRequest, *, project: str, deps: SubmitDeps) -> Vali
         store=deps.store,
         defaults=deps.defaults,
         base_lookup=_base_lookup(project, deps),
+        compute_rules=deps.compute_rules,
+        running_trainings=lambda: deps.registry.running_versions(project),
+        max_annotations_bytes=deps.max_annotations_bytes,
     ).report
 
 
@@ -82,6 +87,9 @@ def submit(
         store=deps.store,
         defaults=deps.defaults,
         base_lookup=_base_lookup(project, deps),
+        compute_rules=deps.compute_rules,
+        running_trainings=lambda: _running_besides(project, request_key, deps),
+        max_annotations_bytes=deps.max_annotations_bytes,
     )
     if validation.plan is None:
         return SubmitOutcome(report=validation.report)
@@ -203,6 +211,17 @@ def _resolve(
         epochs=request.training.epochs or details.epochs or deps.defaults.epochs,
         tile_size=request.training.tile_size or details.tile_size or deps.defaults.tile_size,
     )
+
+
+def _running_besides(project: str, request_key: str, deps: SubmitDeps) -> Sequence[int]:
+    """The project's queued or training versions, except one already bound to this very request
+    (an earlier attempt that stopped before its job started is finished, not counted)."""
+    claim = deps.registry.find_claim(project, request_key)
+    return [
+        number
+        for number in deps.registry.running_versions(project)
+        if claim is None or number != claim.version
+    ]
 
 
 def _base_lookup(project: str, deps: SubmitDeps) -> Callable[[int], ModelVersion | None]:

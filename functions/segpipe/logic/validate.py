@@ -50,7 +50,7 @@ import pydantic_core
 from pydantic import ValidationError
 
 from segpipe.dal.interfaces import DatasetStore
-from segpipe.errors import DatasetNotFound, NotFoundError
+from segpipe.errors import DatasetNotFound, DatasetTooLarge, NotFoundError
 from segpipe.logic import estimate
 from segpipe.logic.image_headers import (
     HEADER_BYTES,
@@ -83,6 +83,7 @@ from segpipe.models.report import (
     WarningCode,
 )
 from segpipe.models.request import FractionTestSet, ImagesTestSet, NoTestSet, TrainingRequest
+from segpipe.models.trainer_io import MAX_STEM_LENGTH, prediction_stem
 from segpipe.models.version import ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ EXAMPLES = 10
 MEDIAN_SAMPLE = 100_001
 #: ViT patch edge in image pixels per preset: tiles are fed at native resolution.
 PATCH_SIZES: dict[Preset, int] = {Preset.TINY: 16, Preset.DINOV2_SMALL: 14, Preset.SAM_VIT_BASE: 16}
+#: Largest annotations.json read when the caller sets no limit (settings: MAX_ANNOTATIONS_BYTES).
+MAX_ANNOTATIONS_BYTES = 512 * 1024 * 1024
 #: File extensions the trainer reads, and their format names.
 IMAGE_FORMATS: dict[str, str] = {
     ".png": "png",
@@ -134,6 +137,15 @@ class TrainingDefaults:
 
 
 @dataclass(frozen=True)
+class ComputeRules:
+    """What a deployment lets one request spend (template parameters, through settings)."""
+
+    allowed_instance_types: frozenset[str]
+    max_instance_hours: float  # instance_count x max_hours of one request
+    max_running_trainings: int  # versions queued or training at once in one project
+
+
+@dataclass(frozen=True)
 class Validation:
     report: ValidationReport  # ok, errors, warnings, details (TrainingDetails filled in)
     plan: SplitPlan | None  # None exactly when the report has errors
@@ -146,16 +158,25 @@ def validate_request(
     store: DatasetStore,
     defaults: TrainingDefaults,
     base_lookup: Callable[[int], ModelVersion | None] | None = None,
+    compute_rules: ComputeRules | None = None,
+    running_trainings: Callable[[], Sequence[int]] | None = None,
+    max_annotations_bytes: int = MAX_ANNOTATIONS_BYTES,
 ) -> Validation:
     """Check `request` against its dataset in `store` and plan the split.
 
     `base_lookup` finds a previous version of the project; None (offline) skips checking a
-    version named in `base`.
+    version named in `base`. `compute_rules` limits what the request may spend (None: no
+    limits, for offline use); `running_trainings` lists the project's versions that are queued
+    or training (None skips that limit).
     """
     issues = _Issues()
     with gc_paused():
         training = _resolve_training(request, defaults=defaults, base_lookup=base_lookup, issues=issues)
-        loaded = _load_dataset(request, project=project, store=store, issues=issues)
+        if compute_rules is not None:
+            _check_compute(request, rules=compute_rules, running=running_trainings, issues=issues)
+        loaded = _load_dataset(
+            request, project=project, store=store, max_bytes=max_annotations_bytes, issues=issues
+        )
         if loaded is None:
             if not request.classes:
                 _no_classes(issues, available=None)
@@ -326,6 +347,52 @@ def _check_base_version(request: TrainingRequest, *, base: ModelVersion, issues:
         )
 
 
+# --- Compute guard -----------------------------------------------------------------------------
+
+
+def _check_compute(
+    request: TrainingRequest,
+    *,
+    rules: ComputeRules,
+    running: Callable[[], Sequence[int]] | None,
+    issues: _Issues,
+) -> None:
+    compute = request.compute
+    if compute.instance_type not in rules.allowed_instance_types:
+        allowed = sorted(rules.allowed_instance_types)
+        issues.error(
+            ErrorCode.INSTANCE_TYPE_NOT_ALLOWED,
+            f"{compute.instance_type} is not an instance type this deployment allows ({_listing(allowed)}). "
+            "Choose one of them, or ask the operator to add it to the AllowedInstanceTypes parameter.",
+            instance_type=compute.instance_type,
+            allowed=allowed,
+        )
+    instance_hours = compute.instance_count * compute.max_hours
+    if instance_hours > rules.max_instance_hours:
+        issues.error(
+            ErrorCode.COMPUTE_OVER_LIMIT,
+            f"The request asks for up to {compute.instance_count} x {compute.max_hours:g} h = "
+            f"{instance_hours:g} instance-hours; this deployment allows at most {rules.max_instance_hours:g} "
+            "per training. Lower compute.instance_count or compute.max_hours.",
+            instance_count=compute.instance_count,
+            max_hours=compute.max_hours,
+            instance_hours=instance_hours,
+            max_instance_hours=rules.max_instance_hours,
+        )
+    if running is None:
+        return
+    versions = sorted(running())
+    if len(versions) >= rules.max_running_trainings:
+        issues.error(
+            ErrorCode.TOO_MANY_RUNNING_JOBS,
+            f"The project already has {len(versions)} trainings queued or running (versions "
+            f"{', '.join(map(str, versions[:EXAMPLES]))}); this deployment runs at most "
+            f"{rules.max_running_trainings} at once per project. Wait for one to end, or stop one.",
+            running=versions[:100],
+            max_running=rules.max_running_trainings,
+        )
+
+
 # --- Loading -----------------------------------------------------------------------------------
 
 
@@ -339,7 +406,7 @@ class _Dataset:
 
 
 def _load_dataset(
-    request: TrainingRequest, *, project: str, store: DatasetStore, issues: _Issues
+    request: TrainingRequest, *, project: str, store: DatasetStore, max_bytes: int, issues: _Issues
 ) -> tuple[str, _Dataset] | None:
     location = request.dataset_location(project)
     if location is None:
@@ -353,7 +420,20 @@ def _load_dataset(
         return None
     name, file_name = location
     try:
-        raw = store.read_annotations(project, name, file_name)
+        raw = store.read_annotations(project, name, file_name, max_bytes=max_bytes)
+    except DatasetTooLarge as error:
+        size = error.context.get("size")
+        issues.error(
+            ErrorCode.DATASET_TOO_LARGE,
+            f"{file_name} of dataset {name!r} is {size} bytes; this deployment validates annotation files of "
+            f"at most {max_bytes} bytes. Split the dataset into smaller ones, or ask the operator to raise "
+            "the limit (and the function's memory).",
+            dataset=name,
+            file=file_name,
+            bytes=size,
+            max_bytes=max_bytes,
+        )
+        return None
     except DatasetNotFound as error:
         issues.error(
             ErrorCode.DATASET_NOT_FOUND,
@@ -655,6 +735,7 @@ def _validate_dataset(
     )
     _check_annotations(scan, classes=classes, images=images, dataset=dataset, issues=issues)
     stats = _check_image_files(images.completed, source=source, tile_size=training.tile_size, issues=issues)
+    _check_output_names(images.completed, issues=issues)
     assignment = assign_split(images.completed, test_set=request.test_set)
     _check_assignment(assignment, test_set=request.test_set, dataset=dataset, images=images, issues=issues)
     class_counts = _class_counts(classes, scan=scan, assignment=assignment)
@@ -920,6 +1001,43 @@ def _check_image_files(
     present = [image for image in completed if image.file_name in files and _format_of(image.file_name)]
     _check_headers(_spread_sample(present), source=source, stats=stats, issues=issues)
     return stats
+
+
+def _check_output_names(completed: Sequence[CocoImage], *, issues: _Issues) -> None:
+    """The trainer writes predictions/{split}/{stem}.json and previews/{stem}.png per image, with the
+    stem of `prediction_stem`: images whose stems are equal would overwrite each other's outputs, and
+    a stem longer than the API's `{stem}` parameter could not be read back."""
+    by_stem: dict[str, list[str]] = {}
+    for image in completed:
+        by_stem.setdefault(prediction_stem(image.file_name), []).append(image.file_name)
+    collisions = [
+        {"stem": stem, "files": sorted(files)[:EXAMPLES]} for stem, files in by_stem.items() if len(files) > 1
+    ]
+    if collisions:
+        collisions.sort(key=itemgetter("stem"))
+        first = collisions[0]
+        issues.error(
+            ErrorCode.OUTPUT_NAMES_COLLIDE,
+            f"{len(collisions)} groups of completed images would get the same output names (for example "
+            f"{_listing(first['files'])} all become {first['stem']!r}): names that differ only in their "
+            "extension or in characters other than letters, digits, '.', '_' and '-' would overwrite each "
+            "other's predictions and previews. Rename the files so that they differ in those characters.",
+            groups=len(collisions),
+            examples=collisions[:EXAMPLES],
+        )
+    too_long = sorted(
+        name for stem, names in by_stem.items() if len(stem) > MAX_STEM_LENGTH for name in names
+    )
+    if too_long:
+        issues.error(
+            ErrorCode.OUTPUT_NAME_TOO_LONG,
+            f"{len(too_long)} completed images have names whose output name would be longer than "
+            f"{MAX_STEM_LENGTH} characters (folders joined with '__'): {_listing(too_long)}. Use shorter "
+            "file or folder names.",
+            images=len(too_long),
+            examples=_examples(too_long),
+            max_length=MAX_STEM_LENGTH,
+        )
 
 
 def _image_stats(completed: Sequence[CocoImage]) -> ImageStats:
@@ -1295,7 +1413,8 @@ def _padded_megapixels(images: Sequence[CocoImage], *, tile: int) -> float:
 
 def _check_estimate(request: TrainingRequest, *, details: TrainingDetails, issues: _Issues) -> None:
     compute = request.compute
-    if not estimate.is_known_instance(compute.instance_type):
+    refused = any(issue.code == ErrorCode.INSTANCE_TYPE_NOT_ALLOWED for issue in issues.errors)
+    if not refused and not estimate.is_known_instance(compute.instance_type):  # allowed, but not priced
         issues.warn(
             WarningCode.UNKNOWN_INSTANCE_TYPE,
             f"{compute.instance_type} is not in segpipe's price table, so the cost is unknown and the time a "

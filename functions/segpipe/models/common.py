@@ -13,6 +13,8 @@ PROJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
 #: Dataset and request names become one S3 key segment; dots are allowed, ".." is not.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 
+#: Python's `$` also matches before a trailing newline: every check in Python uses `fullmatch`.
+#: (pydantic's `pattern` runs on the Rust regex engine, whose `$` is the end of the text.)
 _NAME_RE = re.compile(NAME_PATTERN)
 
 
@@ -31,7 +33,7 @@ ModelType = Literal["instance", "semantic"]
 
 def is_item_name(value: str) -> bool:
     """True when `value` may be used as a dataset or request name."""
-    return bool(_NAME_RE.match(value)) and ".." not in value
+    return bool(_NAME_RE.fullmatch(value)) and ".." not in value
 
 
 class Preset(StrEnum):

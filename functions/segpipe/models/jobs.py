@@ -91,7 +91,7 @@ class CreateTrainingJob(_Sm):
     @field_validator("TrainingJobName")
     @classmethod
     def _name_rule(cls, value: str) -> str:
-        if not _JOB_NAME_RE.match(value):
+        if not _JOB_NAME_RE.fullmatch(value):
             raise ValueError(
                 "a training job name is 1-63 characters of [a-zA-Z0-9-], starting with a letter or digit"
             )

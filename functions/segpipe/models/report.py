@@ -32,6 +32,12 @@ class ErrorCode(StrEnum):
     UNREADABLE_IMAGE = "unreadable_image"
     IMAGE_SIZE_MISMATCH = "image_size_mismatch"
     CLASS_MISSING_FROM_TRAINING_SET = "class_missing_from_training_set"
+    INSTANCE_TYPE_NOT_ALLOWED = "instance_type_not_allowed"
+    COMPUTE_OVER_LIMIT = "compute_over_limit"
+    TOO_MANY_RUNNING_JOBS = "too_many_running_jobs"
+    DATASET_TOO_LARGE = "dataset_too_large"
+    OUTPUT_NAMES_COLLIDE = "output_names_collide"
+    OUTPUT_NAME_TOO_LONG = "output_name_too_long"
 
 
 class WarningCode(StrEnum):

@@ -104,7 +104,7 @@ class TrainingRequest(_Strict):
     @field_validator("dataset")
     @classmethod
     def _dataset_name_or_key(cls, value: str) -> str:
-        match = _DATASET_KEY.match(value)
+        match = _DATASET_KEY.fullmatch(value)
         name = match["name"] if match else value
         file = match["file"] if match else "annotations.json"
         if not (is_item_name(name) and is_item_name(file)):
@@ -123,7 +123,7 @@ class TrainingRequest(_Strict):
 
     def dataset_location(self, project: str) -> tuple[str, str] | None:
         """(dataset name, annotations file name), or None when the key names another project."""
-        match = _DATASET_KEY.match(self.dataset)
+        match = _DATASET_KEY.fullmatch(self.dataset)
         if match is None:
             return self.dataset, "annotations.json"
         if match["project"] != project:
@@ -134,7 +134,7 @@ class TrainingRequest(_Strict):
         """The version to continue from, when `base` names one."""
         if isinstance(self.base, int):
             return self.base
-        if isinstance(self.base, str) and (match := _VERSION_REF.match(self.base)):
+        if isinstance(self.base, str) and (match := _VERSION_REF.fullmatch(self.base)):
             return int(match[1])
         return None
 

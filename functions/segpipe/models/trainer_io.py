@@ -207,7 +207,13 @@ class Progress(BaseModel):
     phase: Literal["training", "evaluating", "done"] = "training"
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: The characters of an output stem: the trainer's file names, S3 keys and the API's `{stem}`.
+STEM_CHARACTERS = "[A-Za-z0-9._-]"
+#: The longest stem the API's `{stem}` path parameter takes.
+MAX_STEM_LENGTH = 255
+#: A stem as the API accepts it: what `prediction_stem` returns, at most `MAX_STEM_LENGTH` long.
+STEM_PATTERN = rf"^[A-Za-z0-9_-]{STEM_CHARACTERS}{{0,{MAX_STEM_LENGTH - 1}}}$"
+_UNSAFE = re.compile(rf"[^{STEM_CHARACTERS[1:-1]}]+")
 
 
 def prediction_stem(file_name: str) -> str:
