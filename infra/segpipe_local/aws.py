@@ -71,8 +71,16 @@ def client(service: str, config: LocalConfig) -> Any:
         region_name=config.region,
         aws_access_key_id="segpipe-local",
         aws_secret_access_key="segpipe-local",  # noqa: S106 - moto accepts any credentials
-        config=Config(retries={"mode": "standard", "max_attempts": 3}),
+        config=Config(retries={"mode": "standard", "max_attempts": 3}, **_signing(service)),
     )
+
+
+def _signing(service: str) -> dict[str, Any]:
+    """S3 as the handlers sign it (`segpipe.handlers.runtime.client_config`): SigV4, path style on
+    the local endpoint, so presigned URLs made here are what the API hands out."""
+    if service != "s3":
+        return {}
+    return {"signature_version": "s3v4", "s3": {"addressing_style": "path"}}
 
 
 @dataclass(frozen=True)

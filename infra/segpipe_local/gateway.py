@@ -1,5 +1,9 @@
 """The local HTTP gateway: each request becomes an API Gateway HTTP API (v2) event for the real
-API handler, and its answer becomes the HTTP response, as API Gateway would do it."""
+API handler, and its answer becomes the HTTP response, as API Gateway would do it.
+
+It serves local data without credentials, so it answers its own page and clients outside a browser
+only: a foreign `Host` and a cross-site state-changing request get a 403 before the handler runs
+(`segpipe_local.local_origin`)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from werkzeug.wrappers import Request, Response
 
 from segpipe_local.events import http_api_event
 from segpipe_local.functions import LocalFunction
+from segpipe_local.local_origin import guard
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +79,7 @@ class GatewayServer:
 
     def __init__(self, api: LocalFunction, *, host: str, port: int) -> None:
         self._server: BaseWSGIServer = make_server(host, port, Gateway(api), threaded=True)
+        guard(self._server, host=host)  # its own page and non-browser clients only
         self._thread = threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True)
 
     @property

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -93,6 +94,69 @@ class LocalJob(BaseModel):
         return answer
 
 
+#: The only variables a job may set in the trainer's environment: the ones segpipe's job spec
+#: sets. The trainer runs as a local process, so a variable such as LD_PRELOAD or PYTHONPATH would
+#: run any code the caller names.
+JOB_ENVIRONMENT = frozenset({"SEGPIPE_PROJECT", "SEGPIPE_VERSION"})
+
+# SageMaker's own limits (its API model): Channel.ChannelName, TrainingEnvironmentMap.
+CHANNEL_NAME = re.compile(r"[A-Za-z0-9\.\-_]+")
+CHANNEL_NAME_MAX = 64
+ENVIRONMENT_MAX_ENTRIES = 100
+ENVIRONMENT_VALUE_MAX = 512
+
+
+def _invalid(value: str, where: str, constraint: str) -> JobError:
+    """A ValidationException worded as SageMaker words them."""
+    shown = value if len(value) <= 100 else value[:100] + "..."
+    return JobError(
+        "ValidationException",
+        f"1 validation error detected: Value {shown!r} at '{where}' "
+        f"failed to satisfy constraint: {constraint}",
+    )
+
+
+def check_environment(environment: dict[str, str]) -> None:
+    if len(environment) > ENVIRONMENT_MAX_ENTRIES:
+        raise _invalid(
+            f"{len(environment)} entries",
+            "environment",
+            f"Map must have at most {ENVIRONMENT_MAX_ENTRIES} entries",
+        )
+    for name, value in environment.items():
+        if name not in JOB_ENVIRONMENT:
+            raise _invalid(
+                name,
+                "environment",
+                "Map keys must be variables the local runner passes to a job: "
+                + ", ".join(sorted(JOB_ENVIRONMENT)),
+            )
+        if len(value) > ENVIRONMENT_VALUE_MAX:
+            raise _invalid(
+                value,
+                f"environment.{name}",
+                f"Member must have length less than or equal to {ENVIRONMENT_VALUE_MAX}",
+            )
+
+
+def check_channels(names: list[str]) -> None:
+    """Channel names become folders (`input/data/{name}`): SageMaker's pattern and length, and
+    never `.`, `..` or anything holding `..`."""
+    for index, name in enumerate(names, start=1):
+        where = f"inputDataConfig.{index}.member.channelName"
+        if not CHANNEL_NAME.fullmatch(name):
+            raise _invalid(
+                name, where, f"Member must satisfy regular expression pattern: {CHANNEL_NAME.pattern}"
+            )
+        if len(name) > CHANNEL_NAME_MAX:
+            raise _invalid(name, where, f"Member must have length less than or equal to {CHANNEL_NAME_MAX}")
+        if name == "." or ".." in name:
+            raise _invalid(name, where, "Member must not be '.' and must not contain '..'")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise _invalid(", ".join(duplicates), "inputDataConfig", "Channel names (channelName) must be unique")
+
+
 def _split_uri(uri: str) -> tuple[str, str]:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     return bucket, key
@@ -131,6 +195,8 @@ class JobRunner:
             request = CreateTrainingJob.model_validate(params)
         except ValidationError as error:
             raise JobError("ValidationException", str(error.errors()[0]["msg"])) from error
+        check_environment(request.Environment)
+        check_channels([channel.ChannelName for channel in request.InputDataConfig])
         with self._lock:
             if request.TrainingJobName in self._jobs:
                 raise JobError("ResourceInUse", f"Training job {request.TrainingJobName} already exists")
@@ -272,11 +338,12 @@ class JobRunner:
             job, secondary_status="Training", training_start_time=job.training_start_time or datetime.now(UTC)
         )
         log_path = self._root / job.name / "train.log"
+        check_environment(job.request.Environment)  # also for jobs saved before the allowlist
         environment = {
             **os.environ,
+            **job.request.Environment,
             "SEGPIPE_ML_ROOT": str(root),
             "PYTHONUNBUFFERED": "1",
-            **job.request.Environment,
         }
         stop_sync = threading.Event()
         syncer = threading.Thread(target=self._sync_checkpoints, args=(job, root, stop_sync), daemon=True)
@@ -322,10 +389,10 @@ class JobRunner:
             for channel in request.InputDataConfig
         }
         (config / "inputdataconfig.json").write_text(json.dumps(channels))
+        check_channels(list(channels))  # also for jobs saved before the check
+        data = root / "input" / "data"
         for channel in request.InputDataConfig:
-            self._download(
-                channel.DataSource.S3DataSource.S3Uri, root / "input" / "data" / channel.ChannelName
-            )
+            self._download(channel.DataSource.S3DataSource.S3Uri, data / channel.ChannelName)
         if request.CheckpointConfig:
             self._download(request.CheckpointConfig.S3Uri, root / "checkpoints")
         for folder in ("model", "output/data", "checkpoints"):

@@ -12,6 +12,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
+from segpipe_local.local_origin import guard, is_loopback
 from segpipe_local.runner import JobError, JobRunner
 
 logger = logging.getLogger(__name__)
@@ -55,9 +56,18 @@ def _error(status: int, code: str, message: str) -> Response:
 
 
 class SageMakerServer:
+    """The API on a loopback port only: whoever reaches it starts processes on this machine."""
+
     def __init__(self, runner: JobRunner, *, host: str, port: int) -> None:
+        if not is_loopback(host):
+            raise ValueError(f"the local SageMaker API listens on a loopback address only, not {host!r}")
         self._server: BaseWSGIServer = make_server(host, port, SageMakerApi(runner), threaded=True)
+        guard(self._server, host=host)  # and refuses a foreign Host (DNS rebinding)
         self._thread = threading.Thread(target=self._server.serve_forever, name="sagemaker-api", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_port)
 
     def start(self) -> None:
         self._thread.start()

@@ -5,6 +5,10 @@ listens on 127.0.0.1 and forwards every request to the API, signed with the call
 credentials (the usual boto3 chain: profile, SSO, environment), so access stays governed by IAM
 (per project, through execute-api resource ARNs). Previews load straight from S3 through the
 presigned URLs that the API hands out.
+
+Because it signs with the operator's credentials, it answers its own page only: a foreign `Host`
+(DNS rebinding) and a state-changing request from another site's page are refused with a 403
+before anything is signed (`segpipe_local.local_origin`).
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from typing import Any
 import boto3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from werkzeug.serving import make_server
+from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
+
+from segpipe_local.local_origin import guard, is_loopback
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +84,22 @@ def _response(status: int, headers: Iterable[tuple[str, str]], body: bytes) -> R
     return response
 
 
+def proxy_server(
+    api_url: str, *, host: str = "127.0.0.1", port: int = 8080, region: str | None = None, session: Any = None
+) -> BaseWSGIServer:
+    """The proxy on a threaded server that answers its own page only (`segpipe_local.local_origin`):
+    it signs with the operator's credentials, so another site's page must not reach it."""
+    if not is_loopback(host):
+        raise ValueError(f"the signing proxy listens on a loopback address only, not {host!r}")
+    server: BaseWSGIServer = make_server(
+        host, port, SigningProxy(api_url, region=region, session=session), threaded=True
+    )
+    guard(server, host=host)
+    return server
+
+
 def serve(api_url: str, *, host: str = "127.0.0.1", port: int = 8080, region: str | None = None) -> None:
-    server = make_server(host, port, SigningProxy(api_url, region=region), threaded=True)
-    print(f"review page of {api_url}: http://{host}:{port}/ui/  (Ctrl-C to stop)", flush=True)  # noqa: T201
+    server = proxy_server(api_url, host=host, port=port, region=region)
+    print(f"review page of {api_url}: http://{host}:{server.server_port}/ui/  (Ctrl-C to stop)", flush=True)  # noqa: T201
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()

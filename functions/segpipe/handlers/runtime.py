@@ -3,6 +3,8 @@ per execution environment (lazily, so importing a handler stays cheap and tests 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -12,6 +14,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from segpipe.settings import ApiSettings, CommonSettings, SubmitSettings
 
 if TYPE_CHECKING:
+    from botocore.config import Config
+
     from segpipe.logic.job_state import JobStateDeps
     from segpipe.logic.models_api import ModelsDeps
     from segpipe.logic.submit import SubmitDeps
@@ -25,18 +29,48 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def configured_endpoint(service: str, environ: Mapping[str, str]) -> str | None:
+    """The endpoint that replaces AWS's for `service`, as the SDKs read it from the environment
+    (`AWS_ENDPOINT_URL_<SERVICE>`, then `AWS_ENDPOINT_URL`): the local stack's moto server."""
+    if environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() == "true":
+        return None
+    specific = environ.get(f"AWS_ENDPOINT_URL_{service.upper().replace('-', '_')}")
+    return specific or environ.get("AWS_ENDPOINT_URL") or None
+
+
+def client_config(service: str, endpoint_url: str | None) -> Config:
+    """The botocore configuration of every client the handlers make.
+
+    S3 is told to sign with SigV4 and to address the bucket in the host name of its regional
+    endpoint (`{bucket}.s3.{region}.amazonaws.com`): left alone, botocore presigns with SigV2 and
+    the global endpoint in us-east-1 and eu-west-1, which S3 refuses for buckets created since
+    June 2020. A custom endpoint (the local stack) is addressed path style, its host unchanged.
+    """
+    from botocore.config import Config
+
+    settings: dict[str, Any] = {
+        "retries": {"mode": "standard", "max_attempts": 5},
+        "connect_timeout": 5,
+        "read_timeout": 60,
+        "max_pool_connections": 32,  # S3ArtifactStore.put_many uploads in parallel
+    }
+    if service == "s3":
+        settings["signature_version"] = "s3v4"
+        settings["s3"] = {
+            "addressing_style": "path" if endpoint_url else "virtual",
+            "us_east_1_regional_endpoint": "regional",
+        }
+    return Config(**settings)
+
+
 @cache
 def _client(service: str) -> Any:
     import boto3  # imported here so that a handler's import does not pay for it twice
-    from botocore.config import Config
 
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 5},
-        connect_timeout=5,
-        read_timeout=60,
-        max_pool_connections=32,  # S3ArtifactStore.put_many uploads in parallel
+    endpoint = configured_endpoint(service, os.environ)
+    return boto3.client(  # type: ignore[call-overload]
+        service, endpoint_url=endpoint, config=client_config(service, endpoint)
     )
-    return boto3.client(service, config=config)  # type: ignore[call-overload]
 
 
 def reset() -> None:
