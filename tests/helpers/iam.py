@@ -113,7 +113,7 @@ def _sam_policy_template(name: str, args: Mapping[str, Any], refs: Mapping[str, 
     partition = refs["AWS::Partition"]
     if name == "S3CrudPolicy":
         bucket = f"arn:{partition}:s3:::{args['BucketName']}"
-        actions = (
+        actions: tuple[str, ...] = (
             "s3:GetObject",
             "s3:ListBucket",
             "s3:GetBucketLocation",
