@@ -3,8 +3,12 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# checkov pins many packages of its own: it gets a venv of its own, never .venv.
+TOOLS := .venv-tools
+CHECKOV_VERSION := 3.3.30
+CHECKOV_STAMP := $(TOOLS)/.checkov-$(CHECKOV_VERSION)
 
-.PHONY: help install lint typecheck template test test-fast bench demo build deploy clean browser-deps
+.PHONY: help install lint typecheck template checkov test test-fast bench demo build deploy clean browser-deps
 
 help:
 	@echo "make demo    run a small training end to end on the embedded local stack"
@@ -33,6 +37,17 @@ typecheck: install
 template: install
 	$(VENV)/bin/cfn-lint template.yaml
 
+$(CHECKOV_STAMP):
+	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check 'checkov==$(CHECKOV_VERSION)'
+	@rm -f $(TOOLS)/.checkov-*; touch $(CHECKOV_STAMP)
+
+# Skipped checks carry their reasons in template.yaml (Metadata: checkov: skip). --skip-download:
+# no calls to the vendor's platform (CI has no network beyond the package registries).
+checkov: $(CHECKOV_STAMP)
+	$(TOOLS)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
+
 # The browser tests drive Debian's chromium (never a downloaded browser); install it when we can.
 browser-deps:
 	@if [ ! -x /usr/bin/chromium ]; then \
@@ -43,7 +58,7 @@ browser-deps:
 		else echo "no /usr/bin/chromium: the browser tests will be skipped (apt-get install chromium)"; fi; \
 	fi
 
-test: lint typecheck template browser-deps
+test: lint typecheck template checkov browser-deps
 	$(VENV)/bin/pytest -n 2 --dist loadgroup --timeout 900
 
 test-fast: install

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -16,13 +18,26 @@ from moto import mock_aws
 
 from segpipe_local.events import http_api_event, job_state_change_event, s3_object_created_event
 from segpipe_local.lambda_context import LocalLambdaContext
-from segpipe_local.template import load_template, table_definition
+from segpipe_local.template import load_template, resources, table_definition
+from tests.helpers.iam import (
+    Arns,
+    Call,
+    CallRecorder,
+    Statement,
+    accesses,
+    actions_in_use,
+    check_calls,
+    function_statements,
+)
 
 BUCKET = "segpipe-data-test"
 TABLE = "segpipe-registry-test"
 REGION = "us-east-1"
-ROLE = "arn:aws:iam::000000000000:role/segpipe-sagemaker"
-IMAGE = "000000000000.dkr.ecr.us-east-1.amazonaws.com/segpipe-trainer:test"
+ACCOUNT = "000000000000"
+STACK = "segpipe-test"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/segpipe-sagemaker"
+IMAGE = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/segpipe-trainer:test"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 ENVIRONMENT = {
     "AWS_DEFAULT_REGION": REGION,
@@ -31,7 +46,7 @@ ENVIRONMENT = {
     "AWS_SESSION_TOKEN": "testing",
     "TABLE_NAME": TABLE,
     "DATA_BUCKET": BUCKET,
-    "STACK_NAME": "segpipe-test",
+    "STACK_NAME": STACK,
     "TRAINING_IMAGE_URI": IMAGE,
     "SAGEMAKER_ROLE_ARN": ROLE,
     "DEFAULT_PRESET": "tiny",
@@ -52,6 +67,8 @@ class Aws:
     bucket: str = BUCKET
     table: str = TABLE
     created_jobs: list[dict[str, Any]] = field(default_factory=list)
+    #: The AWS calls each function's handler made in this test (checked against template.yaml).
+    recorder: CallRecorder = field(default_factory=CallRecorder)
 
     # --- delivering events to the real handlers ---------------------------------------------------
 
@@ -67,7 +84,8 @@ class Aws:
         handler = _handler("segpipe.handlers.handle_api_request")
         raw = body if isinstance(body, str | bytes) or body is None else json.dumps(body)
         event = http_api_event(method, path, query=query, headers=headers, body=raw)
-        response = handler.lambda_handler(event, LocalLambdaContext("ApiFunction"))
+        with self.recorder.invoking("ApiFunction"):
+            response = handler.lambda_handler(event, LocalLambdaContext("ApiFunction"))
         text = response.get("body") or ""
         try:
             payload = json.loads(text) if text else None
@@ -87,7 +105,8 @@ class Aws:
             bucket=self.bucket, key=key, etag=head["ETag"], size=head["ContentLength"]
         )
         handler = _handler("segpipe.handlers.handle_training_request")
-        result: dict[str, Any] = handler.lambda_handler(event, LocalLambdaContext("SubmitFunction"))
+        with self.recorder.invoking("SubmitFunction"):
+            result: dict[str, Any] = handler.lambda_handler(event, LocalLambdaContext("SubmitFunction"))
         return result
 
     def job_event(self, job_name: str, status: str, **detail: Any) -> dict[str, Any]:
@@ -95,13 +114,14 @@ class Aws:
             "TrainingJobName": job_name,
             "TrainingJobStatus": status,
             "SecondaryStatus": detail.pop("SecondaryStatus", status),
-            "Tags": {"segpipe:stack": "segpipe-test"},
+            "Tags": {"segpipe:stack": STACK},
             **detail,
         }
         handler = _handler("segpipe.handlers.handle_job_state")
-        result: dict[str, Any] = handler.lambda_handler(
-            job_state_change_event(description), LocalLambdaContext("JobStateFunction")
-        )
+        with self.recorder.invoking("JobStateFunction"):
+            result: dict[str, Any] = handler.lambda_handler(
+                job_state_change_event(description), LocalLambdaContext("JobStateFunction")
+            )
         return result
 
     # --- reading state back ----------------------------------------------------------------------
@@ -124,8 +144,76 @@ def _handler(module: str) -> ModuleType:
     return importlib.import_module(module)
 
 
+# --- IAM: every call a handler makes must be granted by template.yaml -------------------------------
+
+ARNS = Arns(region=REGION, account=ACCOUNT)
+
+
+def template_refs() -> dict[str, str]:
+    """The values template.yaml's intrinsics take in this test deployment."""
+    return {
+        "AWS::Partition": "aws",
+        "AWS::Region": REGION,
+        "AWS::AccountId": ACCOUNT,
+        "AWS::StackName": STACK,
+        "AWS::URLSuffix": "amazonaws.com",
+        "AWS::NoValue": "",
+        "DataBucket": BUCKET,
+        "DataBucket.Arn": ARNS.bucket(BUCKET),
+        "RegistryTable": TABLE,
+        "RegistryTable.Arn": ARNS.table(TABLE),
+        "SageMakerExecutionRole.Arn": ROLE,
+        "TrainingImageUri": IMAGE,
+        "EventsDeadLetterQueue": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/segpipe-dlq",
+        "EventsDeadLetterQueue.Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:segpipe-dlq",
+        "EventsDeadLetterQueue.QueueName": "segpipe-dlq",
+    }
+
+
+def function_policies() -> dict[str, list[Statement]]:
+    template, refs = load_template(), template_refs()
+    return {
+        name: function_statements(template, name, refs)
+        for name in resources(template, "AWS::Serverless::Function")
+    }
+
+
+@dataclass
+class IamRecord:
+    """The calls of every test in this session (per worker), written to tests/artifacts/."""
+
+    calls: list[Call] = field(default_factory=list)
+    job_tags: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def write(self) -> Path:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"iam-actions-{worker}.json"
+        record = {
+            "actions_in_use": actions_in_use(self.calls, ARNS, self.job_tags),
+            "calls": len(self.calls),
+            "accesses": sorted(
+                {
+                    f"{call.function} {access}"
+                    for call in self.calls
+                    for access in accesses(call, ARNS, self.job_tags)
+                }
+            ),
+        }
+        path.write_text(json.dumps(record, indent=2) + "\n")
+        return path
+
+
+@pytest.fixture(scope="session")
+def iam_record() -> Iterator[IamRecord]:
+    record = IamRecord()
+    yield record
+    if record.calls:
+        record.write()
+
+
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+def aws(monkeypatch: pytest.MonkeyPatch, iam_record: IamRecord) -> Iterator[Aws]:
     for key, value in ENVIRONMENT.items():
         monkeypatch.setenv(key, value)
     from segpipe.handlers import runtime
@@ -136,7 +224,16 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         s3.create_bucket(Bucket=BUCKET)
         dynamodb.create_table(**table_definition(load_template(), table_name=TABLE))
         runtime.reset()
-        env = Aws(s3=s3, dynamodb=dynamodb, sagemaker=boto3.client("sagemaker", region_name=REGION))
+        recorder = CallRecorder()
+        # The handlers' clients come from boto3's default session (mock_aws gives each test a new one).
+        assert boto3.DEFAULT_SESSION is not None
+        recorder.register(boto3.DEFAULT_SESSION.events)
+        env = Aws(
+            s3=s3,
+            dynamodb=dynamodb,
+            sagemaker=boto3.client("sagemaker", region_name=REGION),
+            recorder=recorder,
+        )
 
         def capture(params: dict[str, Any], **_: Any) -> None:
             env.created_jobs.append(json.loads(json.dumps(params, default=str)))
@@ -146,6 +243,13 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         )
         yield env
         runtime.reset()
+    iam_record.calls += recorder.calls
+    iam_record.job_tags.update(recorder.job_tags)
+    findings = check_calls(recorder.calls, function_policies(), ARNS, recorder.job_tags)
+    if findings:
+        pytest.fail(
+            "template.yaml does not grant what the handlers called:\n" + "\n".join(map(str, findings))
+        )
 
 
 def upload_dataset(aws: Aws, builder: Any, *, project: str = "lab", dataset: str = "cells") -> None:
