@@ -55,6 +55,7 @@ ACTIONS_IN_USE = {
     "SubmitFunction": [
         "dynamodb:GetItem",
         "dynamodb:PutItem",
+        "dynamodb:Query",  # the compute guard counts the project's running trainings
         "dynamodb:UpdateItem",
         "iam:PassRole",
         "s3:GetObject",
