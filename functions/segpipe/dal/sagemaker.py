@@ -55,7 +55,12 @@ class SageMakerTrainingJobs:
         try:
             self._sm.stop_training_job(TrainingJobName=job_name)
         except ClientError as error:
-            if _code(error) in {"ValidationException", "ResourceNotFound"}:
+            # StopTrainingJob is granted only on jobs tagged with this stack, so a job that was
+            # never created answers AccessDenied; DescribeTrainingJob tells the two apart.
+            gone = _code(error) in {"ValidationException", "ResourceNotFound"} or (
+                _code(error) in {"AccessDeniedException", "AccessDenied"} and self.describe(job_name) is None
+            )
+            if gone:
                 raise VersionNotRunning(
                     "The training job has already ended or does not exist.", job_name=job_name
                 ) from error
