@@ -68,6 +68,58 @@ def test_the_memory_probe_is_a_no_op_on_the_cpu() -> None:
     )
 
 
+class FakeGpuMemory:
+    """torch.cuda's allocator statistics for a step that needs fixed + batch x per_tile bytes."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, total: int, fixed: int, per_tile: int) -> None:
+        self.total, self.fixed, self.per_tile, self.peak, self.batches = total, fixed, per_tile, 0, []
+        properties = type("Properties", (), {"total_memory": total})()
+        for name, value in {
+            "synchronize": lambda device=None: None,
+            "empty_cache": lambda: None,
+            "reset_peak_memory_stats": lambda device=None: None,
+            "max_memory_allocated": lambda device=None: self.peak,
+            "get_device_properties": lambda device=None: properties,
+        }.items():
+            monkeypatch.setattr(torch.cuda, name, value)
+
+    def step(self, batch: int) -> None:
+        self.batches.append(batch)
+        self.peak = self.fixed + batch * self.per_tile
+        if self.peak > self.total:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+
+def test_the_probe_extrapolates_from_two_batches_and_keeps_the_margin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gib = 2**30
+    memory = FakeGpuMemory(monkeypatch, total=100 * gib, fixed=10 * gib, per_tile=2 * gib)
+
+    fits = accel.probe_batch_capacity(memory.step, device=torch.device("cuda"), limit=64, margin=0.15)
+
+    assert fits == 37  # (85 GiB - 10 GiB) / 2 GiB per tile
+    assert memory.batches == [2, 4, 37]
+    assert accel.probe_batch_capacity(memory.step, device=torch.device("cuda"), limit=8) == 8
+    optimizer_state = 20 * gib
+    assert (
+        accel.probe_batch_capacity(
+            memory.step, device=torch.device("cuda"), limit=64, extra_bytes=optimizer_state
+        )
+        == 27
+    )
+
+
+def test_the_probe_halves_a_batch_that_does_not_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    gib = 2**30
+    memory = FakeGpuMemory(monkeypatch, total=10 * gib, fixed=9 * gib, per_tile=gib // 4)
+
+    assert accel.probe_batch_capacity(memory.step, device=torch.device("cuda"), limit=16, margin=0.15) == 1
+    memory.batches.clear()
+    assert accel.probe_batch_capacity(memory.step, device=torch.device("cuda"), limit=2, margin=0.0) == 2
+    assert memory.batches == [2]
+
+
 def test_probe_steps_leave_batchnorm_statistics_rng_and_gradients_as_they_were() -> None:
     model = _tiny().train()
     before = {name: buffer.clone() for name, buffer in model.named_buffers()}

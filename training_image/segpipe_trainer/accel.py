@@ -107,11 +107,16 @@ def preserved_state(model: nn.Module) -> Iterator[None]:
             parameter.grad = None
 
 
-def _peak_bytes(step: Callable[[int], None], batch: int, device: torch.device) -> int:
+def _peak_bytes(step: Callable[[int], None], batch: int, device: torch.device) -> int | None:
+    """Peak allocated bytes of `step(batch)`; None when it runs out of memory."""
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
-    step(batch)
-    torch.cuda.synchronize(device)
+    try:
+        step(batch)
+        torch.cuda.synchronize(device)
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        return None
     return int(torch.cuda.max_memory_allocated(device))
 
 
@@ -127,32 +132,34 @@ def probe_batch_capacity(
 
     Peak memory is measured at batch 2 and 4 and extrapolated linearly (fixed + per-tile bytes);
     `extra_bytes` is memory still to come (AdamW's state). The answer is checked by one step, and
-    halved on out-of-memory. No-op on CPU: returns `limit`.
+    halved while it does not fit. No-op on CPU: returns `limit`.
     """
     if device.type != "cuda":
         return limit
-    total = torch.cuda.get_device_properties(device).total_memory
-    budget = (1 - margin) * total - extra_bytes
-    small, large = _peak_bytes(step, 2, device), _peak_bytes(step, 4, device)
-    per_tile = max(1, (large - small) // 2)
-    fixed = small - 2 * per_tile
-    batch = max(1, min(limit, int((budget - fixed) // per_tile)))
-    while batch > 1:
-        try:
-            if _peak_bytes(step, batch, device) <= budget:
-                break
-        except torch.cuda.OutOfMemoryError:
-            pass
-        torch.cuda.empty_cache()
+    budget = (1 - margin) * torch.cuda.get_device_properties(device).total_memory - extra_bytes
+
+    def fits(batch: int) -> bool:
+        peak = _peak_bytes(step, batch, device)
+        return peak is not None and peak <= budget
+
+    small = _peak_bytes(step, 2, device) if limit > 2 else None
+    large = _peak_bytes(step, 4, device) if small is not None and limit > 4 else None
+    if small is None or large is None:  # a small request, or little room: check downwards
+        batch = limit
+    else:
+        per_tile = max(1, (large - small) // 2)
+        fixed = small - 2 * per_tile
+        batch = max(1, min(limit, int((budget - fixed) // per_tile)))
+        logger.info(
+            "Batch probe: %.1f MiB per tile, %.1f MiB fixed, %.1f GiB budget",
+            per_tile / 2**20,
+            fixed / 2**20,
+            budget / 2**30,
+        )
+    while batch > 1 and not fits(batch):
         batch //= 2
     torch.cuda.empty_cache()
-    logger.info(
-        "Batch probe: %.1f MiB per tile, %.1f MiB fixed, %.1f GiB budget: up to %d tiles",
-        per_tile / 2**20,
-        fixed / 2**20,
-        budget / 2**30,
-        batch,
-    )
+    logger.info("Batch probe: up to %d tiles per pass (limit %d)", batch, limit)
     return batch
 
 
