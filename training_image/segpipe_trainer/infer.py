@@ -7,8 +7,10 @@ tile size the model was trained on.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -194,3 +196,19 @@ class Predictor:
             distance = maps.distance if maps.distance is not None else 1.0 - maps.probs[0]
             return instances_from_maps(maps.probs, distance.astype(np.float32), min_area=self.min_area)
         return regions_from_semantic(maps.probs, min_area=self.min_area)
+
+
+def accelerated(predictor: Predictor, *, compile_model: bool, cache_dir: Path | None = None) -> Predictor:
+    """`predictor` with as many windows per batch as the GPU holds and, when `compile_model`, its model
+    compiled for inference (caches in `cache_dir`; a failure is logged and eager is used)."""
+    batch = inference_batch_size(
+        predictor.model,
+        tile_size=predictor.tile_size,
+        in_channels=predictor.in_channels,
+        device=predictor.device,
+        bf16=predictor.bf16,
+    )
+    runner = None
+    if compile_model:
+        runner = accel.compile_module(predictor.model, what="inference model", cache_dir=cache_dir)
+    return dataclasses.replace(predictor, batch_size=batch, runner=runner)
