@@ -34,7 +34,7 @@ from segpipe_trainer.data import (
 )
 from segpipe_trainer.distributed import Runtime
 from segpipe_trainer.errors import TrainerError
-from segpipe_trainer.infer import Predictor, inference_batch_size
+from segpipe_trainer.infer import Predictor, accelerated
 from segpipe_trainer.model import Segmenter, build_model, count_parameters, preset_spec
 from segpipe_trainer.outputs import (
     SplitOutputs,
@@ -151,28 +151,6 @@ def data_loader_workers(runtime: Runtime) -> int:
     return accel.loader_workers(device=runtime.device, local_world=runtime.local_world)
 
 
-def _inference_speed(
-    model: Segmenter,
-    *,
-    config: TrainingConfig,
-    in_channels: int,
-    runtime: Runtime,
-    paths: MlPaths,
-    speed: accel.AccelOptions,
-) -> dict[str, Any]:
-    """Predictor fields for rank 0 (the only one that predicts): windows per batch, compiled runner."""
-    if not runtime.is_main:
-        return {}
-    batch = inference_batch_size(
-        model, tile_size=config.tile_size, in_channels=in_channels, device=runtime.device, bf16=runtime.bf16
-    )
-    runner = None
-    if speed.compiles(runtime.device):
-        cache = paths.checkpoints / accel.COMPILE_CACHE_DIR
-        runner = accel.compile_module(model, what="inference model", cache_dir=cache)
-    return {"batch_size": batch, "runner": runner}
-
-
 @dataclass(frozen=True)
 class JobOutcome:
     interrupted: bool
@@ -234,10 +212,13 @@ def run_job(*, paths: MlPaths, config: TrainingConfig, runtime: Runtime, stop: S
         device=runtime.device,
         bf16=runtime.bf16,
         min_area=config.min_object_area,
-        **_inference_speed(
-            model, config=config, in_channels=in_channels, runtime=runtime, paths=paths, speed=speed
-        ),
     )
+    if runtime.is_main:  # the only process that predicts
+        predictor = accelerated(
+            predictor,
+            compile_model=speed.compiles(runtime.device),
+            cache_dir=paths.checkpoints / accel.COMPILE_CACHE_DIR,
+        )
     setup = LoopSetup(
         config=config,
         runtime=runtime,
