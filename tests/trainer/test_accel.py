@@ -17,7 +17,7 @@ from segpipe_trainer import accel
 from segpipe_trainer.accel import AccelOptions, BatchPlan
 from segpipe_trainer.data import Augmentation, Sample, StepSampler, TileDataset
 from segpipe_trainer.distributed import Runtime
-from segpipe_trainer.infer import inference_batch_size, sliding_window
+from segpipe_trainer.infer import Predictor, accelerated, inference_batch_size, sliding_window
 from segpipe_trainer.model import build_model
 from segpipe_trainer.postprocess import distance_target
 from segpipe_trainer.train import SegmentationLoss, _accumulate_gradients, build_optimizer
@@ -332,3 +332,35 @@ def test_a_fixed_batch_pads_the_last_windows_without_changing_the_outputs() -> N
 
     assert free_shapes == [3, 1] and shapes == [3, 3]
     torch.testing.assert_close(fixed, free, rtol=1e-5, atol=1e-5)
+
+
+def test_an_accelerated_predictor_runs_its_compiled_model_on_fixed_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[int] = []
+
+    def compiler(module: nn.Module, **options: Any) -> Callable[..., Any]:
+        def run(tiles: torch.Tensor) -> torch.Tensor:
+            seen.append(tiles.shape[0])
+            return module(tiles)
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", compiler)
+    model = _tiny()
+    plain = Predictor(
+        model=model,
+        model_type="instance",
+        num_classes=2,
+        tile_size=64,
+        in_channels=1,
+        device=torch.device("cpu"),
+    )
+    image = _sample(4).image
+
+    fast = accelerated(plain, compile_model=True)
+
+    assert accelerated(plain, compile_model=False).runner is None
+    assert fast.batch_size == 4 and fast.runner is not None and fast.model is model
+    torch.testing.assert_close(fast.outputs(image), plain.outputs(image), rtol=1e-5, atol=1e-5)
+    assert seen == [4]  # four windows of an 80 x 80 image, one fixed batch
