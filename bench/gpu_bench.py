@@ -48,6 +48,7 @@ from segpipe.models.trainer_io import TrainingConfig
 from segpipe_trainer import accel
 from segpipe_trainer.model import (
     PresetSpec,
+    Segmenter,
     build_model_from_spec,
     count_parameters,
     preset_spec,
@@ -151,7 +152,7 @@ def _autocast(setup: Setup) -> torch.autocast:
     return torch.autocast(device_type=setup.device.type, dtype=torch.bfloat16, enabled=setup.bf16)
 
 
-def _model(setup: Setup, variant: Variant) -> nn.Module:
+def _model(setup: Setup, variant: Variant) -> Segmenter:
     torch.manual_seed(0)
     spec = dataclasses.replace(bench_spec(setup.preset), fast_attention=variant.fast_attention)
     model = build_model_from_spec(spec, num_classes=2, model_type="instance", in_channels=3, weights="random")
@@ -200,7 +201,7 @@ def _measure(step: Callable[[], None], *, setup: Setup, batch: int, started: flo
     )
 
 
-def _training_step(setup: Setup, variant: Variant, model: nn.Module, batch: int) -> Callable[[], None]:
+def _training_step(setup: Setup, variant: Variant, model: Segmenter, batch: int) -> Callable[[], None]:
     config = TrainingConfig(
         model_type="instance", classes=["a", "b"], preset="tiny", epochs=1, tile_size=setup.size, seed=0
     )
@@ -223,7 +224,7 @@ def _training_step(setup: Setup, variant: Variant, model: nn.Module, batch: int)
     return step
 
 
-def _inference_step(setup: Setup, variant: Variant, model: nn.Module, batch: int) -> Callable[[], None]:
+def _inference_step(setup: Setup, variant: Variant, model: Segmenter, batch: int) -> Callable[[], None]:
     model.eval()
     forward = _compiled(model, variant, setup)
     images, _, _ = _inputs(setup, batch)
