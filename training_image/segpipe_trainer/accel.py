@@ -7,7 +7,7 @@
 - `device_batch`: tiles arrive compact (float16 image, uint8 classes, float16 distance, the
   intensity jitter as parameters) and are widened and jittered on the device.
 
-Nothing here reads the environment except `AccelOptions.from_environment`, called at the entry point.
+Nothing here reads the environment except `AccelOptions.from_environment`, which the job calls once.
 """
 
 from __future__ import annotations
