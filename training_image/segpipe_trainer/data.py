@@ -340,6 +340,7 @@ class TileDataset(Dataset[dict[str, torch.Tensor]]):
         epoch: int = 0,
         object_bias: float = 0.75,
         augmentation: Augmentation | None = None,
+        compact: bool = False,
     ) -> None:
         if not samples:
             raise TrainerError("There are no training images left to train on")
@@ -351,6 +352,8 @@ class TileDataset(Dataset[dict[str, torch.Tensor]]):
         self.epoch = epoch
         self.object_bias = object_bias
         self.augmentation = augmentation or Augmentation()
+        self.compact = compact
+        self.narrow_classes = max(int(np.max(sample.classes)) for sample in self.samples) <= 255
         self.objects = ObjectTable.build(self.samples)
         areas = np.asarray([sample.height * sample.width for sample in self.samples], dtype=np.float64)
         self.area_weight = areas / areas.sum()
@@ -368,6 +371,8 @@ class TileDataset(Dataset[dict[str, torch.Tensor]]):
         image = match_channels(image, channels=self.in_channels)
         image, classes, distance = _flip_rotate(rng, image, classes, distance, augmentation=self.augmentation)
         tensors = _resize(image=image, classes=classes, distance=distance, size=self.tile_size)
+        if self.compact:
+            return _compact(rng, tensors, augmentation=self.augmentation, narrow=self.narrow_classes)
         tensors["image"] = _jitter_intensity(rng, tensors["image"], augmentation=self.augmentation)
         return tensors
 
@@ -461,6 +466,28 @@ def _jitter_intensity(
         noise = rng.standard_normal(size=image.shape).astype(np.float32) * augmentation.noise_std
         out = out + torch.from_numpy(noise)
     return out
+
+
+def _compact(
+    rng: np.random.Generator, tensors: dict[str, torch.Tensor], *, augmentation: Augmentation, narrow: bool
+) -> dict[str, torch.Tensor]:
+    """A tile for the device to finish (`accel.device_batch`): float16 image and distance, uint8
+    classes (int64 when a class number passes 255), and the intensity jitter as parameters: gain and offset
+    float32 [C], noise_seed int64, noise_std float32 (drawn in `_jitter_intensity`'s order)."""
+    channels = tensors["image"].shape[0]
+    low, high = augmentation.gain_range
+    gain = np.exp(rng.uniform(math.log(low), math.log(high), size=channels)).astype(np.float32)
+    offset = rng.uniform(*augmentation.offset_range, size=channels).astype(np.float32)
+    classes = tensors["classes"]
+    return {
+        "image": tensors["image"].half(),
+        "classes": classes.to(torch.uint8) if narrow else classes,
+        "distance": tensors["distance"].half(),
+        "gain": torch.from_numpy(gain),
+        "offset": torch.from_numpy(offset),
+        "noise_seed": torch.tensor(int(rng.integers(0, 2**62)), dtype=torch.int64),
+        "noise_std": torch.tensor(augmentation.noise_std, dtype=torch.float32),
+    }
 
 
 class StepSampler(Sampler[int]):

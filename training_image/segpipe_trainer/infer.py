@@ -7,14 +7,17 @@ tile size the model was trained on.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from segpipe.models.common import ModelType
+from segpipe_trainer import accel
 from segpipe_trainer.images import match_channels
 from segpipe_trainer.model import split_outputs
 from segpipe_trainer.postprocess import Instances, instances_from_maps, regions_from_semantic
@@ -55,6 +58,12 @@ def _windows(height: int, width: int, *, tile: int, stride: int) -> Iterator[Win
             yield Window(top=top, left=left)
 
 
+#: Images up to this many bytes (pixels plus outputs, float32) stay on the device while windowed.
+DEVICE_RESIDENT_BYTES = 2 * 2**30
+#: Output channels assumed when sizing the accumulators before the first batch (K+1 logits + 1).
+_ASSUMED_OUTPUTS = 8
+
+
 @torch.no_grad()
 def sliding_window(
     model: nn.Module,
@@ -65,39 +74,76 @@ def sliding_window(
     overlap: float = 0.25,
     batch_size: int = 4,
     bf16: bool = False,
+    fixed_batch: bool = False,
 ) -> torch.Tensor:
     """Raw model outputs for a whole image: float32 C x H x W -> float32 O x H x W (on the CPU).
 
     Windows of `tile_size` overlap by `overlap` of a tile; their outputs are blended with Gaussian
     weights. An image smaller than a tile is padded with zeros (as training tiles are at image
-    edges) and the outputs cropped back.
+    edges) and the outputs cropped back. The image is moved to the device once and windows are cut,
+    blended and summed there (images too large for that stay on the host, as their windows' sums);
+    `fixed_batch` pads the last batch to `batch_size` tiles, so a compiled model sees one shape.
     """
     channels, height, width = image.shape
     padded_h, padded_w = max(height, tile_size), max(width, tile_size)
-    pixels = torch.zeros((channels, padded_h, padded_w), dtype=torch.float32)
-    pixels[:, :height, :width] = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    resident = device.type == "cpu" or (channels + _ASSUMED_OUTPUTS + 1) * padded_h * padded_w * 4 <= (
+        DEVICE_RESIDENT_BYTES
+    )
+    home = device if resident else torch.device("cpu")
+    source = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    pixels = torch.zeros((channels, padded_h, padded_w), dtype=torch.float32, device=home)
+    pixels[:, :height, :width] = source.to(home, non_blocking=True)
     stride = max(1, round(tile_size * (1 - overlap)))
-    weights = blend_weights(tile_size)
+    weights = blend_weights(tile_size).to(home)
     windows = list(_windows(padded_h, padded_w, tile=tile_size, stride=stride))
     total: torch.Tensor | None = None
-    norm = torch.zeros((padded_h, padded_w), dtype=torch.float32)
+    norm = torch.zeros((padded_h, padded_w), dtype=torch.float32, device=home)
     for first in range(0, len(windows), batch_size):
         batch = windows[first : first + batch_size]
         tiles = torch.stack(
             [pixels[:, w.top : w.top + tile_size, w.left : w.left + tile_size] for w in batch]
         )
+        if fixed_batch and len(batch) < batch_size:
+            tiles = torch.cat([tiles, tiles.new_zeros((batch_size - len(batch), *tiles.shape[1:]))])
         with autocast(device=device, bf16=bf16):
             outputs = model(tiles.to(device, non_blocking=True))
-        outputs = outputs.float().cpu()
+        outputs = outputs[: len(batch)].float().to(home)
         if total is None:
-            total = torch.zeros((outputs.shape[1], padded_h, padded_w), dtype=torch.float32)
+            total = torch.zeros((outputs.shape[1], padded_h, padded_w), dtype=torch.float32, device=home)
         for window, output in zip(batch, outputs, strict=True):
             rows = slice(window.top, window.top + tile_size)
             cols = slice(window.left, window.left + tile_size)
             total[:, rows, cols] += output * weights
             norm[rows, cols] += weights
     assert total is not None
-    return (total / norm)[:, :height, :width]
+    return (total / norm)[:, :height, :width].cpu()
+
+
+def inference_batch_size(
+    model: nn.Module,
+    *,
+    tile_size: int,
+    in_channels: int,
+    device: torch.device,
+    bf16: bool,
+    limit: int = 64,
+    margin: float = 0.25,
+) -> int:
+    """Windows per forward pass: what fits the GPU's memory (probed once, with a margin), at most
+    `limit`; 4 on the CPU, where a larger batch buys nothing."""
+    if device.type != "cuda":
+        return 4
+    was_training = model.training
+    model.eval()
+
+    def step(batch: int) -> None:
+        with torch.no_grad(), autocast(device=device, bf16=bf16):
+            model(torch.zeros((batch, in_channels, tile_size, tile_size), device=device))
+
+    try:
+        return accel.probe_batch_capacity(step, device=device, limit=limit, margin=margin)
+    finally:
+        model.train(was_training)
 
 
 @dataclass(frozen=True)
@@ -128,18 +174,20 @@ class Predictor:
     bf16: bool = False
     min_area: int = 16
     batch_size: int = 4
+    runner: nn.Module | None = None  # `model` compiled for inference (`accel.compile_module`), if any
 
     def outputs(self, image: np.ndarray) -> torch.Tensor:
         """Raw outputs, O x H x W, of a normalised C x H x W image (channels matched to the model)."""
         self.model.eval()
         matched = match_channels(np.asarray(image, dtype=np.float32), channels=self.in_channels)
         return sliding_window(
-            self.model,
+            self.runner if self.runner is not None else self.model,
             matched,
             tile_size=self.tile_size,
             device=self.device,
             batch_size=self.batch_size,
             bf16=self.bf16,
+            fixed_batch=self.runner is not None,
         )
 
     def instances(self, maps: DenseMaps) -> Instances:
@@ -148,3 +196,19 @@ class Predictor:
             distance = maps.distance if maps.distance is not None else 1.0 - maps.probs[0]
             return instances_from_maps(maps.probs, distance.astype(np.float32), min_area=self.min_area)
         return regions_from_semantic(maps.probs, min_area=self.min_area)
+
+
+def accelerated(predictor: Predictor, *, compile_model: bool, cache_dir: Path | None = None) -> Predictor:
+    """`predictor` with as many windows per batch as the GPU holds and, when `compile_model`, its model
+    compiled for inference (caches in `cache_dir`; a failure is logged and eager is used)."""
+    batch = inference_batch_size(
+        predictor.model,
+        tile_size=predictor.tile_size,
+        in_channels=predictor.in_channels,
+        device=predictor.device,
+        bf16=predictor.bf16,
+    )
+    runner = None
+    if compile_model:
+        runner = accel.compile_module(predictor.model, what="inference model", cache_dir=cache_dir)
+    return dataclasses.replace(predictor, batch_size=batch, runner=runner)

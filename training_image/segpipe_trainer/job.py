@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import torch
 from segpipe.models.coco import CocoDataset
 from segpipe.models.common import Preset
 from segpipe.models.trainer_io import Normalization, Progress, TrainingConfig
+from segpipe_trainer import accel
 from segpipe_trainer.base import StartingPoint, continue_from, find_starting_point
 from segpipe_trainer.data import (
     ClassMap,
@@ -34,7 +34,7 @@ from segpipe_trainer.data import (
 )
 from segpipe_trainer.distributed import Runtime
 from segpipe_trainer.errors import TrainerError
-from segpipe_trainer.infer import Predictor
+from segpipe_trainer.infer import Predictor, accelerated
 from segpipe_trainer.model import Segmenter, build_model, count_parameters, preset_spec
 from segpipe_trainer.outputs import (
     SplitOutputs,
@@ -148,9 +148,7 @@ def build_job_model(
 
 def data_loader_workers(runtime: Runtime) -> int:
     """Tile workers per process: none on CPU (the model needs the cores), a share of the host on GPU."""
-    if runtime.device.type != "cuda":
-        return 0
-    return max(1, min(8, (os.cpu_count() or 2) // runtime.local_world - 1))
+    return accel.loader_workers(device=runtime.device, local_world=runtime.local_world)
 
 
 @dataclass(frozen=True)
@@ -204,6 +202,7 @@ def run_job(*, paths: MlPaths, config: TrainingConfig, runtime: Runtime, stop: S
     }
     if runtime.is_main:
         write_json(paths.resolved_config, resolved)
+    speed = accel.AccelOptions.from_environment()
     predictor = Predictor(
         model=model,
         model_type=config.model_type,
@@ -214,6 +213,12 @@ def run_job(*, paths: MlPaths, config: TrainingConfig, runtime: Runtime, stop: S
         bf16=runtime.bf16,
         min_area=config.min_object_area,
     )
+    if runtime.is_main:  # the only process that predicts
+        predictor = accelerated(
+            predictor,
+            compile_model=speed.compiles(runtime.device),
+            cache_dir=paths.checkpoints / accel.COMPILE_CACHE_DIR,
+        )
     setup = LoopSetup(
         config=config,
         runtime=runtime,
@@ -237,6 +242,7 @@ def run_job(*, paths: MlPaths, config: TrainingConfig, runtime: Runtime, stop: S
         or start.encoder_file is not None
         or preset_spec(preset).pretrained,
         num_workers=data_loader_workers(runtime),
+        accel=speed,
     )
     result = fit(model, setup=setup, predictor=predictor)
     if result.interrupted:

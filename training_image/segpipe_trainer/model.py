@@ -24,6 +24,7 @@ from torch.nn import functional
 
 from segpipe.models.common import ModelType, Preset
 from segpipe_trainer.errors import TrainerError
+from segpipe_trainer.fast_attention import install_fast_attention
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class PresetSpec:
     intermediate_channels: tuple[int, int, int, int] = (96, 192, 384, 768)
     fusion_channels: int = 128
     pretrained: bool = True  # whether "hub" weights exist for it
+    fast_attention: bool = False  # SAM blocks: relative-position attention on fused SDPA kernels
 
 
 def tiny() -> PresetSpec:
@@ -80,6 +82,7 @@ def sam_vit_base() -> PresetSpec:
         timm_name="samvit_base_patch16.sa1b",
         intermediate_channels=(96, 192, 384, 768),
         fusion_channels=128,
+        fast_attention=True,
     )
 
 
@@ -197,12 +200,31 @@ def build_model(
     weights: EncoderWeights = "random",
 ) -> Segmenter:
     """The segmentation model of `preset` for K = `num_classes` classes on `in_channels`-channel images."""
-    spec = preset_spec(preset)
+    return build_model_from_spec(
+        preset_spec(preset),
+        num_classes=num_classes,
+        model_type=model_type,
+        in_channels=in_channels,
+        weights=weights,
+    )
+
+
+def build_model_from_spec(
+    spec: PresetSpec,
+    *,
+    num_classes: int,
+    model_type: ModelType,
+    in_channels: int = 3,
+    weights: EncoderWeights = "random",
+) -> Segmenter:
+    """`build_model` for a spec outside the registry (tests and benchmarks shrink registered ones)."""
     vit = _create_vit(
         spec=spec,
         in_channels=in_channels,
         weights=weights if spec.pretrained or isinstance(weights, Path) else "random",
     )
+    if spec.fast_attention:
+        install_fast_attention(vit)
     encoder = ViTEncoder(vit=vit)
     decoder = DPTDecoder(
         encoder_out_channels=encoder.out_channels,

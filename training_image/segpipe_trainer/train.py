@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from segpipe.models.trainer_io import Progress, SplitEvaluation, TrainingConfig
+from segpipe_trainer import accel
 from segpipe_trainer.data import Sample, StepSampler, TileDataset
 from segpipe_trainer.distributed import Runtime
 from segpipe_trainer.infer import Predictor, autocast, dense_maps
@@ -73,7 +74,7 @@ def _no_decay(name: str, parameter: nn.Parameter) -> bool:
 def build_optimizer(
     model: Segmenter, *, config: TrainingConfig, encoder_pretrained: bool = True
 ) -> torch.optim.AdamW:
-    """AdamW; no weight decay on norms, biases and embeddings.
+    """AdamW; no weight decay on norms, biases and embeddings; the fused kernel when on CUDA.
 
     A pretrained encoder learns at encoder_lr_scale x the peak rate; a randomly initialised one
     (the tiny preset) has nothing to preserve and learns at the peak rate like the decoder.
@@ -92,7 +93,8 @@ def build_optimizer(
         }
         for (is_encoder, no_decay), params in sorted(groups.items())
     ]
-    return torch.optim.AdamW(param_groups, betas=(0.9, 0.999))
+    on_cuda = all(p.is_cuda for params in groups.values() for p in params)
+    return torch.optim.AdamW(param_groups, betas=(0.9, 0.999), fused=True if on_cuda else None)
 
 
 @dataclass(frozen=True)
@@ -297,27 +299,64 @@ def train_one_epoch(
     start_step: int = 0,
     loss_sum: float = 0.0,
     max_grad_norm: float = 1.0,
+    accumulation: int = 1,
+    sync_every: int = 50,
 ) -> EpochResult:
-    """Optimiser steps over `loader` from `start_step`; stops early (interrupted) when SIGTERM arrives."""
+    """Optimiser steps over `loader` from `start_step`; stops early (interrupted) when SIGTERM arrives.
+
+    Each loader batch is one optimiser step, in `accumulation` micro-batches. Nothing in a step
+    waits for the device: step losses are summed on it (float64, in the order a host sum would
+    take) and read once at the end; with several processes the stop flag is agreed every
+    `sync_every` steps (a single process looks at it every step, which costs nothing).
+    """
     model.train()
     step = start_step
+    offset = loss_sum if runtime.distributed else 0.0  # ranks add their own sums; the mean is taken once
+    total = torch.tensor(0.0 if runtime.distributed else loss_sum, dtype=torch.float64, device=runtime.device)
+    interrupted = False
     for batch in loader:
-        images = batch["image"].to(runtime.device, non_blocking=True)
-        classes = batch["classes"].to(runtime.device, non_blocking=True)
-        distance = batch["distance"].to(runtime.device, non_blocking=True)
-        with autocast(device=runtime.device, bf16=runtime.bf16):
-            outputs = model(images)
-        loss = loss_fn(outputs, classes, distance)
+        tiles = accel.device_batch(batch, device=runtime.device)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = _accumulate_gradients(model, tiles=tiles, loss_fn=loss_fn, runtime=runtime, parts=accumulation)
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         optimizer.step()
         scheduler.step()
-        loss_sum += runtime.mean(float(loss.detach()))
+        total += loss.double()
         step += 1
-        if runtime.any(stop.requested):
-            return EpochResult(steps_done=step, loss_sum=loss_sum, interrupted=True)
-    return EpochResult(steps_done=step, loss_sum=loss_sum, interrupted=False)
+        looks = not runtime.distributed or step % sync_every == 0
+        if looks and runtime.any(stop.requested):
+            interrupted = True
+            break
+    return EpochResult(steps_done=step, loss_sum=offset + runtime.mean(float(total)), interrupted=interrupted)
+
+
+def _accumulate_gradients(
+    model: nn.Module, *, tiles: accel.DeviceBatch, loss_fn: SegmentationLoss, runtime: Runtime, parts: int
+) -> torch.Tensor:
+    """Backward of the batch's loss in `parts` micro-batches, each weighted by its share of the
+    tiles; the (detached) batch loss. One part is the plain step."""
+    if parts == 1:
+        with autocast(device=runtime.device, bf16=runtime.bf16):
+            outputs = model(tiles.images)
+        loss = loss_fn(outputs, tiles.classes, tiles.distance)
+        loss.backward()
+        return loss.detach()
+    batch = tiles.images.shape[0]
+    chunks = zip(
+        tiles.images.tensor_split(parts),
+        tiles.classes.tensor_split(parts),
+        tiles.distance.tensor_split(parts),
+        strict=True,
+    )
+    total = torch.zeros((), device=runtime.device)
+    for number, (images, classes, distance) in enumerate(chunks):
+        with accel.gradient_sync(model, last=number == parts - 1):
+            with autocast(device=runtime.device, bf16=runtime.bf16):
+                outputs = model(images)
+            loss = loss_fn(outputs, classes, distance) * (images.shape[0] / batch)
+            loss.backward()
+        total = total + loss.detach()
+    return total
 
 
 # --- Validation --------------------------------------------------------------------------------
@@ -404,6 +443,7 @@ class LoopSetup:
     stop: StopSignal
     encoder_pretrained: bool = True
     num_workers: int = 0
+    accel: accel.AccelOptions = field(default_factory=accel.AccelOptions)
 
 
 @dataclass(frozen=True)
@@ -432,6 +472,7 @@ def make_loader(setup: LoopSetup, *, epoch: int, start_step: int) -> DataLoader[
         length=setup.steps_per_epoch * batch * setup.runtime.world,
         seed=setup.config.seed,
         epoch=epoch,
+        compact=setup.accel.augments_on_device(setup.runtime.device),
     )
     sampler = StepSampler(
         steps=setup.steps_per_epoch,
@@ -446,6 +487,7 @@ def make_loader(setup: LoopSetup, *, epoch: int, start_step: int) -> DataLoader[
         sampler=sampler,
         num_workers=setup.num_workers,
         pin_memory=setup.runtime.device.type == "cuda",
+        prefetch_factor=4 if setup.num_workers else None,
         drop_last=False,
         # Its own generator: creating the iterator must not draw from the global one (dropout's).
         generator=torch.Generator().manual_seed(epoch_seed(setup.config.seed, epoch)),
@@ -475,6 +517,7 @@ def fit(model: Segmenter, *, setup: LoopSetup, predictor: Predictor) -> FitResul
     if runtime.distributed:
         ids = [runtime.device.index] if runtime.device.type == "cuda" else None
         wrapped = DistributedDataParallel(model, device_ids=ids)
+    wrapped, plan = _accelerate(setup, model=model, wrapped=wrapped, loss_fn=loss_fn)
     while not state.finished and state.epoch < config.epochs:
         if state.step_in_epoch == 0:
             torch.manual_seed(epoch_seed(config.seed, state.epoch))
@@ -489,6 +532,8 @@ def fit(model: Segmenter, *, setup: LoopSetup, predictor: Predictor) -> FitResul
             stop=setup.stop,
             start_step=state.step_in_epoch,
             loss_sum=state.loss_sum,
+            accumulation=plan.accumulation,
+            sync_every=setup.accel.sync_every,
         )
         if result.interrupted and result.steps_done < setup.steps_per_epoch:
             state.step_in_epoch, state.loss_sum = result.steps_done, result.loss_sum
@@ -509,6 +554,54 @@ def fit(model: Segmenter, *, setup: LoopSetup, predictor: Predictor) -> FitResul
         if runtime.any(setup.stop.requested) and not state.finished:
             return FitResult(state=state, interrupted=True)
     return FitResult(state=state, interrupted=False)
+
+
+def _accelerate(
+    setup: LoopSetup, *, model: Segmenter, wrapped: nn.Module, loss_fn: SegmentationLoss
+) -> tuple[nn.Module, accel.BatchPlan]:
+    """The micro-batch plan for the GPU's memory, and the (compiled) module to train.
+
+    Probe and warm-up steps leave no trace (`accel.preserved_state`), so a resumed run still ends
+    with the weights of an uninterrupted one.
+    """
+    config, runtime, options = setup.config, setup.runtime, setup.accel
+    if options.channels_last:
+        accel.channels_last_decoder(model)
+
+    def step(module: nn.Module, batch: int) -> None:
+        shape = (batch, config.tile_size, config.tile_size)
+        images = torch.randn((batch, setup.in_channels, *shape[1:]), device=runtime.device)
+        classes = torch.randint(0, loss_fn.num_classes + 1, shape, device=runtime.device)
+        with autocast(device=runtime.device, bf16=runtime.bf16):
+            outputs = module(images)
+        loss_fn(outputs, classes, torch.rand(shape, device=runtime.device)).backward()
+
+    with accel.preserved_state(model):
+        fits = accel.probe_batch_capacity(
+            lambda batch: step(model, batch),
+            device=runtime.device,
+            limit=min(config.batch_size, options.max_micro_batch),
+            margin=options.memory_margin,
+            extra_bytes=accel.optimizer_state_bytes(model),
+        )
+    plan = accel.BatchPlan.for_request(config.batch_size, fits=runtime.broadcast(fits))
+    if plan.accumulation > 1:
+        logger.info(
+            "Each step of %d tiles runs as %d micro-batches of %d (gradient accumulation)",
+            plan.effective,
+            plan.accumulation,
+            plan.micro_batch,
+        )
+    if not options.compiles(runtime.device):
+        return wrapped, plan
+    with accel.preserved_state(model):
+        compiled = accel.compile_module(
+            wrapped,
+            what="training model",
+            cache_dir=setup.checkpoints / accel.COMPILE_CACHE_DIR,
+            warmup=lambda module: step(module, plan.micro_batch),
+        )
+    return compiled, plan
 
 
 def _end_epoch(
