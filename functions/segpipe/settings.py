@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 
 class _Settings(BaseModel):
@@ -32,6 +32,17 @@ class SubmitSettings(CommonSettings):
 
 class ApiSettings(SubmitSettings):
     PRESIGN_EXPIRES_SECONDS: int = 3600
+    AWS_REGION: str = Field(
+        default="us-east-1",
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
+        description="The function's region (Lambda sets AWS_REGION): the data bucket's region",
+    )
+    AWS_ENDPOINT_URL_S3: str | None = Field(
+        default=None, description="A custom S3 endpoint (the local stack's moto server); unset on AWS"
+    )
+    AWS_ENDPOINT_URL: str | None = Field(
+        default=None, description="A custom endpoint for every AWS service; unset on AWS"
+    )
 
 
 class JobStateSettings(CommonSettings):
