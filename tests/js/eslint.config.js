@@ -27,6 +27,9 @@ export default [
       "object-shorthand": "error",
       "no-param-reassign": "error",
       complexity: ["error", 15],
+      "max-lines-per-function": ["error", { max: 60, skipBlankLines: true, skipComments: true }],
+      "max-params": ["error", 6],
+      "max-depth": ["error", 4],
     },
   },
 ];
