@@ -8,11 +8,12 @@ TOOLS := .venv-tools
 CHECKOV_VERSION := 3.3.30
 CHECKOV_STAMP := $(TOOLS)/.checkov-$(CHECKOV_VERSION)
 
-.PHONY: help install lint typecheck template checkov test test-fast bench demo build deploy clean browser-deps
+.PHONY: help install lint typecheck template checkov js test test-fast bench demo build deploy clean browser-deps
 
 help:
 	@echo "make demo    run a small training end to end on the embedded local stack"
 	@echo "make test    lint, type-check, template checks and the test suite"
+	@echo "make js      type-check, lint and unit-test the review page's scripts"
 	@echo "make bench   benchmarks (figures, not pass/fail)"
 	@echo "make build   sam build (no Docker, no local Python 3.13 needed)"
 
@@ -48,6 +49,20 @@ $(CHECKOV_STAMP):
 checkov: $(CHECKOV_STAMP)
 	$(TOOLS)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
 
+# The review page's scripts (functions/segpipe/ui): TypeScript checks their JSDoc types, eslint lints
+# them, node's test runner runs the unit tests of their pure functions. The tools are pinned in
+# tests/js/package-lock.json and installed there by `npm ci` (again whenever the lock file changes).
+JS_DIR := tests/js
+JS_STAMP := $(JS_DIR)/node_modules/.installed
+
+$(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "make js needs node 20+ and npm (apt-get install nodejs npm)"; exit 1; }
+	cd $(JS_DIR) && npm ci --no-audit --no-fund --prefer-offline
+	@touch $(JS_STAMP)
+
+js: $(JS_STAMP)
+	cd $(JS_DIR) && npm run --silent typecheck && npm run --silent lint && npm test --silent
+
 # The browser tests drive Debian's chromium (never a downloaded browser); install it when we can.
 browser-deps:
 	@if [ ! -x /usr/bin/chromium ]; then \
@@ -58,7 +73,7 @@ browser-deps:
 		else echo "no /usr/bin/chromium: the browser tests will be skipped (apt-get install chromium)"; fi; \
 	fi
 
-test: lint typecheck template checkov browser-deps
+test: lint typecheck template checkov js browser-deps
 	$(VENV)/bin/pytest -n 2 --dist loadgroup --timeout 900
 
 test-fast: install
@@ -77,4 +92,4 @@ deploy:
 	$(MAKE) -C infra deploy
 
 clean:
-	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache bench/out
+	rm -rf $(JS_DIR)/node_modules .aws-sam .pytest_cache .mypy_cache .ruff_cache bench/out

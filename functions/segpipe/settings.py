@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 _INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
 
@@ -74,6 +74,17 @@ class SubmitSettings(CommonSettings):
 
 class ApiSettings(SubmitSettings):
     PRESIGN_EXPIRES_SECONDS: int = 3600
+    AWS_REGION: str = Field(
+        default="us-east-1",
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
+        description="The function's region (Lambda sets AWS_REGION): the data bucket's region",
+    )
+    AWS_ENDPOINT_URL_S3: str | None = Field(
+        default=None, description="A custom S3 endpoint (the local stack's moto server); unset on AWS"
+    )
+    AWS_ENDPOINT_URL: str | None = Field(
+        default=None, description="A custom endpoint for every AWS service; unset on AWS"
+    )
 
 
 class JobStateSettings(CommonSettings):

@@ -6,15 +6,17 @@ import io
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from segpipe.errors import DatasetNotFound, DatasetTooLarge, ObjectChanged, ObjectNotFound, ServiceUnavailable
 from segpipe.models import keys
+from segpipe.models.endpoints import preview_origin
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+__all__ = ["S3ArtifactStore", "S3DatasetStore", "preview_origin"]
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 
@@ -51,22 +53,6 @@ class _GuardedStream(io.RawIOBase):
         if close is not None:
             close()
         super().close()
-
-
-def preview_origin(bucket: str, region: str, endpoint_url: str | None) -> str:
-    """The origin (`scheme://host[:port]`) of the URLs `S3ArtifactStore.presign_get` hands out, as
-    the handlers' S3 client makes them (`runtime.client_config`): on AWS, the bucket's regional
-    virtual-hosted endpoint; with a custom endpoint (the local stack), that endpoint's origin.
-
-    The review page's Content-Security-Policy allows images from this origin only.
-    """
-    if endpoint_url:
-        parts = urlsplit(endpoint_url)
-        if not parts.scheme or not parts.netloc:
-            raise ValueError(f"not an endpoint URL: {endpoint_url!r}")
-        return f"{parts.scheme}://{parts.netloc}"
-    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"https://{bucket}.s3.{region}.{suffix}"
 
 
 class S3DatasetStore:

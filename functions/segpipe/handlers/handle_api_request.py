@@ -155,12 +155,12 @@ def home() -> Response[Any]:
 
 @app.get("/ui/", include_in_schema=False)
 def review_page() -> Response[Any]:
-    return ui_assets.response("index.html")
+    return ui_assets.response("index.html", image_source=ui_assets.image_origin(settings))
 
 
 @app.get("/ui/<asset>", include_in_schema=False)
 def review_asset(asset: Annotated[str, Path(pattern=ui_assets.ASSET_PATTERN)]) -> Response[Any]:
-    return ui_assets.response(asset)
+    return ui_assets.response(asset, image_source=ui_assets.image_origin(settings))
 
 
 @app.get("/openapi.json", include_in_schema=False)

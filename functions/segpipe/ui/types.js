@@ -1,0 +1,136 @@
+// @ts-check
+// The JSON the page reads from the API (functions/segpipe/models), and the page's own shapes.
+// Types only: nothing here runs. Other modules import them with `@import`.
+
+/** @typedef {"queued" | "training" | "completed" | "failed" | "stopped"} Status */
+/** @typedef {"instance" | "semantic"} ModelType */
+/** @typedef {"test" | "train"} Split */
+
+/**
+ * @typedef {object} Progress
+ * @property {number} epoch
+ * @property {number} epochs
+ * @property {number | null} [train_loss]
+ * @property {number | null} [val_score]
+ * @property {"training" | "evaluating" | "done"} [phase]
+ */
+
+/** @typedef {"f1" | "precision" | "recall" | "ap50" | "mean_iou"} HeadlineKey */
+/** @typedef {{split: string, threshold: number} & Partial<Record<HeadlineKey, number | null>>} Headline */
+
+/**
+ * A row of the model table.
+ * @typedef {object} ModelSummary
+ * @property {string} project
+ * @property {number} version
+ * @property {string} label
+ * @property {Status} status
+ * @property {Progress | null} [progress]
+ * @property {ModelType} model_type
+ * @property {string[]} classes
+ * @property {Headline | null} [headline]
+ * @property {boolean} active
+ * @property {number | null} [analysis_threshold]
+ * @property {string} created_at
+ */
+
+/** @typedef {{project: string, models: ModelSummary[]}} ModelTable */
+
+/** @typedef {{code: string, message: string, context?: Record<string, unknown>}} Issue */
+/** @typedef {{status: Status, at: string, reason?: string | null}} StatusChange */
+/** @typedef {{name: string, annotations: number, train: number, test: number, images: number}} ClassCounts */
+
+/**
+ * @typedef {object} IgnoredCounts
+ * @property {Record<string, number>} [excluded_classes]
+ * @property {number} [unfinished_images]
+ * @property {number} [invalid_annotations]
+ * @property {number} [images_held_out]
+ */
+
+/** @typedef {{instance_type: string, spot: boolean, hours: number, cost_usd: number}} Estimate */
+
+/**
+ * @typedef {object} TrainingDetails
+ * @property {string} [dataset]
+ * @property {number} [total_images]
+ * @property {number} [included_images]
+ * @property {number} [train_images]
+ * @property {number} [test_images]
+ * @property {number} [included_annotations]
+ * @property {ClassCounts[]} [classes]
+ * @property {IgnoredCounts} [ignored]
+ * @property {number | null} [tile_size]
+ * @property {number | null} [epochs]
+ * @property {string | null} [preset]
+ * @property {Estimate | null} [estimate]
+ */
+
+/** @typedef {{strategy?: "none" | "fraction" | "images", fraction?: number, seed?: number, images?: string[]}} TestSet */
+
+/**
+ * One version: its request, training details, status and thresholds.
+ * @typedef {ModelSummary & {
+ *   dataset?: string,
+ *   request?: {test_set?: TestSet},
+ *   details?: TrainingDetails,
+ *   warnings?: Issue[],
+ *   status_history?: StatusChange[],
+ *   failure_reason?: string | null,
+ *   suggested_threshold?: number | null,
+ *   started_at?: string | null,
+ *   ended_at?: string | null,
+ * }} ModelVersion
+ */
+
+/**
+ * @typedef {"precision" | "recall" | "f1" | "panoptic_quality" | "mean_matched_iou" | "iou" | "dice"
+ *   | "pixel_accuracy" | "tp" | "fp" | "fn" | "predicted_objects"} MetricKey
+ */
+/** @typedef {Partial<Record<MetricKey, number | null>>} Metrics */
+/** @typedef {{threshold: number, overall: Metrics, per_class?: Record<string, Metrics>}} ThresholdPoint */
+/** @typedef {"ap50" | "ap"} ApKey */
+/** @typedef {Partial<Record<ApKey, number | null>>} AveragePrecision */
+
+/**
+ * @typedef {object} SplitMetrics
+ * @property {number} images
+ * @property {number} objects
+ * @property {ThresholdPoint} at
+ * @property {AveragePrecision | null} [ap_overall]
+ * @property {Record<string, AveragePrecision>} [ap_per_class]
+ * @property {ThresholdPoint[] | null} [sweep]
+ */
+
+/**
+ * @typedef {object} MetricsView
+ * @property {ModelType} model_type
+ * @property {string[]} classes
+ * @property {number} threshold
+ * @property {number | null} suggested_threshold
+ * @property {Record<string, number>} [suggested_thresholds]
+ * @property {SplitMetrics | null} [train]
+ * @property {SplitMetrics | null} [test]
+ */
+
+/**
+ * An evaluated image as the predictions listing gives it (`renewed` is the page's own mark).
+ * @typedef {object} PredictionImage
+ * @property {string} file_name
+ * @property {string} split
+ * @property {string} stem
+ * @property {number} width
+ * @property {number} height
+ * @property {number} objects
+ * @property {string | null} [preview_url]
+ * @property {string} predictions_url
+ * @property {boolean} [renewed]
+ */
+
+/** @typedef {{total: number, offset: number, images: PredictionImage[]}} PredictionsPage */
+/** @typedef {{split: Split, total: number, images: PredictionImage[]}} ImageList */
+
+/** @typedef {{category: string, score: number, segmentation?: number[][], bbox: number[]}} PredictedObject */
+/** @typedef {{width: number, height: number, objects: PredictedObject[]}} ImagePredictions */
+
+export {};
