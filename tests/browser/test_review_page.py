@@ -206,7 +206,8 @@ def test_show_outlines_toggle_clears_the_overlay(page: Any, review_target: Revie
 def test_update_analysis_threshold_persists(page: Any, review_target: ReviewTarget) -> None:
     # Given the version page and the version's current analysis threshold
     original = review_target.api(review_target.version_path)["analysis_threshold"]
-    chosen = 0.65 if original is None or abs(original - 0.65) > 1e-6 else 0.75  # a range input reads 0.7 back as "0.7"
+    # (not 0.7: a range input reads 0.70 back as "0.7")
+    chosen = 0.65 if original is None or abs(original - 0.65) > 1e-6 else 0.75
     open_version(page, review_target)
     try:
         # When the slider is moved and the threshold saved
