@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from segpipe.models.common import Preset
+from segpipe.models.presets import PRESETS as PRESET_FACTS
 from segpipe_trainer.errors import TrainerError
 from segpipe_trainer.model import (
     PRESETS,
@@ -28,6 +29,7 @@ def test_every_preset_has_a_registered_builder() -> None:
     assert preset_spec("dinov2-small").timm_name == "vit_small_patch14_dinov2.lvd142m"
     assert preset_spec(Preset.SAM_VIT_BASE).timm_name == "samvit_base_patch16.sa1b"
     assert not preset_spec("tiny").pretrained
+    assert all(preset_spec(p).pretrained == PRESET_FACTS[p].hub_weights for p in Preset)
 
 
 def test_tiny_is_the_small_cpu_vit_of_the_field_notes() -> None:
@@ -36,7 +38,7 @@ def test_tiny_is_the_small_cpu_vit_of_the_field_notes() -> None:
     vit = model.encoder.vit
     assert (vit.embed_dim, len(vit.blocks), vit.blocks[0].attn.num_heads) == (128, 6, 4)
     assert vit.num_prefix_tokens == 0
-    assert model.encoder.patch_size == 16
+    assert model.encoder.patch_size == 16 == PRESET_FACTS[Preset.TINY].patch_size
     assert 2.0e6 < count_parameters(model) < 2.8e6
 
 
@@ -65,6 +67,7 @@ def test_pretrained_presets_build_offline_with_random_weights(preset: Preset) ->
 
     assert outputs.shape == (1, 2, 64, 80)
     assert model.encoder.patch_size == 16
+    assert model.encoder.patch_size == PRESET_FACTS[preset].patch_size  # the table validation reads
 
 
 def test_every_parameter_gets_a_gradient() -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from segpipe.logic import estimate
 from segpipe.logic.estimate import estimate_training, instance_profiles, preset_speeds
+from segpipe.models import presets
 from segpipe.models.common import Preset
 from segpipe.models.request import ComputeOptions
 
@@ -41,7 +42,7 @@ def test_hours_follow_the_documented_formula() -> None:
 def test_the_vit_b_throughput_comes_from_the_timm_figure() -> None:
     speed = preset_speeds()[Preset.SAM_VIT_BASE]
 
-    assert speed.megapixels_per_second == pytest.approx(97 * 384 * 384 / 1e6 * estimate.DECODER_FACTOR)
+    assert speed.megapixels_per_second == pytest.approx(97 * 384 * 384 / 1e6 * presets.DECODER_FACTOR)
 
 
 def test_every_preset_has_a_throughput() -> None:
@@ -130,3 +131,11 @@ def test_every_priced_instance_has_a_gpu_and_a_positive_price() -> None:
         assert name.startswith("ml.")
         assert profile.gpus >= 1
         assert profile.usd_per_hour is not None and profile.usd_per_hour > 0
+
+
+def test_dinov2_small_is_estimated_at_the_patch_the_trainer_builds() -> None:
+    # DINOv2's patch embedding is resampled to 16 px: as many tokens per pixel as ViT-B/16
+    small = preset_speeds()[Preset.DINOV2_SMALL].megapixels_per_second
+    base = preset_speeds()[Preset.SAM_VIT_BASE].megapixels_per_second
+
+    assert small == pytest.approx(3.0 * base)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import statistics
 from datetime import UTC, datetime
 
-from segpipe.logic.validate import HEADER_SAMPLE, PATCH_SIZES, TrainingDefaults
+from segpipe.logic.validate import HEADER_SAMPLE, TrainingDefaults
 from segpipe.models.common import Preset, VersionStatus
+from segpipe.models.presets import PRESETS
 from segpipe.models.report import TrainingDetails
 from segpipe.models.version import ModelVersion
 from tests.helpers.datasets import DatasetBuilder, healthy_dataset, validate_dataset
@@ -190,7 +191,7 @@ def test_tiff_and_16_bit_images_are_described() -> None:
 
 
 def test_every_preset_has_a_patch_size() -> None:
-    assert set(PATCH_SIZES) == set(Preset)
+    assert set(PRESETS) == set(Preset)
 
 
 def test_defaults_are_used_when_the_request_names_nothing() -> None:

@@ -13,11 +13,11 @@ from segpipe.logic.split import split_draw
 from segpipe.logic.validate import (
     CLASS_IMBALANCE_RATIO,
     FEW_ANNOTATIONS_PER_CLASS,
-    PATCH_SIZES,
     TrainingDefaults,
     Validation,
 )
 from segpipe.models.common import Preset, VersionStatus
+from segpipe.models.presets import PRESETS
 from segpipe.models.report import Issue, TrainingDetails, WarningCode
 from segpipe.models.version import ModelVersion
 from tests.helpers.datasets import DatasetBuilder, MemoryDatasetStore, healthy_dataset, validate_dataset
@@ -182,7 +182,7 @@ def test_ignored_annotations_are_counted() -> None:
 
 
 def test_objects_smaller_than_a_patch_warn() -> None:
-    # Given nuclei about 4 px across, and the DINOv2 preset (14 px patches: 7 px resolved)
+    # Given nuclei about 4 px across, and the DINOv2 preset (its patches resampled to 16 px: 8 px resolved)
     builder = healthy_dataset()
     builder.add_images(10, objects={"nucleus": 20}, radius=(1.5, 2.5))
     defaults = TrainingDefaults(preset=Preset.DINOV2_SMALL, epochs=5, tile_size=128)
@@ -190,7 +190,7 @@ def test_objects_smaller_than_a_patch_warn() -> None:
     validation = validate_dataset(builder, defaults=defaults)
 
     issue = the_warning(validation, WarningCode.TINY_OBJECTS)
-    assert issue.context["patch_size"] == PATCH_SIZES[Preset.DINOV2_SMALL] == 14
+    assert issue.context["patch_size"] == PRESETS[Preset.DINOV2_SMALL].patch_size == 16
     assert list(issue.context["tiny_share"]) == ["nucleus"]
     assert 0.5 < issue.context["tiny_share"]["nucleus"] < 0.6  # 200 of 360
 

@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional
 
 from segpipe.models.common import ModelType, Preset
+from segpipe.models.presets import PRESETS as PRESET_FACTS
 from segpipe_trainer.errors import TrainerError
 from segpipe_trainer.fast_attention import install_fast_attention
 
@@ -51,6 +52,7 @@ def tiny() -> PresetSpec:
         preset=Preset.TINY,
         timm_name="vit_tiny_patch16_224",
         timm_kwargs={
+            "patch_size": PRESET_FACTS[Preset.TINY].patch_size,
             "embed_dim": 128,
             "depth": 6,
             "num_heads": 4,
@@ -60,7 +62,7 @@ def tiny() -> PresetSpec:
         },
         intermediate_channels=(32, 64, 128, 128),
         fusion_channels=64,
-        pretrained=False,
+        pretrained=PRESET_FACTS[Preset.TINY].hub_weights,
     )
 
 
@@ -69,7 +71,11 @@ def dinov2_small() -> PresetSpec:
     return PresetSpec(
         preset=Preset.DINOV2_SMALL,
         timm_name="vit_small_patch14_dinov2.lvd142m",
-        timm_kwargs={"patch_size": 16, "img_size": 512, "dynamic_img_size": True},
+        timm_kwargs={
+            "patch_size": PRESET_FACTS[Preset.DINOV2_SMALL].patch_size,
+            "img_size": 512,
+            "dynamic_img_size": True,
+        },
         intermediate_channels=(48, 96, 192, 384),
         fusion_channels=64,
     )

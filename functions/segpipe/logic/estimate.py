@@ -17,9 +17,11 @@ The model is deliberately simple and every assumption is stated in `Estimate.bas
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from segpipe.models.common import Preset
+from segpipe.models.presets import PRESETS, PresetFacts
 from segpipe.models.report import Estimate
 from segpipe.models.request import ComputeOptions
 
@@ -33,18 +35,6 @@ SCALING_EFFICIENCY = 0.9
 SPOT_PRICE_FACTOR = 0.35
 #: Extra billable time for spot interruptions and resuming from checkpoints.
 SPOT_TIME_FACTOR = 1.1
-#: Share of the encoder-only benchmark speed left once the DPT decoder and losses are added.
-DECODER_FACTOR = 0.7
-#: timm benchmark: ViT-B/16 trains at 97 img/s at 384x384 on an RTX 3090 (AMP).
-VIT_B16_MEGAPIXELS_PER_SECOND = 97 * 384 * 384 / 1e6
-
-
-@dataclass(frozen=True)
-class PresetSpeed:
-    """Training throughput of a preset on the reference GPU (RTX 3090, mixed precision)."""
-
-    megapixels_per_second: float
-    derivation: str
 
 
 @dataclass(frozen=True)
@@ -60,20 +50,9 @@ class InstanceProfile:
     usd_per_hour: float | None
 
 
-def preset_speeds() -> dict[Preset, PresetSpeed]:
-    """Throughput assumptions per preset, with how each figure was derived."""
-    vit_b = VIT_B16_MEGAPIXELS_PER_SECOND * DECODER_FACTOR
-    # ViT-S needs about a quarter of ViT-B's FLOPs per token; patch 14 makes (16/14)^2 more tokens.
-    vit_s14 = VIT_B16_MEGAPIXELS_PER_SECOND * 3.0 / (16 / 14) ** 2 * DECODER_FACTOR
-    return {
-        Preset.SAM_VIT_BASE: PresetSpeed(
-            vit_b, "ViT-B/16 (timm: 97 img/s at 384² on an RTX 3090) x 0.7 for the decoder"
-        ),
-        Preset.DINOV2_SMALL: PresetSpeed(
-            vit_s14, "ViT-S/14: 3x ViT-B/16 per token, (16/14)² more tokens, x 0.7 for the decoder"
-        ),
-        Preset.TINY: PresetSpeed(100.0, "test preset: bound by data loading, about 100 Mpx/s"),
-    }
+def preset_speeds() -> Mapping[Preset, PresetFacts]:
+    """Throughput assumptions per preset, with how each figure was derived (`models/presets.py`)."""
+    return PRESETS
 
 
 #: GPU families of SageMaker instance types, with speed relative to an RTX 3090 (mixed precision).
@@ -168,7 +147,7 @@ def _profile(instance_type: str) -> InstanceProfile:
 def _basis(
     *,
     compute: ComputeOptions,
-    speed: PresetSpeed,
+    speed: PresetFacts,
     profile: InstanceProfile,
     rate: float,
     preset: Preset,

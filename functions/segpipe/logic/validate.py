@@ -5,7 +5,7 @@ the `SplitPlan` that `split.render_manifests` writes. It reads the dataset throu
 `DatasetStore` only: the annotations file, the folder's file list and the first bytes of a few
 images. Pure Python and pydantic; no AWS, no environment.
 
-Rules worth knowing (DESIGN.md, "Dataset" and "Validation report"):
+Rules worth knowing (the rule table is in docs/ARCHITECTURE.md, "Validation rules"):
 
 - Status. When no image carries a `status`, every image counts as completed. As soon as one
   image carries one, only images marked `"completed"` are used: an image without a status in
@@ -72,6 +72,7 @@ from segpipe.logic.split import (
 )
 from segpipe.models.coco import CocoCategory, CocoImage, Polygons, Rle
 from segpipe.models.common import Preset, VersionStatus
+from segpipe.models.presets import PRESETS
 from segpipe.models.report import (
     ClassCounts,
     ErrorCode,
@@ -112,8 +113,6 @@ HEADER_SAMPLE = 16
 EXAMPLES = 10
 #: Class medians are computed over at most this many areas (evenly spread) to keep sorting cheap.
 MEDIAN_SAMPLE = 100_001
-#: ViT patch edge in image pixels per preset: tiles are fed at native resolution.
-PATCH_SIZES: dict[Preset, int] = {Preset.TINY: 16, Preset.DINOV2_SMALL: 14, Preset.SAM_VIT_BASE: 16}
 #: Largest annotations.json read when the caller sets no limit (settings: MAX_ANNOTATIONS_BYTES).
 MAX_ANNOTATIONS_BYTES = 512 * 1024 * 1024
 #: File extensions the trainer reads, and their format names.
@@ -259,7 +258,7 @@ class _Training:
 
     @property
     def patch(self) -> int:
-        return PATCH_SIZES.get(self.preset, 16)
+        return PRESETS[self.preset].patch_size  # tiles are fed at native resolution
 
     def details(self) -> dict[str, Any]:
         return {"preset": self.preset.value, "epochs": self.epochs, "tile_size": self.tile_size}

@@ -1,4 +1,4 @@
-"""The S3 key layout (DESIGN.md). Every key is built here and nowhere else."""
+"""The S3 key layout (docs/ARCHITECTURE.md, "Contracts"). Every key is built here and nowhere else."""
 
 from __future__ import annotations
 

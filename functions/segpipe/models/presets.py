@@ -1,0 +1,58 @@
+"""What each preset is, in one table that validation, the estimate and the trainer all read.
+
+The trainer builds the encoder with `patch_size` (DINOv2's 14 px patch embedding is resampled to
+16 px so that the DPT decoder's strides line up), validation warns about objects narrower than half
+a patch, and the estimate divides the training pixels by `megapixels_per_second`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from segpipe.models.common import Preset
+
+#: timm's benchmark: ViT-B/16 trains at 97 img/s at 384x384 on an RTX 3090 (AMP).
+VIT_B16_MEGAPIXELS_PER_SECOND = 97 * 384 * 384 / 1e6
+#: Share of the encoder-only benchmark speed left once the DPT decoder and losses are added.
+DECODER_FACTOR = 0.7
+
+
+class PresetFacts(BaseModel):
+    """One preset's facts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    patch_size: int = Field(description="ViT patch edge in image pixels, as the trainer builds the encoder")
+    hub_weights: bool = Field(description="Whether pretrained encoder weights exist on the model hub")
+    megapixels_per_second: float = Field(
+        description="Training throughput on the reference GPU (RTX 3090-class, mixed precision)"
+    )
+    derivation: str = Field(description="How the throughput figure was derived")
+
+
+PRESETS: Mapping[Preset, PresetFacts] = MappingProxyType(
+    {
+        Preset.TINY: PresetFacts(
+            patch_size=16,
+            hub_weights=False,
+            megapixels_per_second=100.0,
+            derivation="test preset: bound by data loading, about 100 Mpx/s",
+        ),
+        Preset.DINOV2_SMALL: PresetFacts(
+            patch_size=16,
+            hub_weights=True,
+            # ViT-S needs about a third of ViT-B's FLOPs per token; at patch 16 the token counts match.
+            megapixels_per_second=VIT_B16_MEGAPIXELS_PER_SECOND * 3.0 * DECODER_FACTOR,
+            derivation="ViT-S/16: 3x ViT-B/16 per token at the same token count, x 0.7 for the decoder",
+        ),
+        Preset.SAM_VIT_BASE: PresetFacts(
+            patch_size=16,
+            hub_weights=True,
+            megapixels_per_second=VIT_B16_MEGAPIXELS_PER_SECOND * DECODER_FACTOR,
+            derivation="ViT-B/16 (timm: 97 img/s at 384² on an RTX 3090) x 0.7 for the decoder",
+        ),
+    }
+)
