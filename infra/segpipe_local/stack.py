@@ -82,7 +82,6 @@ class LocalStack:
         api = SageMakerServer(runner, host=config.host, port=config.sagemaker_port)
         api.start()
         runner.start()
-        self.runner = runner
         self._started += [snapshotter, api, runner]
 
         functions = functions_from_template(function_handlers(load_template()), region=config.region)
@@ -96,7 +95,6 @@ class LocalStack:
         gateway.start()
         snapshotter.start()
         self._started += [dispatcher, gateway]
-        self.dispatcher = dispatcher
 
     def stop(self) -> None:
         """Stop in reverse order; the snapshotter's stop makes a last save before moto goes."""

@@ -6,7 +6,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import Field
 
 #: A project name becomes part of S3 keys, DynamoDB keys, job names and IAM resource ARNs.
 PROJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
@@ -18,14 +18,6 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 _NAME_RE = re.compile(NAME_PATTERN)
 
 
-def _no_dot_dot(value: str) -> str:
-    if ".." in value:
-        raise ValueError("'..' is not allowed in a name")
-    return value
-
-
-ProjectName = Annotated[str, StringConstraints(pattern=PROJECT_PATTERN)]
-ItemName = Annotated[str, StringConstraints(pattern=NAME_PATTERN), AfterValidator(_no_dot_dot)]
 VersionNumber = Annotated[int, Field(ge=1, le=999_999)]
 
 ModelType = Literal["instance", "semantic"]

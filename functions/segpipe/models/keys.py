@@ -7,10 +7,6 @@ from typing import Literal
 SplitName = Literal["train", "test"]
 
 
-def project_prefix(project: str) -> str:
-    return f"projects/{project}/"
-
-
 def dataset_prefix(project: str, dataset: str) -> str:
     return f"projects/{project}/datasets/{dataset}/"
 
@@ -58,10 +54,6 @@ def job_output_key(project: str, version: int, job_name: str, archive: str) -> s
 
 def evaluation_key(project: str, version: int) -> str:
     return f"{version_prefix(project, version)}evaluation.json"
-
-
-def model_card_key(project: str, version: int) -> str:
-    return f"{version_prefix(project, version)}model.json"
 
 
 def predictions_index_key(project: str, version: int) -> str:
