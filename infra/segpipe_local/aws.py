@@ -23,8 +23,8 @@ logger = logging.getLogger(__name__)
 
 
 class MotoServer:
-    """`python -m moto.server` as a child process (its own interpreter, so it never competes with
-    the handlers for one GIL)."""
+    """moto's server as a child process (`segpipe_local.moto_process`, behind the loopback guard):
+    its own interpreter, so it never competes with the handlers for one GIL."""
 
     def __init__(self, *, host: str, port: int, log_path: Path) -> None:
         self._host = host
@@ -37,7 +37,7 @@ class MotoServer:
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self._log_path.open("ab")
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "moto.server", "-H", self._host, "-p", str(self._port)],
+            [sys.executable, "-m", "segpipe_local.moto_process", "-H", self._host, "-p", str(self._port)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from segpipe.settings import DEFAULT_ALLOWED_INSTANCE_TYPES
+from segpipe_local.local_origin import is_loopback
 
 DEFAULT_HOME = Path(os.environ.get("SEGPIPE_HOME", Path.home() / ".segpipe"))
 
@@ -28,12 +29,17 @@ class LocalConfig(BaseModel):
     snapshot_seconds: float = 5.0
 
     @property
+    def backend_host(self) -> str:
+        """moto and the SageMaker API listen on loopback only, whatever address the gateway serves."""
+        return self.host if is_loopback(self.host) else "127.0.0.1"
+
+    @property
     def aws_endpoint(self) -> str:
-        return f"http://{self.host}:{self.aws_port}"
+        return f"http://{self.backend_host}:{self.aws_port}"
 
     @property
     def sagemaker_endpoint(self) -> str:
-        return f"http://{self.host}:{self.sagemaker_port}"
+        return f"http://{self.backend_host}:{self.sagemaker_port}"
 
     @property
     def api_url(self) -> str:

@@ -63,7 +63,7 @@ class LocalStack:
         self._output = function_output_to(data / "logs" / "functions.log")
         self._output.__enter__()
 
-        moto = MotoServer(host=config.host, port=config.aws_port, log_path=data / "logs" / "moto.log")
+        moto = MotoServer(host=config.backend_host, port=config.aws_port, log_path=data / "logs" / "moto.log")
         moto.start()
         self._started.append(moto)
         create_storage(config)
@@ -79,7 +79,7 @@ class LocalStack:
         runner = JobRunner(
             s3=client("s3", config), events=client("events", config), data_dir=data, region=config.region
         )
-        api = SageMakerServer(runner, host=config.host, port=config.sagemaker_port)
+        api = SageMakerServer(runner, host=config.backend_host, port=config.sagemaker_port)
         api.start()
         runner.start()
         self._started += [snapshotter, api, runner]
