@@ -14,13 +14,33 @@ from segpipe.models.version import Headline
 
 
 class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     code: str = Field(description="Stable snake_case error code")
     message: str = Field(description="What went wrong and what to do")
-    context: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Values that locate the problem (names, numbers, validation problems)",
+    )
 
 
 class ErrorBody(BaseModel):
-    error: ErrorDetail
+    """The body of every 4xx and 5xx answer of the API."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorDetail = Field(description="What went wrong")
+
+
+class RejectedSubmission(ErrorBody):
+    """A 422 of a submission whose request was read but failed validation: nothing was created."""
+
+    report: ValidationReport = Field(description="Every error and warning found, with the details")
+
+
+#: What a 422 of a submission carries: the report envelope when validation found errors, the plain
+#: error envelope when the request does not match the API (`invalid_request`).
+SubmissionRefusal = RejectedSubmission | ErrorBody
 
 
 class SubmitAccepted(BaseModel):
