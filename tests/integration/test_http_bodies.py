@@ -197,3 +197,12 @@ def test_a_get_ignores_its_body(aws: Aws) -> None:
     )
 
     assert status == 200 and answer["models"] == []
+
+
+@pytest.mark.parametrize(("depth", "code"), [(32, "invalid_request"), (33, "json_too_deep")])
+def test_the_nesting_limit_is_32_levels(aws: Aws, depth: int, code: str) -> None:
+    data = b"[" * depth + b"]" * depth
+
+    _, answer = aws.api("POST", "/projects/lab/trainings/preview", body=data)
+
+    assert answer["error"]["code"] == code

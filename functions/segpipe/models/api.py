@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from segpipe.models.common import ModelType, VersionStatus
 from segpipe.models.report import ValidationReport
@@ -76,10 +76,24 @@ class ModelTable(BaseModel):
     models: list[ModelSummary]
 
 
+#: Decimal places a locked threshold keeps: finer is meaningless for scores, and DynamoDB refuses
+#: numbers under 1e-130 (a threshold of 1e-200 is stored as 0).
+THRESHOLD_DECIMALS = 6
+
+
 class ThresholdUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    threshold: float = Field(ge=0, le=1, description="Objects scored below it are left out of analyses")
+    threshold: float = Field(
+        ge=0,
+        le=1,
+        description=f"Objects scored below it are left out of analyses ({THRESHOLD_DECIMALS} decimals kept)",
+    )
+
+    @field_validator("threshold")
+    @classmethod
+    def _rounded(cls, value: float) -> float:
+        return round(value, THRESHOLD_DECIMALS)
 
 
 class SplitMetrics(BaseModel):
