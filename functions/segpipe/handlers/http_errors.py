@@ -99,7 +99,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
         "`json_too_deep` (arrays and objects nested too deeply)."
     ),
     404: (
-        "`version_not_found`, `object_not_found` or `dataset_not_found`; `route_not_found` when a path "
+        "`version_not_found` or `object_not_found`; `route_not_found` when a path "
         "segment holds characters no route accepts."
     ),
     409: (
