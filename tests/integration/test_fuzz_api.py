@@ -88,7 +88,7 @@ def _schema(config: LocalConfig, seeded: Seeded) -> Any:
     settings = SchemathesisConfig.from_dict(
         {
             "seed": SEED,
-            "workers": 2,
+            "workers": 1,
             "generation": {"mode": "all", "max-examples": MAX_EXAMPLES, "database": "none"},
             "phases": {"stateful": {"enabled": False}},
             "checks": {"enabled": False, **{name: {"enabled": True} for name in CHECKS}},
