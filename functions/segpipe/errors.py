@@ -53,7 +53,21 @@ class InvalidName(InvalidInput):
 
 
 class MalformedBody(InvalidInput):
+    """The body is not JSON: unparseable, not UTF-8 (RFC 8259 requires UTF-8), or NaN/Infinity."""
+
     code = "malformed_json"
+
+
+class JsonTooDeep(MalformedBody):
+    """The JSON body nests arrays and objects deeper than any request of the API needs."""
+
+    code = "json_too_deep"
+
+
+class UnsupportedMediaType(InvalidInput):
+    """A request body whose Content-Type is not JSON."""
+
+    code = "unsupported_media_type"
 
 
 class BodyTooLarge(InvalidInput):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import uuid
 from functools import cache
 from typing import Annotated, Any, Literal
@@ -15,6 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segpipe import __version__, errors
 from segpipe.handlers import http_errors, ui_assets
+from segpipe.handlers.http_errors import documented, documented_errors
 from segpipe.handlers.runtime import logger, metrics, models_deps, submit_deps, tracer
 from segpipe.logic import models_api
 from segpipe.logic.submit import fingerprint_of, preview, submit
@@ -26,16 +30,74 @@ from segpipe.models.trainer_io import ImagePredictions
 from segpipe.models.version import ModelVersion
 from segpipe.settings import ApiSettings, load_settings
 
+#: Request bodies nest at most this deep: a request needs 4 levels; RecursionError lies far beyond.
+MAX_JSON_DEPTH = 32
+#: Methods whose body is read; other methods' bodies are ignored (only their size is checked).
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _refuse_constant(name: str) -> Any:
+    raise errors.MalformedBody(f"The body holds {name}, which JSON does not allow.", constant=name)
+
+
+def _nests_deeper_than(value: Any, limit: int) -> bool:
+    """True when arrays and objects in `value` nest more than `limit` levels deep (no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def json_body(text: str | bytes | bytearray) -> Any:
+    """The resolver's JSON parser: strict JSON (no NaN/Infinity), nested at most MAX_JSON_DEPTH deep."""
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        value = None
+        deep = True
+    else:
+        deep = isinstance(value, dict | list) and _nests_deeper_than(value, MAX_JSON_DEPTH)
+    if deep:
+        raise errors.JsonTooDeep(
+            f"The body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep.", limit=MAX_JSON_DEPTH
+        )
+    return value
+
+
 settings = load_settings(ApiSettings)
-app = APIGatewayHttpResolver(enable_validation=True)
+app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=json_body)
 
 ProjectParam = Annotated[str, Path(pattern=PROJECT_PATTERN, description="Project name")]
 VersionParam = Annotated[int, Path(ge=1, le=999_999, description="Version number")]
 StemParam = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}$", description="Image stem")]
 SplitParam = Literal["train", "test"]
 
+#: Error statuses every documented route can answer: a path segment no route accepts, a body over the
+#: size limit (checked before routing, whatever the method), a value that does not match the document.
+ANY_ROUTE = (404, 413, 422)
+#: ... and those of a route that reads or refuses a body.
+WITH_BODY = (*ANY_ROUTE, 400, 415)
+LOCATION = {
+    "Location": {"description": "API path of the new version", "schema": {"type": "string"}},
+}
 
-@app.post("/projects/<project>/trainings", summary="Submit a training", responses={202: {}, 422: {}})
+
+@app.post(
+    "/projects/<project>/trainings",
+    summary="Submit a training",
+    responses={
+        **documented(
+            202,
+            "Accepted: a version was created (or found, for a repeat) and its job started",
+            headers=LOCATION,
+        ),
+        **documented_errors(*WITH_BODY, 409, 503, submission=True),
+    },
+)
 def submit_training(
     project: ProjectParam,
     request: Annotated[TrainingRequest, Body()],
@@ -76,23 +138,37 @@ def submit_training(
     )
 
 
-@app.post("/projects/<project>/trainings/preview", summary="Validate a training request without side effects")
+@app.post(
+    "/projects/<project>/trainings/preview",
+    summary="Validate a training request without side effects",
+    responses={**documented(200, "The validation report"), **documented_errors(*WITH_BODY)},
+)
 def preview_training(project: ProjectParam, request: Annotated[TrainingRequest, Body()]) -> ValidationReport:
     return preview(request, project=project, deps=submit_deps(settings))
 
 
-@app.get("/projects/<project>/models", summary="The model table")
+@app.get(
+    "/projects/<project>/models",
+    summary="The model table",
+    responses={**documented(200, "Every version of the project"), **documented_errors(*ANY_ROUTE)},
+)
 def list_models(project: ProjectParam, active: Annotated[bool, Query()] = False) -> ModelTable:
     return models_api.list_models(project, active_only=active, deps=models_deps(settings))
 
 
-@app.get("/projects/<project>/models/<version>", summary="Training details, status and threshold")
+@app.get(
+    "/projects/<project>/models/<version>",
+    summary="Training details, status and threshold",
+    responses={**documented(200, "The version"), **documented_errors(*ANY_ROUTE)},
+)
 def get_model(project: ProjectParam, version: VersionParam) -> ModelVersion:
     return models_api.get_model(project, version, deps=models_deps(settings))
 
 
 @app.get(
-    "/projects/<project>/models/<version>/metrics", summary="Statistics on train and test at a threshold"
+    "/projects/<project>/models/<version>/metrics",
+    summary="Statistics on train and test at a threshold",
+    responses={**documented(200, "Statistics of a completed version"), **documented_errors(*ANY_ROUTE, 409)},
 )
 def get_metrics(
     project: ProjectParam,
@@ -105,7 +181,11 @@ def get_metrics(
     )
 
 
-@app.get("/projects/<project>/models/<version>/predictions", summary="Evaluated images with preview URLs")
+@app.get(
+    "/projects/<project>/models/<version>/predictions",
+    summary="Evaluated images with preview URLs",
+    responses={**documented(200, "A page of evaluated images"), **documented_errors(*ANY_ROUTE, 409)},
+)
 def list_predictions(
     project: ProjectParam,
     version: VersionParam,
@@ -118,31 +198,57 @@ def list_predictions(
     )
 
 
-@app.get("/projects/<project>/models/<version>/predictions/<split>/<stem>", summary="Objects of one image")
+@app.get(
+    "/projects/<project>/models/<version>/predictions/<split>/<stem>",
+    summary="Objects of one image",
+    responses={**documented(200, "The image's predicted objects"), **documented_errors(*ANY_ROUTE, 409)},
+)
 def get_image_predictions(
     project: ProjectParam, version: VersionParam, split: Annotated[SplitParam, Path()], stem: StemParam
 ) -> ImagePredictions:
     return models_api.image_predictions(project, version, split=split, stem=stem, deps=models_deps(settings))
 
 
-@app.put("/projects/<project>/models/<version>/threshold", summary="Lock the analysis threshold")
+@app.put(
+    "/projects/<project>/models/<version>/threshold",
+    summary="Lock the analysis threshold",
+    responses={
+        **documented(200, "The version, with its new threshold"),
+        **documented_errors(*WITH_BODY, 409),
+    },
+)
 def put_threshold(
     project: ProjectParam, version: VersionParam, update: Annotated[ThresholdUpdate, Body()]
 ) -> ModelVersion:
     return models_api.set_threshold(project, version, update.threshold, deps=models_deps(settings))
 
 
-@app.post("/projects/<project>/models/<version>/activate", summary="Make a completed version active")
+@app.post(
+    "/projects/<project>/models/<version>/activate",
+    summary="Make a completed version active",
+    responses={**documented(200, "The version, now active"), **documented_errors(*WITH_BODY, 409)},
+)
 def activate(project: ProjectParam, version: VersionParam) -> ModelVersion:
     return models_api.set_active(project, version, True, deps=models_deps(settings))
 
 
-@app.post("/projects/<project>/models/<version>/deactivate", summary="Make a version inactive")
+@app.post(
+    "/projects/<project>/models/<version>/deactivate",
+    summary="Make a version inactive",
+    responses={**documented(200, "The version, now inactive"), **documented_errors(*WITH_BODY, 409)},
+)
 def deactivate(project: ProjectParam, version: VersionParam) -> ModelVersion:
     return models_api.set_active(project, version, False, deps=models_deps(settings))
 
 
-@app.post("/projects/<project>/models/<version>/stop", summary="Stop a queued or running training")
+@app.post(
+    "/projects/<project>/models/<version>/stop",
+    summary="Stop a queued or running training",
+    responses={
+        **documented(202, "Stopping: the job was asked to stop"),
+        **documented_errors(*WITH_BODY, 409),
+    },
+)
 def stop(project: ProjectParam, version: VersionParam) -> Response[ModelVersion]:
     stopped = models_api.stop_training(project, version, deps=models_deps(settings))
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=stopped)
@@ -195,8 +301,51 @@ def not_found(_: Exception) -> Response[Any]:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name="ApiRequests", unit=MetricUnit.Count, value=1)
-    if len(event.get("body") or "") > settings.MAX_BODY_BYTES:
+    try:
+        checked = _with_text_body(event, limit=settings.MAX_BODY_BYTES)
+    except errors.SegpipeError as refusal:
         return http_errors.raw_error(
-            413, errors.BodyTooLarge.code, f"The body is larger than {settings.MAX_BODY_BYTES} bytes."
+            http_errors.status_for(refusal), refusal.code, refusal.message, refusal.context
         )
-    return app.resolve(event, context)
+    return app.resolve(checked, context)
+
+
+def _with_text_body(event: dict[str, Any], *, limit: int) -> dict[str, Any]:
+    """The event with a body the resolver can read as text, or a typed refusal of the body.
+
+    API Gateway base64-encodes bodies of non-text content types (`isBase64Encoded`); the limit is
+    on the body's bytes, whichever way it came. A body that is read must be JSON, hence UTF-8."""
+    body = event.get("body")
+    if not body:
+        return event
+    encoded = bool(event.get("isBase64Encoded"))
+    # Cheap bounds first: base64 takes 4 characters per 3 bytes, UTF-8 at least 1 byte per character.
+    if (len(body) // 4 * 3 - 2 if encoded else len(body)) > limit:
+        raise errors.BodyTooLarge(f"The body is larger than {limit} bytes.", limit=limit)
+    data = _body_bytes(body, encoded=encoded)
+    if len(data) > limit:
+        raise errors.BodyTooLarge(f"The body is larger than {limit} bytes.", limit=limit)
+    if event.get("requestContext", {}).get("http", {}).get("method") not in BODY_METHODS:
+        return event  # no route of these methods reads a body
+    content_type = (event.get("headers") or {}).get("content-type", "")
+    if content_type and content_type.split(";")[0].strip().lower() != content_types.APPLICATION_JSON:
+        raise errors.UnsupportedMediaType(
+            f"The body's Content-Type is {content_type!r}; send it as application/json.",
+            content_type=content_type[:100],
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise errors.MalformedBody(
+            f"The body is not UTF-8 text (byte {error.start}); JSON must be sent as UTF-8.", byte=error.start
+        ) from None
+    return {**event, "body": text, "isBase64Encoded": False}
+
+
+def _body_bytes(body: str, *, encoded: bool) -> bytes:
+    if not encoded:
+        return body.encode("utf-8", "surrogatepass")
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise errors.MalformedBody("The body is marked base64-encoded but is not base64.") from None

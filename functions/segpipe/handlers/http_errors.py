@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from segpipe import errors
-from segpipe.models.api import ErrorBody, ErrorDetail
+from segpipe.models.api import ErrorBody, ErrorDetail, RejectedSubmission, SubmissionRefusal
 
 STATUS_BY_ERROR: dict[type[errors.SegpipeError], int] = {
     errors.BodyTooLarge: 413,
+    errors.UnsupportedMediaType: 415,
     errors.InvalidInput: 400,
     errors.NotFoundError: 404,
     errors.ConflictError: 409,
@@ -41,9 +43,9 @@ def error_response(
     return json_response(status, body.model_dump_json())
 
 
-def raw_error(status: int, code: str, message: str) -> dict[str, Any]:
+def raw_error(status: int, code: str, message: str, context: dict[str, Any] | None = None) -> dict[str, Any]:
     """An API Gateway v2 response for refusals made before the resolver runs."""
-    body = ErrorBody(error=ErrorDetail(code=code, message=message))
+    body = ErrorBody(error=ErrorDetail(code=code, message=message, context=_jsonable(context or {})))
     return {
         "statusCode": status,
         "headers": {"Content-Type": content_types.APPLICATION_JSON},
@@ -54,9 +56,10 @@ def raw_error(status: int, code: str, message: str) -> dict[str, Any]:
 
 def response_for(error: errors.SegpipeError) -> Response[Any]:
     if isinstance(error, errors.SubmissionRejected):
-        detail = ErrorDetail(code=error.code, message=error.message)
-        body = '{"error":' + detail.model_dump_json() + ',"report":' + error.report.model_dump_json() + "}"
-        return json_response(422, body)
+        body = RejectedSubmission(
+            error=ErrorDetail(code=error.code, message=error.message), report=error.report
+        )
+        return json_response(422, body.model_dump_json())
     return error_response(status_for(error), error.code, error.message, _jsonable(error.context))
 
 
@@ -85,3 +88,52 @@ def validation_response(details: list[dict[str, Any]]) -> Response[Any]:
     return error_response(
         422, "invalid_request", f"The request does not match the API: {summary}.", {"problems": problems}
     )
+
+
+# --- what /openapi.json says each status means ---------------------------------------------------
+
+#: Every error status a documented route can answer, and the codes its body may carry.
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: (
+        "The body is not JSON: `malformed_json` (unparseable, not UTF-8, NaN or Infinity) or "
+        "`json_too_deep` (arrays and objects nested too deeply)."
+    ),
+    404: (
+        "`version_not_found` or `object_not_found`; `route_not_found` when a path "
+        "segment holds characters no route accepts."
+    ),
+    409: (
+        "The version is not in a state that allows this (`version_not_completed`, `version_not_running`), "
+        "or an Idempotency-Key was reused for another body (`idempotency_key_reused`)."
+    ),
+    413: "`body_too_large`: the body is larger than the API accepts.",
+    415: "`unsupported_media_type`: a body whose Content-Type is not application/json.",
+    422: "`invalid_request`: a path, query, header or body value does not match this document.",
+    503: "`service_unavailable`: an AWS service did not answer in time; the same request may be retried.",
+}
+SUBMISSION_REFUSED = (
+    "`validation_failed` with the validation report when the request has errors (nothing is created), "
+    "or `invalid_request` when it does not match this document."
+)
+
+
+def documented(status: int, description: str, **extra: Any) -> dict[int, OpenAPIResponse]:
+    """The success answer of a route; its schema is the route's return annotation."""
+    return {status: {"description": description, **extra}}  # type: ignore[typeddict-item]
+
+
+def documented_errors(*statuses: int, submission: bool = False) -> dict[int, OpenAPIResponse]:
+    """The error answers of a route, each with the error envelope's schema."""
+    answers: dict[int, OpenAPIResponse] = {
+        status: {
+            "description": ERROR_DESCRIPTIONS[status],
+            "content": {content_types.APPLICATION_JSON: {"model": ErrorBody}},
+        }
+        for status in statuses
+    }
+    if submission:
+        answers[422] = {
+            "description": SUBMISSION_REFUSED,
+            "content": {content_types.APPLICATION_JSON: {"model": SubmissionRefusal}},
+        }
+    return answers

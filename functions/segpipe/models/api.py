@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from segpipe.models.common import ModelType, VersionStatus
 from segpipe.models.report import ValidationReport
@@ -14,13 +14,33 @@ from segpipe.models.version import Headline
 
 
 class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     code: str = Field(description="Stable snake_case error code")
     message: str = Field(description="What went wrong and what to do")
-    context: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Values that locate the problem (names, numbers, validation problems)",
+    )
 
 
 class ErrorBody(BaseModel):
-    error: ErrorDetail
+    """The body of every 4xx and 5xx answer of the API."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorDetail = Field(description="What went wrong")
+
+
+class RejectedSubmission(ErrorBody):
+    """A 422 of a submission whose request was read but failed validation: nothing was created."""
+
+    report: ValidationReport = Field(description="Every error and warning found, with the details")
+
+
+#: What a 422 of a submission carries: the report envelope when validation found errors, the plain
+#: error envelope when the request does not match the API (`invalid_request`).
+SubmissionRefusal = RejectedSubmission | ErrorBody
 
 
 class SubmitAccepted(BaseModel):
@@ -56,10 +76,24 @@ class ModelTable(BaseModel):
     models: list[ModelSummary]
 
 
+#: Decimal places a locked threshold keeps: finer is meaningless for scores, and DynamoDB refuses
+#: numbers under 1e-130 (a threshold of 1e-200 is stored as 0).
+THRESHOLD_DECIMALS = 6
+
+
 class ThresholdUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    threshold: float = Field(ge=0, le=1, description="Objects scored below it are left out of analyses")
+    threshold: float = Field(
+        ge=0,
+        le=1,
+        description=f"Objects scored below it are left out of analyses ({THRESHOLD_DECIMALS} decimals kept)",
+    )
+
+    @field_validator("threshold")
+    @classmethod
+    def _rounded(cls, value: float) -> float:
+        return round(value, THRESHOLD_DECIMALS)
 
 
 class SplitMetrics(BaseModel):
