@@ -48,10 +48,6 @@ class DatasetTooLarge(InvalidInput):
     code = "dataset_too_large"
 
 
-class InvalidName(InvalidInput):
-    code = "invalid_name"
-
-
 class MalformedBody(InvalidInput):
     """The body is not JSON: unparseable, not UTF-8 (RFC 8259 requires UTF-8), or NaN/Infinity."""
 

@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 from pydantic_core import to_jsonable_python
 
 from segpipe.dal.interfaces import Claim
+from segpipe.errors import InvalidInput
 from segpipe.models.common import VersionStatus
 from segpipe.models.version import ModelVersion
 
@@ -46,9 +47,23 @@ def _request_sk(request_key: str) -> str:
     return "REQUEST#" + hashlib.sha256(request_key.encode()).hexdigest()[:40]
 
 
+#: DynamoDB numbers: magnitudes from 1E-130 to below 1E+126 (and 0); boto3 refuses anything else.
+_SMALLEST = Decimal("1E-130")
+_TOO_LARGE = Decimal("1E+126")
+
+
+def _dynamo_number(text: str) -> Decimal:
+    number = Decimal(text)
+    if number and abs(number) < _SMALLEST:
+        return Decimal(0)  # below DynamoDB's range: as good as zero for every figure segpipe stores
+    if abs(number) >= _TOO_LARGE:
+        raise InvalidInput(f"The number {text} is larger than the registry can store.", number=text)
+    return number
+
+
 def _to_dynamo(value: Any) -> Any:
     """JSON-compatible data with floats as Decimal, as DynamoDB wants them."""
-    return json.loads(json.dumps(value, default=to_jsonable_python), parse_float=Decimal)
+    return json.loads(json.dumps(value, default=to_jsonable_python), parse_float=_dynamo_number)
 
 
 def _from_dynamo(value: Any) -> Any:

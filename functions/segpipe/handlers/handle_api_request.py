@@ -26,7 +26,7 @@ from segpipe.models.api import MetricsView, ModelTable, PredictionsPage, SubmitA
 from segpipe.models.common import PROJECT_PATTERN
 from segpipe.models.report import ValidationReport
 from segpipe.models.request import TrainingRequest
-from segpipe.models.trainer_io import ImagePredictions
+from segpipe.models.trainer_io import STEM_PATTERN, ImagePredictions
 from segpipe.models.version import ModelVersion
 from segpipe.settings import ApiSettings, load_settings
 
@@ -73,7 +73,7 @@ app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=json
 
 ProjectParam = Annotated[str, Path(pattern=PROJECT_PATTERN, description="Project name")]
 VersionParam = Annotated[int, Path(ge=1, le=999_999, description="Version number")]
-StemParam = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}$", description="Image stem")]
+StemParam = Annotated[str, Path(pattern=STEM_PATTERN, description="Image stem")]
 SplitParam = Literal["train", "test"]
 
 #: Error statuses every documented route can answer: a path segment no route accepts, a body over the
