@@ -175,7 +175,7 @@ def test_train_writes_every_output_of_an_instance_model(tmp_path: Path) -> None:
     splits = {"train": read_coco(root, "train")["images"], "test": read_coco(root, "test")["images"]}
     evaluation = _check_outputs(root, model_type="instance", splits=splits)
     assert evaluation.test is not None and evaluation.test.images == 2
-    assert evaluation.train.images == 3 and evaluation.suggested_from == "test"
+    assert evaluation.train.images == 3 and evaluation.suggested_from == "validation"
     assert evaluation.train.ap_overall is not None
     assert (root / "checkpoints" / "last.pt").is_file()
 
