@@ -30,9 +30,14 @@ INSTANCE_SWEEP = ("precision", "recall", "f1")
 SEMANTIC_SWEEP = ("iou", "dice")
 
 
+def resample(images: int, *, draws: int, seed: int) -> np.ndarray:
+    """int64 draws x N: the images of each draw, in the order drawn."""
+    return np.random.default_rng(seed).integers(0, images, size=(draws, images))
+
+
 def resample_counts(images: int, *, draws: int, seed: int) -> np.ndarray:
     """int64 draws x N: how often each image appears in each draw."""
-    indices = np.random.default_rng(seed).integers(0, images, size=(draws, images))
+    indices = resample(images, draws=draws, seed=seed)
     offsets = np.arange(draws)[:, None] * images
     return np.bincount((indices + offsets).ravel(), minlength=draws * images).reshape(draws, images)
 
@@ -103,7 +108,7 @@ def bootstrap_intervals(
     if isinstance(evaluator, InstanceEvaluator):
         whole, drawn = _instance_draws(evaluator, weights=weights)
         headline = {name: (whole[name][index], drawn[name][:, index]) for name in whole}
-        headline.update(_ap_draws(evaluator, weights=weights))
+        headline.update(_ap_draws(evaluator, draws=resample(evaluator.images, draws=draws, seed=seed)))
         sweep_names: tuple[str, ...] = INSTANCE_SWEEP
     else:
         whole, drawn = _semantic_draws(evaluator, weights=weights)
@@ -169,35 +174,35 @@ def _semantic_draws(evaluator: SemanticEvaluator, *, weights: np.ndarray) -> Dra
     return metrics(np.ones(evaluator.images)), metrics(weights)
 
 
-def _ap_draws(evaluator: InstanceEvaluator, *, weights: np.ndarray) -> dict[str, tuple[float, np.ndarray]]:
-    """AP50 and AP of the whole split and of each draw (pooled detections, repeated as drawn)."""
+def _ap_draws(evaluator: InstanceEvaluator, *, draws: np.ndarray) -> dict[str, tuple[float, np.ndarray]]:
+    """AP50 and AP of the whole split and of each draw: the drawn images' detections pooled in the
+    order drawn (COCO breaks score ties by order, as an evaluator fed those images would)."""
     gt = np.stack(evaluator.image_gt)  # N x K
     pooled = []
     for k in range(1, len(evaluator.class_names) + 1):
         parts = [evaluator.detections(i, k) for i in range(evaluator.images)]
-        owner = np.concatenate(
-            [np.zeros(0, dtype=np.int64), *(np.full(len(s), i) for i, (s, _) in enumerate(parts))]
-        )
-        scores = np.concatenate([np.zeros(0), *(s for s, _ in parts)])
+        lengths = np.asarray([len(scores) for scores, _ in parts], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        scores = np.concatenate([np.zeros(0), *(scores for scores, _ in parts)])
         hits = np.concatenate([np.zeros((10, 0), dtype=bool), *(h for _, h in parts)], axis=1)
-        pooled.append((owner, scores, hits))
+        pooled.append((starts, lengths, scores, hits))
 
-    def one(w: np.ndarray) -> tuple[float, float]:
-        repeats = w.astype(np.int64)
-        per_class = [
-            pooled_average_precision(
-                np.repeat(scores, repeats[owner]),
-                np.repeat(hits, repeats[owner], axis=1),
-                gt=int(repeats @ gt[:, k]),
+    def one(chosen: np.ndarray) -> tuple[float, float]:
+        per_class = []
+        for k, (starts, lengths, scores, hits) in enumerate(pooled):
+            sizes = lengths[chosen]
+            first = np.repeat(starts[chosen], sizes)
+            within = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+            take = first + within
+            per_class.append(
+                pooled_average_precision(scores[take], hits[:, take], gt=int(gt[chosen, k].sum()))
             )
-            for k, (owner, scores, hits) in enumerate(pooled)
-        ]
         average = mean_ap(per_class)
         return (
             np.nan if average.ap50 is None else average.ap50,
             np.nan if average.ap is None else average.ap,
         )
 
-    whole = one(np.ones(evaluator.images))
-    drawn = np.asarray([one(w) for w in weights])
+    whole = one(np.arange(evaluator.images))
+    drawn = np.asarray([one(chosen) for chosen in draws])
     return {"ap50": (whole[0], drawn[:, 0]), "ap": (whole[1], drawn[:, 1])}
