@@ -105,7 +105,13 @@ def _check_outputs(root: Path, *, model_type: str, splits: dict[str, list[dict[s
     assert not (root / "output" / "failure").exists()
     card = ModelCard.model_validate_json((root / "model" / "model.json").read_text())
     assert (card.model_type, card.classes, card.in_channels) == (model_type, ["round", "long"], 1)
-    model = build_model(preset=card.preset, num_classes=2, model_type=card.model_type, in_channels=1)
+    model = build_model(
+        preset=card.preset,
+        num_classes=2,
+        model_type=card.model_type,
+        in_channels=1,
+        instance_head=card.instance_head,
+    )
     model.load_state_dict(load_file(str(root / "model" / card.weights)))
 
     evaluation = Evaluation.model_validate_json((root / "output" / "data" / "evaluation.json").read_text())

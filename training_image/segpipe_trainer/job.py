@@ -36,7 +36,7 @@ from segpipe_trainer.data import (
 from segpipe_trainer.distributed import Runtime
 from segpipe_trainer.errors import TrainerError
 from segpipe_trainer.infer import Predictor
-from segpipe_trainer.model import Segmenter, build_model, count_parameters, preset_spec
+from segpipe_trainer.model import Segmenter, build_model, count_parameters, preset_spec, resolved_head
 from segpipe_trainer.outputs import (
     Choice,
     SplitOutputs,
@@ -135,15 +135,19 @@ def build_job_model(
             logger.warning("Using the base model's preset %s instead of %s", start.card.preset, preset)
         preset = start.card.preset
     weights: Any = start.encoder_file if start.encoder_file is not None else "hub"
+    head = resolved_head(config)
     model = build_model(
         preset=preset,
         num_classes=len(config.classes),
         model_type=config.model_type,
         in_channels=in_channels,
         weights="random" if start.previous_model else weights,
+        instance_head=head,
     )
     if start.previous_model:
-        continue_from(model, start=start, classes=list(config.classes), model_type=config.model_type)
+        continue_from(
+            model, start=start, classes=list(config.classes), model_type=config.model_type, instance_head=head
+        )
     logger.info(
         "Model %s: %.2f M parameters, starting from %s",
         preset,
@@ -204,6 +208,7 @@ def run_job(*, paths: MlPaths, config: TrainingConfig, runtime: Runtime, stop: S
         class_map=inputs.class_map,
         model_type=config.model_type,
         normalization=normalization,
+        instance_head=resolved_head(config),
     )
     samples = prepare_samples([*fit_entries, *val_entries], options=options, paths=paths, runtime=runtime)
     fit_samples, val_samples = samples[: len(fit_entries)], samples[len(fit_entries) :]
@@ -223,6 +228,7 @@ def run_job(*, paths: MlPaths, config: TrainingConfig, runtime: Runtime, stop: S
         "train_images": len(fit_entries),
         "validation_images": [entry.file_name for entry in val_entries],
         "selection": plan.method,
+        "instance_head": resolved_head(config) if config.model_type == "instance" else None,
         "test_images": len(inputs.test),
         "base": start.describe(),
         "device": str(runtime.device),
@@ -240,6 +246,7 @@ def run_job(*, paths: MlPaths, config: TrainingConfig, runtime: Runtime, stop: S
         device=runtime.device,
         bf16=runtime.bf16,
         min_area=config.min_object_area,
+        instance_head=resolved_head(config),
     )
     setup = LoopSetup(
         config=config,
@@ -258,6 +265,7 @@ def run_job(*, paths: MlPaths, config: TrainingConfig, runtime: Runtime, stop: S
             seed=config.seed,
             in_channels=in_channels,
             world=runtime.world,
+            instance_head=resolved_head(config),
         ),
         stop=stop,
         encoder_pretrained=start.previous_model

@@ -3,8 +3,10 @@
 A `Segmenter` is built from parts (encoder, decoder, head), like SAM's `Sam(encoder, decoder)`. Each
 preset is a small named builder of a `PresetSpec`, kept in a read-only registry keyed by `Preset`.
 
-Outputs: K+1 class logits (index 0 is background), and for instance models one more channel, the
-logit of the distance-to-boundary map (`postprocess.distance_target`).
+Outputs: K+1 class logits (index 0 is background), and for instance models the head's channels:
+one, the logit of the distance-to-boundary map (`postprocess.distance_target`), for the distance
+head; two, the flows towards object centres (`postprocess.flow_target`, times FLOW_SCALE), for the
+flow head.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch import nn
 from torch.nn import functional
 
 from segpipe.models.common import ModelType, Preset
+from segpipe.models.trainer_io import InstanceHead, TrainingConfig
 from segpipe_trainer.errors import TrainerError
 
 logger = logging.getLogger(__name__)
@@ -155,16 +158,39 @@ class Segmenter(nn.Module):
         return outputs[..., :height, :width]
 
 
-def output_channels(*, num_classes: int, model_type: ModelType) -> int:
-    """K+1 class logits, plus a distance channel for instance models."""
-    return num_classes + 1 + (1 if model_type == "instance" else 0)
+#: The instance head of models whose configuration names none: chosen by `make bench`
+#: (bench/bench_heads.py) on touching chains and clusters, and on real nuclei (bench/bench_nuclei.py).
+DEFAULT_INSTANCE_HEAD: InstanceHead = "flow"
+#: The flow head predicts FLOW_SCALE x the unit flows (Cellpose's scale: the MSE is then of order 1).
+FLOW_SCALE = 5.0
+HEAD_CHANNELS: Mapping[InstanceHead, int] = MappingProxyType({"distance": 1, "flow": 2})
+
+
+def output_channels(
+    *, num_classes: int, model_type: ModelType, instance_head: InstanceHead = "distance"
+) -> int:
+    """K+1 class logits, plus the instance head's channels for instance models."""
+    return num_classes + 1 + (HEAD_CHANNELS[instance_head] if model_type == "instance" else 0)
 
 
 def split_outputs(outputs: torch.Tensor, *, num_classes: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(class logits B x (K+1) x H x W, distance logits B x H x W or None) from the raw outputs."""
+    """(class logits B x (K+1) x H x W, head outputs or None) from the raw outputs.
+
+    The head outputs are the distance logits B x H x W (distance head) or the flows B x 2 x H x W
+    (flow head, dy then dx, times FLOW_SCALE); None for semantic models.
+    """
     logits = outputs[:, : num_classes + 1]
-    distance = outputs[:, num_classes + 1] if outputs.shape[1] > num_classes + 1 else None
-    return logits, distance
+    extra = outputs.shape[1] - (num_classes + 1)
+    if extra == 0:
+        return logits, None
+    return logits, outputs[:, num_classes + 1] if extra == 1 else outputs[
+        :, num_classes + 1 : num_classes + 3
+    ]
+
+
+def resolved_head(config: TrainingConfig) -> InstanceHead:
+    """The instance head a configuration trains: its own choice, else DEFAULT_INSTANCE_HEAD."""
+    return config.instance_head or DEFAULT_INSTANCE_HEAD
 
 
 def _create_vit(*, spec: PresetSpec, in_channels: int, weights: EncoderWeights) -> nn.Module:
@@ -195,6 +221,7 @@ def build_model(
     model_type: ModelType,
     in_channels: int = 3,
     weights: EncoderWeights = "random",
+    instance_head: InstanceHead = "distance",
 ) -> Segmenter:
     """The segmentation model of `preset` for K = `num_classes` classes on `in_channels`-channel images."""
     spec = preset_spec(preset)
@@ -214,7 +241,9 @@ def build_model(
     )
     head = DPTSegmentationHead(
         in_channels=spec.fusion_channels,
-        out_channels=output_channels(num_classes=num_classes, model_type=model_type),
+        out_channels=output_channels(
+            num_classes=num_classes, model_type=model_type, instance_head=instance_head
+        ),
         kernel_size=3,
         upsampling=2,
     )

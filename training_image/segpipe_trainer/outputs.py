@@ -32,6 +32,7 @@ from segpipe_trainer.geometry import objects_from_instances
 from segpipe_trainer.images import write_preview
 from segpipe_trainer.infer import Predictor, dense_maps
 from segpipe_trainer.metrics import InstanceEvaluator, SemanticEvaluator, suggest_thresholds
+from segpipe_trainer.model import resolved_head
 from segpipe_trainer.paths import MlPaths
 from segpipe_trainer.train import save_weights
 
@@ -238,6 +239,7 @@ def model_card(
         suggested_threshold=evaluation.suggested_threshold,
         suggested_thresholds=evaluation.suggested_thresholds,
         min_object_area=config.min_object_area,
+        instance_head=resolved_head(config),
         weights=WEIGHTS_FILE,
         epochs_trained=evaluation.epochs_trained,
         config=resolved,
