@@ -284,15 +284,28 @@ def run_job(*, paths: MlPaths, config: TrainingConfig, runtime: Runtime, stop: S
                 predictor, samples=val_samples, class_names=config.classes, outputs=None
             )
     chosen_epoch = result.state.best_epoch
-    final_result, final_images = result, len(fit_samples)
+    final_result, final_images, offset = result, len(fit_samples), 0
     if plan.method == "refit" and chosen_epoch is not None:
-        refit = _refit(setup, epochs=chosen_epoch, samples=samples, start=start, predictor=predictor)
+        refit = _refit(
+            setup,
+            epochs=chosen_epoch,
+            first_epochs=result.state.epoch,
+            samples=samples,
+            start=start,
+            predictor=predictor,
+        )
         if refit.result.interrupted:
             return _interrupted(refit.result)
         predictor, final_result, final_images = refit.predictor, refit.result, len(samples)
+        offset = result.state.epoch
     if runtime.is_main:
         final = FinalOutputs(
-            paths=paths, config=config, predictor=predictor, resolved=resolved, preset=preset
+            paths=paths,
+            config=config,
+            predictor=predictor,
+            resolved=resolved,
+            preset=preset,
+            progress_offset=offset,
         )
         choice = Choice(
             method=plan.method,
@@ -321,7 +334,13 @@ class Refit:
 
 
 def _refit(
-    setup: LoopSetup, *, epochs: int, samples: list[Sample], start: StartingPoint, predictor: Predictor
+    setup: LoopSetup,
+    *,
+    epochs: int,
+    first_epochs: int,
+    samples: list[Sample],
+    start: StartingPoint,
+    predictor: Predictor,
 ) -> Refit:
     """A fresh model trained on every training image for `epochs` (the chosen count), no validation.
 
@@ -349,6 +368,8 @@ def _refit(
         class_weights=torch.from_numpy(class_pixel_weights(samples, num_classes=len(config.classes))),
         steps_per_epoch=steps,
         checkpoints=setup.checkpoints / "refit",
+        progress_file=setup.checkpoints / "progress.json",
+        progress_offset=first_epochs,
     )
     refit_predictor = replace(predictor, model=model)
     return Refit(predictor=refit_predictor, result=fit(model, setup=refit_setup, predictor=refit_predictor))
@@ -363,12 +384,13 @@ class FinalOutputs:
     predictor: Predictor
     resolved: dict[str, Any]
     preset: Preset
+    progress_offset: int = 0  # epochs of a first phase before a refit (progress shows both)
 
     def _progress(self, *, state: TrainState, phase: Literal["evaluating", "done"]) -> None:
         last = state.history[-1] if state.history else {}
         progress = Progress(
-            epoch=state.epoch,
-            epochs=self.config.epochs,
+            epoch=self.progress_offset + state.epoch,
+            epochs=self.progress_offset + (state.epoch if self.progress_offset else self.config.epochs),
             train_loss=last.get("train_loss"),
             val_score=last.get("val_score"),
             phase=phase,

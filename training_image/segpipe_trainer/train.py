@@ -411,6 +411,10 @@ class LoopSetup:
     stop: StopSignal
     encoder_pretrained: bool = True
     num_workers: int = 0
+    #: Where progress goes (checkpoints/progress.json by default) and the epochs shown before this
+    #: loop's (a refit continues the first phase's count).
+    progress_file: Path | None = None
+    progress_offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -597,10 +601,10 @@ def _checkpoint(
     )
     last = state.history[-1] if state.history else {}
     write_progress(
-        setup.checkpoints / "progress.json",
+        setup.progress_file or setup.checkpoints / "progress.json",
         progress=Progress(
-            epoch=state.epoch,
-            epochs=setup.config.epochs,
+            epoch=setup.progress_offset + state.epoch,
+            epochs=setup.progress_offset + setup.config.epochs,
             train_loss=last.get("train_loss"),
             val_score=last.get("val_score"),
         ),
