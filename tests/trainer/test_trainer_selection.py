@@ -15,6 +15,7 @@ from segpipe.models.trainer_io import (
     Evaluation,
     Metrics,
     ModelCard,
+    Progress,
     SplitEvaluation,
     ThresholdPoint,
     TrainingConfig,
@@ -228,6 +229,8 @@ def test_moving_the_test_annotations_changes_only_the_test_figures(tmp_path: Pat
     lowest = moved.test.sweep[0].overall
     assert lowest.predicted_objects and lowest.f1 == 1.0, "annotations drawn from the predictions match them"
     assert right.test.sweep[0].overall.f1 != 1.0
+    progress = Progress.model_validate_json((roots[0] / "checkpoints" / "progress.json").read_text())
+    assert progress.phase == "done" and progress.epoch == 2 + right.epochs_trained  # both phases shown
     assert right.intervals is not None and moved.intervals is not None
     assert right.intervals.headline.metrics["f1"] != moved.intervals.headline.metrics["f1"]
 
