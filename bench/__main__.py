@@ -16,6 +16,8 @@ BENCHMARKS = (
     "bench_postprocess",
     "bench_eval",
     "bench_trainer",
+    "bench_heads",
+    "bench_nuclei",
     "bench_load",
     "bench_review_page",
 )

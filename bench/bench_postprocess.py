@@ -21,7 +21,14 @@ from scipy import ndimage as ndi
 
 from segpipe_trainer.geometry import objects_from_instances
 from segpipe_trainer.metrics import InstanceEvaluator
-from segpipe_trainer.postprocess import Instances, distance_target, instances_from_maps, regions_from_semantic
+from segpipe_trainer.postprocess import (
+    Instances,
+    distance_target,
+    flow_target,
+    instances_from_flows,
+    instances_from_maps,
+    regions_from_semantic,
+)
 
 SIZE = 1024
 OBJECTS = 350
@@ -69,6 +76,12 @@ def _probs(labels: np.ndarray, classes: np.ndarray, rng: np.random.Generator) ->
     return (exp / exp.sum(axis=0)).astype(np.float32)
 
 
+def _flows(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Exact flows with smooth noise of 0.15 per component (a network's flows are smooth)."""
+    noise = np.stack([_smooth_noise(rng, labels.shape, amplitude=0.15) for _ in range(2)])
+    return (flow_target(labels) + noise).astype(np.float32)
+
+
 def _distance(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (distance_target(labels) + _smooth_noise(rng, labels.shape, amplitude=0.05)).astype(np.float32)
 
@@ -102,6 +115,17 @@ def timings(scene: Scene, harsh: Scene) -> list[tuple[str, float, float, str]]:
         found = instances_from_maps(case.probs, case.distance)
         wall, cpu = median_ms(partial(instances_from_maps, case.probs, case.distance))
         rows.append((name, wall, cpu, f"{found.count} found, F1 {f1_against_truth(case, found):.3f}"))
+    flows = _flows(scene.labels, np.random.default_rng(2))
+    found = instances_from_flows(scene.probs, flows)
+    wall, cpu = median_ms(partial(instances_from_flows, scene.probs, flows))
+    rows.append(
+        (
+            "instances_from_flows, smooth noise",
+            wall,
+            cpu,
+            f"{found.count} found, F1 {f1_against_truth(scene, found):.3f}",
+        )
+    )
     wall, cpu = median_ms(partial(regions_from_semantic, scene.probs))
     rows.append(("regions_from_semantic", wall, cpu, ""))
     found = instances_from_maps(scene.probs, scene.distance)
@@ -110,6 +134,8 @@ def timings(scene: Scene, harsh: Scene) -> list[tuple[str, float, float, str]]:
     rows.append(("objects_from_instances (outlines)", wall, cpu, f"{found.count} objects"))
     wall, cpu = median_ms(partial(distance_target, scene.labels), repeats=5)
     rows.append(("distance_target", wall, cpu, ""))
+    wall, cpu = median_ms(partial(flow_target, scene.labels), repeats=2)
+    rows.append(("flow_target (training only)", wall, cpu, ""))
     return rows
 
 
@@ -126,12 +152,13 @@ def main() -> None:
     height, width = scene.labels.shape
     print(
         f"Post-processing a {width} x {height} image of {scene.labels.max()} objects, K = {NUM_CLASSES}: "
-        f"median of {REPEATS} runs (5 for the last two) after a warm-up, one thread"
+        f"median of {REPEATS} runs (5 for outlines and distance_target, 2 for flow_target) after a warm-up, "
+        "one thread"
     )
     print(f"{'step':<36} {'wall ms':>8} {'cpu ms':>8} {'cpu ms/MP':>10}  notes")
     for name, wall, cpu, notes in rows:
         print(f"{name:<36} {wall:8.1f} {cpu:8.1f} {cpu / (height * width / 1e6):10.1f}  {notes}")
-    print("goal: instances_from_maps at most 40 ms per megapixel")
+    print("goal: instances_from_maps and instances_from_flows at most 40 ms per megapixel")
 
 
 if __name__ == "__main__":

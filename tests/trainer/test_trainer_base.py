@@ -45,7 +45,8 @@ def _previous_model(folder: Path, *, classes: list[str], model_type: str = "inst
 
 
 def _config(**overrides: object) -> TrainingConfig:
-    return TrainingConfig.from_hyperparameters(hyperparameters(**overrides))
+    # The previous models here are distance-head models (as cards without an instance_head are).
+    return TrainingConfig.from_hyperparameters(hyperparameters(**{"instance_head": "distance", **overrides}))
 
 
 def test_an_empty_or_absent_base_channel_means_the_preset_default(tmp_path: Path) -> None:

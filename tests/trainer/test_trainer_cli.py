@@ -105,7 +105,13 @@ def _check_outputs(root: Path, *, model_type: str, splits: dict[str, list[dict[s
     assert not (root / "output" / "failure").exists()
     card = ModelCard.model_validate_json((root / "model" / "model.json").read_text())
     assert (card.model_type, card.classes, card.in_channels) == (model_type, ["round", "long"], 1)
-    model = build_model(preset=card.preset, num_classes=2, model_type=card.model_type, in_channels=1)
+    model = build_model(
+        preset=card.preset,
+        num_classes=2,
+        model_type=card.model_type,
+        in_channels=1,
+        instance_head=card.instance_head,
+    )
     model.load_state_dict(load_file(str(root / "model" / card.weights)))
 
     evaluation = Evaluation.model_validate_json((root / "output" / "data" / "evaluation.json").read_text())
@@ -175,7 +181,7 @@ def test_train_writes_every_output_of_an_instance_model(tmp_path: Path) -> None:
     splits = {"train": read_coco(root, "train")["images"], "test": read_coco(root, "test")["images"]}
     evaluation = _check_outputs(root, model_type="instance", splits=splits)
     assert evaluation.test is not None and evaluation.test.images == 2
-    assert evaluation.train.images == 3 and evaluation.suggested_from == "test"
+    assert evaluation.train.images == 3 and evaluation.suggested_from == "validation"
     assert evaluation.train.ap_overall is not None
     assert (root / "checkpoints" / "last.pt").is_file()
 

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from safetensors.torch import load_file
 
 from segpipe.models.common import ModelType
-from segpipe.models.trainer_io import ModelCard
+from segpipe.models.trainer_io import InstanceHead, ModelCard
 from segpipe_trainer.errors import TrainerError
 from segpipe_trainer.model import Segmenter, head_parameter_names, load_state
 
@@ -87,7 +87,12 @@ def _previous_model(card_path: Path) -> StartingPoint:
 
 
 def continue_from(
-    model: Segmenter, *, start: StartingPoint, classes: list[str], model_type: ModelType
+    model: Segmenter,
+    *,
+    start: StartingPoint,
+    classes: list[str],
+    model_type: ModelType,
+    instance_head: InstanceHead = "distance",
 ) -> list[str]:
     """Load a previous version's weights into `model`; the class head too when classes and type match.
 
@@ -96,7 +101,9 @@ def continue_from(
     assert start.card is not None and start.weights_file is not None
     state = load_file(str(start.weights_file))
     same_head = start.card.classes == classes and start.card.model_type == model_type
+    if model_type == "instance":
+        same_head = same_head and start.card.instance_head == instance_head
     skipped = load_state(model, state, skip=() if same_head else sorted(head_parameter_names(model)))
     if skipped:
-        logger.info("Classes or model type differ from the base model: the class head starts fresh")
+        logger.info("Classes, model type or instance head differ from the base model: the head starts fresh")
     return skipped

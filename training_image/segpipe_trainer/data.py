@@ -22,11 +22,11 @@ from torch.utils.data import Dataset, Sampler
 
 from segpipe.models.coco import CocoAnnotation, CocoDataset, CocoImage
 from segpipe.models.common import ModelType
-from segpipe.models.trainer_io import Normalization
+from segpipe.models.trainer_io import InstanceHead, Normalization
 from segpipe_trainer.errors import TrainerError
 from segpipe_trainer.geometry import rasterize_instances
 from segpipe_trainer.images import ImageReadError, check_size, match_channels, normalize, read_image
-from segpipe_trainer.postprocess import distance_target
+from segpipe_trainer.postprocess import distance_target, flow_target
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,8 @@ class Sample:
     image:    float16/float32 C x H x W, percentile-normalised
     labels:   int32 H x W, 0 background, n the n-th kept annotation
     classes:  int64 [N+1], class of each label (classes[0] = 0)
-    distance: float16/float32 H x W distance-to-boundary target (instance models), else None
+    distance: float16/float32 H x W distance-to-boundary target (distance head), else None
+    flow:     float16/float32 2 x H x W unit flows to object centres (flow head), else None
     """
 
     file_name: str
@@ -155,6 +156,7 @@ class Sample:
     classes: np.ndarray
     distance: np.ndarray | None = None
     group: str = ""
+    flow: np.ndarray | None = None
 
     @property
     def height(self) -> int:
@@ -181,6 +183,7 @@ class SampleOptions:
     class_map: ClassMap
     model_type: ModelType
     normalization: Normalization = field(default_factory=Normalization)
+    instance_head: InstanceHead = "distance"
 
 
 def load_sample(entry: ImageEntry, *, options: SampleOptions) -> Sample:
@@ -196,14 +199,16 @@ def load_sample(entry: ImageEntry, *, options: SampleOptions) -> Sample:
         raise ImageReadError(
             f"The annotations of image '{image.file_name}' could not be rasterised: {exc}"
         ) from exc
-    distance = distance_target(labels) if options.model_type == "instance" else None
+    instance = options.model_type == "instance"
+    flows = instance and options.instance_head == "flow"
     return Sample(
         file_name=image.file_name,
         image=normalize(pixels, normalization=options.normalization),
         labels=labels,
         classes=classes,
-        distance=distance,
+        distance=distance_target(labels) if instance and not flows else None,
         group=entry.group,
+        flow=flow_target(labels) if flows else None,
     )
 
 
@@ -232,6 +237,8 @@ class SampleCache:
             np.save(self.directory / f"{stem}.classes.npy", sample.classes)
             if sample.distance is not None:
                 np.save(self.directory / f"{stem}.distance.npy", sample.distance.astype(np.float16))
+            if sample.flow is not None:
+                np.save(self.directory / f"{stem}.flow.npy", sample.flow.astype(np.float16))
             records.append({"stem": stem, "file_name": sample.file_name, "group": sample.group})
         self.index.write_text(json.dumps(records))
         return self.read()
@@ -244,6 +251,7 @@ class SampleCache:
     def _load(self, record: Mapping[str, str]) -> Sample:
         stem = record["stem"]
         distance_path = self.directory / f"{stem}.distance.npy"
+        flow_path = self.directory / f"{stem}.flow.npy"
         return Sample(
             file_name=record["file_name"],
             image=np.load(self.directory / f"{stem}.image.npy", mmap_mode="r"),
@@ -251,6 +259,7 @@ class SampleCache:
             classes=np.load(self.directory / f"{stem}.classes.npy"),
             distance=np.load(distance_path, mmap_mode="r") if distance_path.is_file() else None,
             group=record["group"],
+            flow=np.load(flow_path, mmap_mode="r") if flow_path.is_file() else None,
         )
 
 
@@ -323,10 +332,11 @@ class ObjectTable:
 class TileDataset(Dataset[dict[str, torch.Tensor]]):
     """Random augmented tiles of the training samples; item i of epoch e is fixed by (seed, e, i).
 
-    Each item: image float32 C x T x T, classes int64 T x T, distance float32 T x T (zeros for
-    semantic models). With probability `object_bias` a tile is centred (with jitter) on an object
-    chosen against class imbalance, otherwise placed uniformly on an image chosen by area, which
-    also draws the negatives (images without objects).
+    Each item: image float32 C x T x T, classes int64 T x T, distance float32 T x T (the distance
+    head's target; zeros for semantic models) or 2 x T x T (the flow head's, when the samples
+    carry flows; the vectors turn with the tile). With probability `object_bias` a tile is centred
+    (with jitter) on an object chosen against class imbalance, otherwise placed uniformly on an
+    image chosen by area, which also draws the negatives (images without objects).
     """
 
     def __init__(
@@ -367,10 +377,12 @@ class TileDataset(Dataset[dict[str, torch.Tensor]]):
         crop = max(8, round(self.tile_size * scale))
         number, top, left = self._place(rng, crop=crop)
         sample = self.samples[number]
-        image, classes, distance = _crop(sample, top=top, left=left, size=crop)
+        image, classes, target = _crop(sample, top=top, left=left, size=crop)
         image = match_channels(image, channels=self.in_channels)
-        image, classes, distance = _flip_rotate(rng, image, classes, distance, augmentation=self.augmentation)
-        tensors = _resize(image=image, classes=classes, distance=distance, size=self.tile_size)
+        image, classes, target = _flip_rotate(rng, image, classes, target, augmentation=self.augmentation)
+        tensors = _resize(image=image, classes=classes, distance=target, size=self.tile_size)
+        if tensors["distance"].shape[0] == 1:
+            tensors["distance"] = tensors["distance"][0]
         if self.compact:
             return _compact(rng, tensors, augmentation=self.augmentation, narrow=self.narrow_classes)
         tensors["image"] = _jitter_intensity(rng, tensors["image"], augmentation=self.augmentation)
@@ -399,21 +411,24 @@ def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float
 def _crop(sample: Sample, *, top: int, left: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The size x size window at (top, left), zero (background) beyond the image.
 
-    Returns image float32 C x S x S, classes int64 S x S, distance float32 S x S.
+    Returns image float32 C x S x S, classes int64 S x S, and the instance target float32
+    D x S x S: the distance map (D = 1, zeros without one) or the flows (D = 2, dy then dx).
     """
     height, width = sample.height, sample.width
     r0, c0 = max(top, 0), max(left, 0)
     r1, c1 = min(top + size, height), min(left + size, width)
     image = np.zeros((sample.channels, size, size), dtype=np.float32)
     classes = np.zeros((size, size), dtype=np.int64)
-    distance = np.zeros((size, size), dtype=np.float32)
+    target = np.zeros((2 if sample.flow is not None else 1, size, size), dtype=np.float32)
     if r1 > r0 and c1 > c0:
         window = (slice(r0 - top, r1 - top), slice(c0 - left, c1 - left))
         image[:, window[0], window[1]] = sample.image[:, r0:r1, c0:c1]
         classes[window] = sample.classes[np.asarray(sample.labels[r0:r1, c0:c1])]
-        if sample.distance is not None:
-            distance[window] = sample.distance[r0:r1, c0:c1]
-    return image, classes, distance
+        if sample.flow is not None:
+            target[:, window[0], window[1]] = sample.flow[:, r0:r1, c0:c1]
+        elif sample.distance is not None:
+            target[0][window] = sample.distance[r0:r1, c0:c1]
+    return image, classes, target
 
 
 def _flip_rotate(
@@ -424,29 +439,38 @@ def _flip_rotate(
     *,
     augmentation: Augmentation,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The same random flip and 90-degree rotation of C x S x S, S x S and S x S arrays."""
+    """The same random flip and 90-degree rotation of C x S x S, S x S and D x S x S arrays.
+
+    A 2-channel target is a field of (dy, dx) vectors: they turn with the picture.
+    """
     turns = int(rng.integers(0, 4)) if augmentation.rotations else 0
     flip = bool(rng.integers(0, 2)) if augmentation.flips else False
-    arrays = [image, classes[np.newaxis], distance[np.newaxis]]
+    vectors = distance.shape[0] == 2
+    arrays = [image, classes[np.newaxis], distance]
     if flip:
         arrays = [a[:, :, ::-1] for a in arrays]
+        if vectors:
+            arrays[2] = np.stack([arrays[2][0], -arrays[2][1]])
     if turns:
         arrays = [np.rot90(a, k=turns, axes=(1, 2)) for a in arrays]
-    return arrays[0], arrays[1][0], arrays[2][0]
+        if vectors:
+            for _ in range(turns):  # rot90 moves (y, x) to (S-1-x, y): (dy, dx) becomes (-dx, dy)
+                arrays[2] = np.stack([-arrays[2][1], arrays[2][0]])
+    return arrays[0], arrays[1][0], arrays[2]
 
 
 def _resize(
     *, image: np.ndarray, classes: np.ndarray, distance: np.ndarray, size: int
 ) -> dict[str, torch.Tensor]:
-    """Tensors at size x size: bilinear (antialiased) image and distance, nearest classes."""
+    """Tensors at size x size: bilinear (antialiased) image and D x S x S target, nearest classes."""
     image_t = torch.from_numpy(np.ascontiguousarray(image))
     classes_t = torch.from_numpy(np.ascontiguousarray(classes))
     distance_t = torch.from_numpy(np.ascontiguousarray(distance))
     if image_t.shape[-1] != size:
         image_t = functional.interpolate(image_t[None], size=(size, size), mode="bilinear", antialias=True)[0]
         distance_t = functional.interpolate(
-            distance_t[None, None], size=(size, size), mode="bilinear", antialias=True
-        )[0, 0]
+            distance_t[None], size=(size, size), mode="bilinear", antialias=True
+        )[0]
         classes_t = functional.interpolate(classes_t[None, None].float(), size=(size, size), mode="nearest")[
             0, 0
         ].long()

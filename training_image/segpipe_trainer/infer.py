@@ -17,10 +17,16 @@ import torch
 from torch import nn
 
 from segpipe.models.common import ModelType
+from segpipe.models.trainer_io import InstanceHead
 from segpipe_trainer import accel
 from segpipe_trainer.images import match_channels
-from segpipe_trainer.model import split_outputs
-from segpipe_trainer.postprocess import Instances, instances_from_maps, regions_from_semantic
+from segpipe_trainer.model import FLOW_SCALE, split_outputs
+from segpipe_trainer.postprocess import (
+    Instances,
+    instances_from_flows,
+    instances_from_maps,
+    regions_from_semantic,
+)
 
 
 def window_starts(length: int, *, tile: int, stride: int) -> list[int]:
@@ -148,17 +154,21 @@ def inference_batch_size(
 
 @dataclass(frozen=True)
 class DenseMaps:
-    """probs: float32 (K+1) x H x W softmax; distance: float32 H x W in [0, 1] (instance models) or None."""
+    """probs: float32 (K+1) x H x W softmax; distance: float32 H x W in [0, 1] (distance head) or
+    None; flow: float32 2 x H x W flows in target units (flow head) or None."""
 
     probs: np.ndarray
     distance: np.ndarray | None
+    flow: np.ndarray | None = None
 
 
 def dense_maps(outputs: torch.Tensor, *, num_classes: int) -> DenseMaps:
-    """Softmax and sigmoid of raw O x H x W outputs."""
-    logits, distance = split_outputs(outputs[None], num_classes=num_classes)
+    """Softmax of the class logits, and the sigmoid of the distance logits or the unscaled flows."""
+    logits, head = split_outputs(outputs[None], num_classes=num_classes)
     probs = torch.softmax(logits[0], dim=0).numpy()
-    return DenseMaps(probs=probs, distance=None if distance is None else torch.sigmoid(distance[0]).numpy())
+    if head is not None and head.ndim == 4:
+        return DenseMaps(probs=probs, distance=None, flow=(head[0] / FLOW_SCALE).numpy())
+    return DenseMaps(probs=probs, distance=None if head is None else torch.sigmoid(head[0]).numpy())
 
 
 @dataclass(frozen=True)
@@ -175,6 +185,7 @@ class Predictor:
     min_area: int = 16
     batch_size: int = 4
     runner: nn.Module | None = None  # `model` compiled for inference (`accel.compile_module`), if any
+    instance_head: InstanceHead = "distance"
 
     def outputs(self, image: np.ndarray) -> torch.Tensor:
         """Raw outputs, O x H x W, of a normalised C x H x W image (channels matched to the model)."""
@@ -191,7 +202,9 @@ class Predictor:
         )
 
     def instances(self, maps: DenseMaps) -> Instances:
-        """Objects of the maps: seeded watershed (instance) or class regions (semantic)."""
+        """Objects of the maps: flow dynamics or seeded watershed (instance), class regions (semantic)."""
+        if self.model_type == "instance" and maps.flow is not None:
+            return instances_from_flows(maps.probs, maps.flow, min_area=self.min_area)
         if self.model_type == "instance":
             distance = maps.distance if maps.distance is not None else 1.0 - maps.probs[0]
             return instances_from_maps(maps.probs, distance.astype(np.float32), min_area=self.min_area)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import torch
@@ -18,6 +18,7 @@ from segpipe.models.common import Preset
 from segpipe.models.trainer_io import Normalization, Progress, TrainingConfig
 from segpipe_trainer import accel
 from segpipe_trainer.base import StartingPoint, continue_from, find_starting_point
+from segpipe_trainer.bootstrap import bootstrap_intervals
 from segpipe_trainer.data import (
     ClassMap,
     ImageEntry,
@@ -35,12 +36,14 @@ from segpipe_trainer.data import (
 from segpipe_trainer.distributed import Runtime
 from segpipe_trainer.errors import TrainerError
 from segpipe_trainer.infer import Predictor, accelerated
-from segpipe_trainer.model import Segmenter, build_model, count_parameters, preset_spec
+from segpipe_trainer.model import Segmenter, build_model, count_parameters, preset_spec, resolved_head
 from segpipe_trainer.outputs import (
+    Choice,
     SplitOutputs,
     build_evaluation,
     evaluate_split,
     model_card,
+    predict_split,
     write_json,
     write_model,
 )
@@ -58,6 +61,10 @@ from segpipe_trainer.train import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: With fewer held-out validation groups than this, the final model is refit on every training
+#: image for the chosen epoch count (few groups hold out a large share of a small dataset).
+REFIT_BELOW_GROUPS = 8
 
 
 @dataclass(frozen=True)
@@ -128,15 +135,19 @@ def build_job_model(
             logger.warning("Using the base model's preset %s instead of %s", start.card.preset, preset)
         preset = start.card.preset
     weights: Any = start.encoder_file if start.encoder_file is not None else "hub"
+    head = resolved_head(config)
     model = build_model(
         preset=preset,
         num_classes=len(config.classes),
         model_type=config.model_type,
         in_channels=in_channels,
         weights="random" if start.previous_model else weights,
+        instance_head=head,
     )
     if start.previous_model:
-        continue_from(model, start=start, classes=list(config.classes), model_type=config.model_type)
+        continue_from(
+            model, start=start, classes=list(config.classes), model_type=config.model_type, instance_head=head
+        )
     logger.info(
         "Model %s: %.2f M parameters, starting from %s",
         preset,
@@ -149,6 +160,24 @@ def build_job_model(
 def data_loader_workers(runtime: Runtime) -> int:
     """Tile workers per process: none on CPU (the model needs the cores), a share of the host on GPU."""
     return accel.loader_workers(device=runtime.device, local_world=runtime.local_world)
+
+
+@dataclass(frozen=True)
+class SelectionPlan:
+    """Which training images choose (validation) and which train, and whether to refit on all."""
+
+    fit: list[ImageEntry]
+    validation: list[ImageEntry]
+    method: Literal["holdout", "refit", "none"]
+
+    @classmethod
+    def build(cls, entries: Sequence[ImageEntry], *, fraction: float) -> SelectionPlan:
+        fit_entries, val_entries = carve_validation(entries, fraction=fraction)
+        if not val_entries:
+            return cls(fit=fit_entries, validation=[], method="none")
+        groups = len({entry.group for entry in val_entries})
+        method: Literal["holdout", "refit"] = "refit" if groups < REFIT_BELOW_GROUPS else "holdout"
+        return cls(fit=fit_entries, validation=val_entries, method=method)
 
 
 @dataclass(frozen=True)
@@ -169,13 +198,15 @@ def run_job(*, paths: MlPaths, config: TrainingConfig, runtime: Runtime, stop: S
     )
     inputs = read_inputs(paths, config=config)
     start = find_starting_point(paths.base, work_dir=paths.work_dir)
-    fit_entries, val_entries = carve_validation(inputs.train, fraction=config.validation_fraction)
+    plan = SelectionPlan.build(inputs.train, fraction=config.validation_fraction)
+    fit_entries, val_entries = plan.fit, plan.validation
     normalization = start.card.normalization if start.card is not None else Normalization()
     options = SampleOptions(
         dataset_dir=paths.dataset,
         class_map=inputs.class_map,
         model_type=config.model_type,
         normalization=normalization,
+        instance_head=resolved_head(config),
     )
     samples = prepare_samples([*fit_entries, *val_entries], options=options, paths=paths, runtime=runtime)
     fit_samples, val_samples = samples[: len(fit_entries)], samples[len(fit_entries) :]
@@ -194,6 +225,8 @@ def run_job(*, paths: MlPaths, config: TrainingConfig, runtime: Runtime, stop: S
         "class_weights": [round(float(w), 4) for w in class_weights],
         "train_images": len(fit_entries),
         "validation_images": [entry.file_name for entry in val_entries],
+        "selection": plan.method,
+        "instance_head": resolved_head(config) if config.model_type == "instance" else None,
         "test_images": len(inputs.test),
         "base": start.describe(),
         "device": str(runtime.device),
@@ -212,6 +245,7 @@ def run_job(*, paths: MlPaths, config: TrainingConfig, runtime: Runtime, stop: S
         device=runtime.device,
         bf16=runtime.bf16,
         min_area=config.min_object_area,
+        instance_head=resolved_head(config),
     )
     if runtime.is_main:  # the only process that predicts
         predictor = accelerated(
@@ -236,6 +270,7 @@ def run_job(*, paths: MlPaths, config: TrainingConfig, runtime: Runtime, stop: S
             seed=config.seed,
             in_channels=in_channels,
             world=runtime.world,
+            instance_head=resolved_head(config),
         ),
         stop=stop,
         encoder_pretrained=start.previous_model
@@ -246,20 +281,112 @@ def run_job(*, paths: MlPaths, config: TrainingConfig, runtime: Runtime, stop: S
     )
     result = fit(model, setup=setup, predictor=predictor)
     if result.interrupted:
-        logger.warning(
-            "Training was interrupted after %d epochs; the checkpoint resumes it", result.state.epoch
-        )
-        return JobOutcome(interrupted=True, fit=result)
+        return _interrupted(result)
+    validation = None
     if runtime.is_main:
         restore_best(model, checkpoints=paths.checkpoints, state=result.state)
-        final = FinalOutputs(
-            paths=paths, config=config, predictor=predictor, resolved=resolved, preset=preset
+        if val_samples:
+            validation = evaluate_split(
+                predictor, samples=val_samples, class_names=config.classes, outputs=None
+            )
+    chosen_epoch = result.state.best_epoch
+    final_result, final_images, offset = result, len(fit_samples), 0
+    if plan.method == "refit" and chosen_epoch is not None:
+        refit = _refit(
+            setup,
+            epochs=chosen_epoch,
+            first_epochs=result.state.epoch,
+            samples=samples,
+            start=start,
+            predictor=predictor,
         )
-        final.write(train=samples, test=inputs.test, options=options, result=result)
+        if refit.result.interrupted:
+            return _interrupted(refit.result)
+        predictor, final_result, final_images = refit.predictor, refit.result, len(samples)
+        offset = result.state.epoch
+    if runtime.is_main:
+        final = FinalOutputs(
+            paths=paths,
+            config=config,
+            predictor=predictor,
+            resolved=resolved,
+            preset=preset,
+            progress_offset=offset,
+        )
+        choice = Choice(
+            method=plan.method,
+            validation_images=[entry.file_name for entry in val_entries],
+            validation_groups=len({entry.group for entry in val_entries}),
+            validation=validation,
+            chosen_epoch=chosen_epoch,
+            final_images=final_images,
+        )
+        final.write(train=samples, test=inputs.test, options=options, result=final_result, choice=choice)
     runtime.barrier()
     if runtime.local_rank == 0:
         shutil.rmtree(paths.work_dir, ignore_errors=True)
     return JobOutcome(interrupted=False, fit=result)
+
+
+def _interrupted(result: FitResult) -> JobOutcome:
+    logger.warning("Training was interrupted after %d epochs; the checkpoint resumes it", result.state.epoch)
+    return JobOutcome(interrupted=True, fit=result)
+
+
+@dataclass(frozen=True)
+class Refit:
+    predictor: Predictor
+    result: FitResult
+
+
+def _refit(
+    setup: LoopSetup,
+    *,
+    epochs: int,
+    first_epochs: int,
+    samples: list[Sample],
+    start: StartingPoint,
+    predictor: Predictor,
+) -> Refit:
+    """A fresh model trained on every training image for `epochs` (the chosen count), no validation.
+
+    Its checkpoints live in checkpoints/refit/, so an interrupted refit resumes there; the first
+    phase's finished checkpoint makes `fit` return at once on a resume.
+    """
+    config = setup.config.model_copy(update={"epochs": epochs, "early_stopping_patience": 0})
+    logger.info(
+        "Refitting on all %d training images for the chosen %d epochs (validation held out %d)",
+        len(samples),
+        epochs,
+        len(setup.val_samples),
+    )
+    model, _ = build_job_model(
+        config=config, start=start, in_channels=setup.in_channels, runtime=setup.runtime
+    )
+    steps = config.steps_per_epoch or default_steps_per_epoch(
+        samples, tile_size=config.tile_size, batch_size=config.batch_size, world=setup.runtime.world
+    )
+    refit_setup = replace(
+        setup,
+        config=config,
+        train_samples=samples,
+        val_samples=[],
+        class_weights=torch.from_numpy(class_pixel_weights(samples, num_classes=len(config.classes))),
+        steps_per_epoch=steps,
+        checkpoints=setup.checkpoints / "refit",
+        progress_file=setup.checkpoints / "progress.json",
+        progress_offset=first_epochs,
+    )
+    # A compiled inference runner belongs to the first phase's model: compile the refit's own.
+    runner = (
+        None
+        if predictor.runner is None
+        else accel.compile_module(
+            model, what="inference model (refit)", cache_dir=setup.checkpoints / accel.COMPILE_CACHE_DIR
+        )
+    )
+    refit_predictor = replace(predictor, model=model, runner=runner)
+    return Refit(predictor=refit_predictor, result=fit(model, setup=refit_setup, predictor=refit_predictor))
 
 
 @dataclass(frozen=True)
@@ -271,12 +398,13 @@ class FinalOutputs:
     predictor: Predictor
     resolved: dict[str, Any]
     preset: Preset
+    progress_offset: int = 0  # epochs of a first phase before a refit (progress shows both)
 
     def _progress(self, *, state: TrainState, phase: Literal["evaluating", "done"]) -> None:
         last = state.history[-1] if state.history else {}
         progress = Progress(
-            epoch=state.epoch,
-            epochs=self.config.epochs,
+            epoch=self.progress_offset + state.epoch,
+            epochs=self.progress_offset + (state.epoch if self.progress_offset else self.config.epochs),
             train_loss=last.get("train_loss"),
             val_score=last.get("val_score"),
             phase=phase,
@@ -290,6 +418,7 @@ class FinalOutputs:
         test: Sequence[ImageEntry],
         options: SampleOptions,
         result: FitResult,
+        choice: Choice,
     ) -> None:
         config, epochs = self.config, result.state.epoch
         self._progress(state=result.state, phase="evaluating")
@@ -297,19 +426,25 @@ class FinalOutputs:
         train_eval = evaluate_split(
             self.predictor, samples=train, class_names=names, outputs=self._split_outputs("train")
         )
-        test_eval = None
+        test_evaluator = None
         if test:
             test_samples = (load_sample(entry, options=options) for entry in test)
-            test_eval = evaluate_split(
+            test_evaluator = predict_split(
                 self.predictor, samples=test_samples, class_names=names, outputs=self._split_outputs("test")
             )
         evaluation = build_evaluation(
             config=config,
             train=train_eval,
-            test=test_eval,
+            test=test_evaluator.result() if test_evaluator is not None else None,
+            choice=choice,
             epochs_trained=epochs,
-            best_epoch=result.state.best_epoch,
         )
+        if test_evaluator is not None:
+            # Measured after every choice is made: the intervals describe the test figures only.
+            intervals = bootstrap_intervals(
+                test_evaluator, threshold=evaluation.suggested_threshold, seed=config.seed
+            )
+            evaluation = evaluation.model_copy(update={"intervals": intervals})
         write_json(self.paths.evaluation, evaluation)
         card = model_card(
             config=config,
@@ -326,6 +461,8 @@ class FinalOutputs:
             evaluation.suggested_threshold,
             evaluation.suggested_from,
         )
+        if evaluation.selection is not None:
+            logger.info("Selection: %s", evaluation.selection.summary)
 
     def _split_outputs(self, split: Literal["train", "test"]) -> SplitOutputs:
         return SplitOutputs(

@@ -172,6 +172,10 @@ class InstanceEvaluator:
         self.max_detections = max_detections
         self.images = 0
         self._tallies = [_ClassTally(thresholds=len(self.thresholds)) for _ in self.class_names]
+        #: Per added image: float64 3 x K x T, the (tp, predicted, iou sum) of each class at each
+        #: threshold, and int64 [K] its ground-truth objects per class (for the bootstrap).
+        self.image_counts: list[np.ndarray] = []
+        self.image_gt: list[np.ndarray] = []
 
     def add(self, *, gt_labels: np.ndarray, gt_classes: np.ndarray, pred: Instances) -> None:
         """Add one image: gt_labels int H x W (0 background), gt_classes int [N+1] (class of each label).
@@ -187,13 +191,34 @@ class InstanceEvaluator:
         pred_area = _areas(pred.labels, count=pred.count)
         pairs = _candidate_pairs(gt_labels, pred.labels, gt_area=gt_area, pred_area=pred_area)
         pairs = pairs.select(gt_classes[pairs.gt] == pred.classes[pairs.pred])
+        before = self._counts()
         for k, tally in enumerate(self._tallies, start=1):
             detections = _Detections.of_class(pred, area=pred_area, k=k)
             tally.gt += int(np.count_nonzero((gt_classes == k) & (gt_area > 0)))
             class_pairs = pairs.select(gt_classes[pairs.gt] == k)
             self._tally_sweep(tally, pairs=class_pairs, detections=detections)
             self._tally_ap(tally, pairs=class_pairs, detections=detections)
+        after = self._counts()
+        self.image_counts.append(after[0] - before[0])
+        self.image_gt.append(after[1] - before[1])
         self.images += 1
+
+    def _counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """(float64 3 x K x T running tp, predicted, iou sum; int64 [K] running ground truth)."""
+        tallies = self._tallies
+        counts = np.stack(
+            [
+                np.stack([t.tp for t in tallies]).astype(np.float64),
+                np.stack([t.predicted for t in tallies]).astype(np.float64),
+                np.stack([t.iou_sum for t in tallies]),
+            ]
+        )
+        return counts, np.asarray([t.gt for t in tallies], dtype=np.int64)
+
+    def detections(self, image: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image `image`'s detections of class k (1..K) for AP: scores [D] and matched flags 10 x D."""
+        tally = self._tallies[k - 1]
+        return tally.ap_scores[image], tally.ap_matched[image]
 
     def _tally_sweep(self, tally: _ClassTally, *, pairs: _Pairs, detections: _Detections) -> None:
         """Add one image's matching counts of one class at every threshold."""
@@ -225,7 +250,7 @@ class InstanceEvaluator:
             images=self.images,
             objects=sum(tally.gt for tally in self._tallies),
             sweep=sweep,
-            ap_overall=_mean_ap(list(per_class.values())),
+            ap_overall=mean_ap(list(per_class.values())),
             ap_per_class=per_class,
         )
 
@@ -301,14 +326,19 @@ def _greedy_pick(candidates: _Pairs, *, taken: set[int], threshold: float) -> in
 def _average_precision(tally: _ClassTally) -> AveragePrecision:
     """COCO AP50 and AP[.5:.95] of one class: 101-point interpolated precision, as pycocotools'
     `accumulate` computes it. None when the class has no ground truth."""
-    if tally.gt == 0:
-        return AveragePrecision()
     scores = np.concatenate([np.zeros(0), *tally.ap_scores])
     hits = np.concatenate([np.zeros((len(COCO_IOUS), 0), dtype=bool), *tally.ap_matched], axis=1)
+    return pooled_average_precision(scores, hits, gt=tally.gt)
+
+
+def pooled_average_precision(scores: np.ndarray, hits: np.ndarray, *, gt: int) -> AveragePrecision:
+    """AP50 and AP[.5:.95] of pooled detections: scores float64 [D], matched flags bool 10 x D."""
+    if gt == 0:
+        return AveragePrecision()
     hits = hits[:, np.argsort(-scores, kind="mergesort")]
     tp = np.cumsum(hits, axis=1).astype(np.float64)
     fp = np.cumsum(~hits, axis=1).astype(np.float64)
-    recall = tp / tally.gt
+    recall = tp / gt
     precision = tp / (tp + fp + np.spacing(1))
     # The precision envelope, with a last column of zeros for recall levels never reached.
     envelope = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
@@ -322,7 +352,7 @@ def _average_precision(tally: _ClassTally) -> AveragePrecision:
     return AveragePrecision(ap50=float(per_iou[0]), ap=float(per_iou.mean()))
 
 
-def _mean_ap(values: list[AveragePrecision]) -> AveragePrecision:
+def mean_ap(values: list[AveragePrecision]) -> AveragePrecision:
     """Mean over the classes that have ground truth, as COCO averages over categories."""
     ap50 = [value.ap50 for value in values if value.ap50 is not None]
     ap = [value.ap for value in values if value.ap is not None]
@@ -333,6 +363,17 @@ def _mean_ap(values: list[AveragePrecision]) -> AveragePrecision:
 
 
 # --- Semantic evaluation -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SemanticCounts:
+    """One image's pixel counts at each of T thresholds for K classes."""
+
+    intersection: np.ndarray  # float64 T x K
+    predicted_area: np.ndarray  # float64 T x K
+    gt_area: np.ndarray  # float64 [K]
+    correct: np.ndarray  # float64 [T]
+    pixels: float
 
 
 class SemanticEvaluator:
@@ -354,6 +395,9 @@ class SemanticEvaluator:
         self._predicted_area = np.zeros(shape)
         self._objects = np.zeros(shape, dtype=np.int64)
         self._correct = np.zeros(len(self.thresholds))
+        #: Per added image: float64 T x K intersections and predicted areas, [K] truth areas, [T]
+        #: correct pixels and its pixel count (for the bootstrap).
+        self.image_counts: list[SemanticCounts] = []
 
     def add(self, *, gt_classes: np.ndarray, pred: Instances) -> None:
         """Add one image: gt_classes int H x W, 0 background, k in 1..K the class of the pixel."""
@@ -365,16 +409,27 @@ class SemanticEvaluator:
         gt_area = _areas(gt, count=len(self.class_names)).astype(np.float64)
         area, hits, on_background = _object_pixels(gt, pred)
         scores = pred.scores.astype(np.float64)
+        counts = SemanticCounts(
+            intersection=np.zeros_like(self._intersection),
+            predicted_area=np.zeros_like(self._predicted_area),
+            gt_area=gt_area[1:],
+            correct=np.zeros_like(self._correct),
+            pixels=float(gt.size),
+        )
         for index in range(len(self.class_names)):
             ids = np.flatnonzero(pred.classes == index + 1)
-            self._intersection[:, index] += _sum_at(scores[ids], hits[ids], thresholds=self.thresholds)
-            self._predicted_area[:, index] += _sum_at(scores[ids], area[ids], thresholds=self.thresholds)
+            counts.intersection[:, index] = _sum_at(scores[ids], hits[ids], thresholds=self.thresholds)
+            counts.predicted_area[:, index] = _sum_at(scores[ids], area[ids], thresholds=self.thresholds)
             self._objects[:, index] += _sum_at(scores[ids], None, thresholds=self.thresholds).astype(np.int64)
         # Correct pixels at t: hits of the objects shown, plus background not covered by them.
-        self._correct += gt_area[0] - _sum_at(scores[1:], on_background[1:], thresholds=self.thresholds)
-        self._correct += _sum_at(scores[1:], hits[1:], thresholds=self.thresholds)
-        self._gt_area += gt_area[1:]
+        counts.correct[:] = gt_area[0] - _sum_at(scores[1:], on_background[1:], thresholds=self.thresholds)
+        counts.correct[:] += _sum_at(scores[1:], hits[1:], thresholds=self.thresholds)
+        self._intersection += counts.intersection
+        self._predicted_area += counts.predicted_area
+        self._correct += counts.correct
+        self._gt_area += counts.gt_area
         self._pixels += gt.size
+        self.image_counts.append(counts)
         self._regions += _region_count(gt)
         self.images += 1
 

@@ -22,6 +22,7 @@ from segpipe.models.trainer_io import (
     ImagePredictions,
     ModelCard,
     Normalization,
+    Selection,
     SplitEvaluation,
     TrainingConfig,
     prediction_stem,
@@ -31,6 +32,7 @@ from segpipe_trainer.geometry import objects_from_instances
 from segpipe_trainer.images import write_preview
 from segpipe_trainer.infer import Predictor, dense_maps
 from segpipe_trainer.metrics import InstanceEvaluator, SemanticEvaluator, suggest_thresholds
+from segpipe_trainer.model import resolved_head
 from segpipe_trainer.paths import MlPaths
 from segpipe_trainer.train import save_weights
 
@@ -69,7 +71,18 @@ def evaluate_split(
     class_names: Sequence[str],
     outputs: SplitOutputs | None,
 ) -> SplitEvaluation:
-    """Predict every image of a split, feed the split's evaluator, and write predictions and previews."""
+    """Predict every image of a split, and write predictions and previews; the split's metrics."""
+    return predict_split(predictor, samples=samples, class_names=class_names, outputs=outputs).result()
+
+
+def predict_split(
+    predictor: Predictor,
+    *,
+    samples: Iterable[Sample],
+    class_names: Sequence[str],
+    outputs: SplitOutputs | None,
+) -> InstanceEvaluator | SemanticEvaluator:
+    """Predict every image of a split into its evaluator (returned); write predictions and previews."""
     evaluator: InstanceEvaluator | SemanticEvaluator
     if predictor.model_type == "instance":
         evaluator = InstanceEvaluator(class_names=class_names)
@@ -89,7 +102,7 @@ def evaluate_split(
             _write_image_outputs(sample, instances=instances, outputs=outputs)
         count += 1
     logger.info("Evaluated %d images%s", count, f" of {outputs.split}" if outputs else "")
-    return evaluator.result()
+    return evaluator
 
 
 def _write_image_outputs(sample: Sample, *, instances: Any, outputs: SplitOutputs) -> None:
@@ -109,29 +122,100 @@ def _write_image_outputs(sample: Sample, *, instances: Any, outputs: SplitOutput
     write_json(outputs.paths.predictions_dir(outputs.split) / f"{stem}.json", predictions)
 
 
+@dataclass(frozen=True)
+class Choice:
+    """What the choices were made on: the held-out validation images (if any) and how."""
+
+    method: Literal["holdout", "refit", "none"]
+    validation_images: Sequence[str]
+    validation_groups: int
+    validation: SplitEvaluation | None  # of the validation images, by the model that chose on them
+    chosen_epoch: int | None
+    final_images: int
+
+
+def _has_class(evaluation: SplitEvaluation, name: str, *, model_type: str) -> bool:
+    """Whether a class is present in a split's ground truth (instance) or measured at all (semantic)."""
+    for point in evaluation.sweep:
+        row = point.per_class.get(name)
+        if row is None:
+            continue
+        if model_type == "instance" and (row.tp or 0) + (row.fn or 0) > 0:
+            return True
+        if model_type != "instance" and row.iou is not None:
+            return True
+    return False
+
+
 def build_evaluation(
     *,
     config: TrainingConfig,
     train: SplitEvaluation,
     test: SplitEvaluation | None,
+    choice: Choice,
     epochs_trained: int,
-    best_epoch: int | None,
 ) -> Evaluation:
-    """evaluation.json: both splits and the suggested thresholds (tuned on test, or on train without one)."""
-    tuned_on: Literal["test", "train"] = "test" if test is not None and test.images > 0 else "train"
-    threshold, per_class = suggest_thresholds(
-        test if tuned_on == "test" and test else train, model_type=config.model_type
-    )
+    """evaluation.json: every split and the suggested thresholds, chosen on the held-out validation
+    images when there are any, else on the training images; never on the test set."""
+    validation = choice.validation if choice.validation is not None and choice.validation.images else None
+    source: Literal["validation", "train"] = "validation" if validation is not None else "train"
+    threshold, per_class = suggest_thresholds(validation or train, model_type=config.model_type)
+    per_class_from: dict[str, Literal["validation", "train"]] = {name: source for name in per_class}
+    if validation is not None:
+        _, train_per_class = suggest_thresholds(train, model_type=config.model_type)
+        for name, value in train_per_class.items():
+            if not _has_class(validation, name, model_type=config.model_type):
+                per_class[name], per_class_from[name] = value, "train"
     return Evaluation(
         model_type=config.model_type,
         classes=list(config.classes),
         suggested_threshold=threshold,
         suggested_thresholds=per_class,
-        suggested_from=tuned_on,
+        suggested_from=source,
         train=train,
         test=test,
+        validation=validation,
         epochs_trained=epochs_trained,
-        best_epoch=best_epoch,
+        best_epoch=choice.chosen_epoch,
+        selection=_selection(choice, epochs_trained=epochs_trained, per_class_from=per_class_from),
+    )
+
+
+def _selection(
+    choice: Choice,
+    *,
+    epochs_trained: int,
+    per_class_from: dict[str, Literal["validation", "train"]],
+) -> Selection:
+    held = len(choice.validation_images)
+    if choice.method == "none":
+        summary = (
+            f"Nothing held out: {epochs_trained} epochs on all {choice.final_images} training images; "
+            "the thresholds were chosen on the training images"
+        )
+    else:
+        images = choice.final_images
+        model = (
+            f"then a fresh model trained on all {images} training images for {epochs_trained} epochs"
+            if choice.method == "refit"
+            else f"the model of that epoch, trained on the other {images} images, is the final one"
+        )
+        summary = (
+            f"Epoch {choice.chosen_epoch} and the thresholds were chosen on {held} held-out training "
+            f"image{'s' if held != 1 else ''} ({choice.validation_groups} group"
+            f"{'s' if choice.validation_groups != 1 else ''}); {model}"
+        )
+    return Selection(
+        method=choice.method,
+        validation_images=list(choice.validation_images),
+        validation_groups=choice.validation_groups,
+        epochs_from="config" if choice.method == "none" else "validation",
+        chosen_epoch=choice.chosen_epoch,
+        final_images=choice.final_images,
+        final_epochs=epochs_trained,
+        threshold_from="train" if choice.method == "none" else "validation",
+        thresholds_from=per_class_from,
+        summary=summary + "; the test set only measures.",
     )
 
 
@@ -155,6 +239,7 @@ def model_card(
         suggested_threshold=evaluation.suggested_threshold,
         suggested_thresholds=evaluation.suggested_thresholds,
         min_object_area=config.min_object_area,
+        instance_head=resolved_head(config),
         weights=WEIGHTS_FILE,
         epochs_trained=evaluation.epochs_trained,
         config=resolved,

@@ -1,4 +1,5 @@
-"""From the model's dense maps to objects: distance targets, seeded watershed, semantic regions.
+"""From the model's dense maps to objects: distance and flow targets, seeded watershed, flow
+dynamics, semantic regions.
 
 Shapes: K is the number of classes; class maps are (K+1) x H x W with class 0 the background.
 """
@@ -62,6 +63,116 @@ def distance_target(labels: np.ndarray) -> np.ndarray:
         distance = ndi.distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1]
         target[grown][inside] = (distance[inside] / distance.max()).astype(np.float32)
     return target
+
+
+#: The 8 neighbour offsets (row, column).
+_NEIGHBOURS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
+#: Diffusion steps per pixel of an object's largest extent, and their cap (see `flow_target`).
+_DIFFUSION_PER_PIXEL = 2
+_DIFFUSION_CAP = 400
+#: sin(22.5 deg): a unit flow component above it steps one pixel that way (the nearest of 8 directions).
+_STEP_COMPONENT = 0.38268343
+#: Flows weaker than this (in target units, where object flows have length 1) end a path: a sink.
+SINK_FLOW = 0.4
+
+
+def flow_target(labels: np.ndarray) -> np.ndarray:
+    """float32 2 x H x W: unit vectors (dy, dx) along which each object pixel reaches its object's centre.
+
+    As Cellpose does: heat diffuses inside each object from a source at its centre (the object pixel
+    farthest from its own boundary), every object at once, with outside (background or another
+    object) held at zero; the flows are the normalised gradient of log(1 + heat), so they follow the
+    object's shape, bent or not, and point away from every neighbour it touches. 0 on background.
+    """
+    height, width = labels.shape
+    flows = np.zeros((2, height, width), dtype=np.float32)
+    boxes = ndi.find_objects(labels)
+    present = [index for index, box in enumerate(boxes, start=1) if box is not None]
+    if not present:
+        return flows
+    extent = max(max(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes if b is not None)
+    padded = np.pad(labels, 1)
+    inside = padded > 0
+    # Distance to the object's own boundary (touching objects are apart): its maximum is the centre.
+    own = np.zeros(padded.shape, dtype=np.float64)
+    for index in present:
+        box = tuple(slice(part.start, part.stop + 2) for part in boxes[index - 1])
+        mask = padded[box] == index
+        own[box][mask] = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1][mask]
+    centres = np.asarray(ndi.maximum_position(own, padded, index=present), dtype=np.int64).reshape(-1, 2)
+    core = (slice(1, height + 1), slice(1, width + 1))
+
+    def window(array: np.ndarray, dy: int, dx: int) -> np.ndarray:
+        return array[1 + dy : height + 1 + dy, 1 + dx : width + 1 + dx]
+
+    same = {
+        (dy, dx): (inside[core] & (window(padded, dy, dx) == padded[core])).astype(np.float32)
+        for dy, dx in _NEIGHBOURS
+    }
+    heat = np.zeros(padded.shape, dtype=np.float32)
+    total = np.empty((height, width), dtype=np.float32)
+    for _ in range(min(_DIFFUSION_CAP, _DIFFUSION_PER_PIXEL * extent)):
+        heat[centres[:, 0], centres[:, 1]] += 1.0
+        np.copyto(total, heat[core])
+        for offset, mask in same.items():
+            total += mask * window(heat, *offset)
+        heat[core] = total * (1.0 / 9.0)
+    level = np.log1p(heat)
+    gy = same[(1, 0)] * window(level, 1, 0) - same[(-1, 0)] * window(level, -1, 0)
+    gx = same[(0, 1)] * window(level, 0, 1) - same[(0, -1)] * window(level, 0, -1)
+    length = np.hypot(gy, gx)
+    scale = np.where(inside[core] & (length > 1e-12), 1.0 / np.maximum(length, 1e-12), 0.0)
+    flows[0], flows[1] = gy * scale, gx * scale
+    return flows
+
+
+def instances_from_flows(
+    probs: np.ndarray, flows: np.ndarray, *, min_area: int = 16, sink_flow: float = SINK_FLOW
+) -> Instances:
+    """Instance segmentation by following predicted flows to object centres.
+
+    probs: float32 (K+1) x H x W softmax; flows: float32 2 x H x W, the model's prediction of
+    `flow_target`. Every foreground pixel (`1 - probs[0] > 0.5`) steps to the neighbour its flow
+    points at most nearly (one of 8); a step off the foreground, or a flow under `sink_flow`, ends
+    the path. The paths are followed all at once by pointer jumping (each pixel's successor is
+    replaced by its successor's successor, log2(H + W) times), so every pixel reaches its path's
+    end in a few vectorised passes; the ends, 8-connected, are the objects' centres, and every pixel
+    belongs to the object of its path's end. Classes, scores and `min_area` as `instances_from_maps`.
+    """
+    foreground = probs[0] < 0.5
+    height, width = foreground.shape
+    pixels = np.flatnonzero(foreground)
+    if pixels.size == 0:
+        return empty_instances(height=height, width=width)
+    dy = flows[0].ravel()[pixels].astype(np.float32)
+    dx = flows[1].ravel()[pixels].astype(np.float32)
+    length = np.hypot(dy, dx)
+    moving = length >= sink_flow
+    unit = np.where(moving, 1.0 / np.maximum(length, 1e-6), 0.0).astype(np.float32)
+    step_y = np.where(np.abs(dy * unit) > _STEP_COMPONENT, np.sign(dy), 0).astype(np.int64)
+    step_x = np.where(np.abs(dx * unit) > _STEP_COMPONENT, np.sign(dx), 0).astype(np.int64)
+    rows, cols = np.divmod(pixels, width)
+    to_row, to_col = rows + step_y, cols + step_x
+    on_image = (to_row >= 0) & (to_row < height) & (to_col >= 0) & (to_col < width)
+    position = np.full(height * width, -1, dtype=np.int32)
+    position[pixels] = np.arange(pixels.size, dtype=np.int32)
+    successor = np.where(on_image, position[np.where(on_image, to_row * width + to_col, 0)], -1)
+    successor = np.where(successor >= 0, successor, np.arange(pixels.size, dtype=np.int32))
+    for _ in range(int(np.ceil(np.log2(height + width))) + 1):
+        jumped = successor[successor]
+        if np.array_equal(jumped, successor):
+            break
+        successor = jumped
+    # Path ends a pixel or two apart (flows circling a centre) are one centre: the ends are
+    # labelled on a grid of 2 x 2 cells, 8-connected.
+    end = pixels[successor]
+    cell_rows, cell_cols = (end // width) // 2, (end % width) // 2
+    cells = np.zeros(((height + 1) // 2, (width + 1) // 2), dtype=bool)
+    cells[cell_rows, cell_cols] = True
+    centres, _count = ndi.label(cells, structure=_EIGHT)
+    labels = np.zeros((height, width), dtype=np.int32)
+    labels.ravel()[pixels] = centres[cell_rows, cell_cols]
+    return _score_objects(labels, pixels=pixels, probs=probs, min_area=min_area)
 
 
 def instances_from_maps(

@@ -33,7 +33,7 @@ from segpipe_trainer.data import Sample, StepSampler, TileDataset
 from segpipe_trainer.distributed import Runtime
 from segpipe_trainer.infer import Predictor, autocast, dense_maps
 from segpipe_trainer.metrics import InstanceEvaluator, SemanticEvaluator
-from segpipe_trainer.model import Segmenter, split_outputs
+from segpipe_trainer.model import FLOW_SCALE, Segmenter, split_outputs
 
 logger = logging.getLogger(__name__)
 #: Lines SageMaker's metric definitions match (`epoch=3 train_loss=0.123456`); no prefix added.
@@ -44,6 +44,8 @@ BEST_WEIGHTS_FILE = "best.safetensors"
 CHECKPOINT_FORMAT = 1
 #: Weight of the distance-map loss against the class cross-entropy (instance models).
 DISTANCE_WEIGHT = 3.0
+#: Weight of the flow head's mean squared error (on FLOW_SCALE x unit flows) against the cross-entropy.
+FLOW_WEIGHT = 0.5
 
 
 # --- Stop requests -----------------------------------------------------------------------------
@@ -135,17 +137,18 @@ def segmentation_loss(
 
     The distance term is weighted up: its per-pixel values are small next to the cross-entropy's,
     yet the seeds that split touching objects come from it (tripling it took synthetic touching
-    pairs from F1 0.82 to 0.90 at equal steps).
+    pairs from F1 0.82 to 0.90 at equal steps). A flow head's term is Cellpose's: half the mean
+    squared error of the predicted flows against FLOW_SCALE x the unit target flows.
 
-    outputs B x O x H x W, classes int64 B x H x W, distance float B x H x W (ignored for semantic
-    models) -> scalar.
+    outputs B x O x H x W, classes int64 B x H x W, distance float B x H x W (distance head) or
+    B x 2 x H x W (flow head: the unit flows), ignored for semantic models -> scalar.
     """
-    logits, distance_logits = split_outputs(outputs.float(), num_classes=num_classes)
+    logits, head = split_outputs(outputs.float(), num_classes=num_classes)
     loss = functional.cross_entropy(logits, classes, weight=class_weights.to(logits.device))
-    if distance_logits is not None:
-        loss = loss + distance_weight * functional.binary_cross_entropy_with_logits(
-            distance_logits, distance.float()
-        )
+    if head is not None and head.ndim == 4:
+        loss = loss + FLOW_WEIGHT * functional.mse_loss(head, FLOW_SCALE * distance.float())
+    elif head is not None:
+        loss = loss + distance_weight * functional.binary_cross_entropy_with_logits(head, distance.float())
     return loss
 
 
@@ -201,6 +204,7 @@ class Fingerprint:
     seed: int
     in_channels: int
     world: int
+    instance_head: str = "distance"
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "classes": list(self.classes)}
@@ -395,7 +399,7 @@ def evaluate(
     for sample in samples:
         outputs = predictor.outputs(sample.image)
         classes = torch.from_numpy(sample.class_map())[None]
-        distance = torch.from_numpy(_distance_of(sample))[None]
+        distance = torch.from_numpy(_target_of(sample, flow=predictor.instance_head == "flow"))[None]
         loss = segmentation_loss(
             outputs[None],
             classes,
@@ -418,10 +422,13 @@ def evaluate(
     )
 
 
-def _distance_of(sample: Sample) -> np.ndarray:
-    if sample.distance is None:
-        return np.zeros((sample.height, sample.width), dtype=np.float32)
-    return np.asarray(sample.distance, dtype=np.float32)
+def _target_of(sample: Sample, *, flow: bool) -> np.ndarray:
+    """The instance head's target: H x W distance map, or 2 x H x W flows; zeros when absent."""
+    target = sample.flow if flow else sample.distance
+    if target is None:
+        shape = (2, sample.height, sample.width) if flow else (sample.height, sample.width)
+        return np.zeros(shape, dtype=np.float32)
+    return np.asarray(target, dtype=np.float32)
 
 
 # --- The whole run -----------------------------------------------------------------------------
@@ -444,6 +451,10 @@ class LoopSetup:
     encoder_pretrained: bool = True
     num_workers: int = 0
     accel: accel.AccelOptions = field(default_factory=accel.AccelOptions)
+    #: Where progress goes (checkpoints/progress.json by default) and the epochs shown before this
+    #: loop's (a refit continues the first phase's count).
+    progress_file: Path | None = None
+    progress_offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -683,10 +694,10 @@ def _checkpoint(
     )
     last = state.history[-1] if state.history else {}
     write_progress(
-        setup.checkpoints / "progress.json",
+        setup.progress_file or setup.checkpoints / "progress.json",
         progress=Progress(
-            epoch=state.epoch,
-            epochs=setup.config.epochs,
+            epoch=setup.progress_offset + state.epoch,
+            epochs=setup.progress_offset + setup.config.epochs,
             train_loss=last.get("train_loss"),
             val_score=last.get("val_score"),
         ),

@@ -17,6 +17,10 @@ from segpipe.models.common import ModelType, Preset
 
 # --- Hyperparameters ---------------------------------------------------------------------------
 
+#: How an instance model separates touching objects: flows towards object centres followed by
+#: their dynamics (Cellpose-style), or a distance-to-boundary map split by a seeded watershed.
+InstanceHead = Literal["flow", "distance"]
+
 #: Score thresholds at which every metric is computed; the viewer's slider moves along them.
 THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
 #: Objects scored below this are not written to predictions at all.
@@ -69,6 +73,11 @@ class TrainingConfig(BaseModel):
     )
     min_object_area: int = Field(
         default=16, ge=0, description="Predicted objects smaller than this are dropped"
+    )
+    instance_head: InstanceHead | None = Field(
+        default=None,
+        description="Instance models: 'flow' (flows to object centres) or 'distance' (distance map and "
+        "watershed); unset takes the trainer's default",
     )
     score_floor: float = Field(default=SCORE_FLOOR, ge=0, lt=1)
     project: str | None = Field(default=None, description="For logs only")
@@ -136,6 +145,86 @@ class SplitEvaluation(BaseModel):
         return min(self.sweep, key=lambda point: abs(point.threshold - threshold))
 
 
+ChoiceSource = Literal["validation", "train"]
+
+
+class Selection(BaseModel):
+    """How every choice behind a version was made, all on training images: the test set only measures.
+
+    `holdout`: validation groups held out of training chose the epoch count and the thresholds, and
+    the model trained on the other images is the final one (many groups: little is lost).
+    `refit`: the same choices on the held-out groups, then a fresh model trained on every training
+    image for the chosen epoch count is the final one (few groups: no training image is wasted).
+    `none`: nothing could be held out (one group, or validation_fraction 0): the configured epochs
+    are trained on every training image and the thresholds are chosen on the training images.
+    """
+
+    method: Literal["holdout", "refit", "none"] = Field(description="How the final model was chosen")
+    validation_images: list[str] = Field(
+        default_factory=list, description="Training images held out for the choices (file names)"
+    )
+    validation_groups: int = Field(default=0, description="Groups those images belong to")
+    epochs_from: Literal["validation", "config"] = Field(
+        description="validation: the epoch count of the best validation score; config: the configured epochs"
+    )
+    chosen_epoch: int | None = Field(
+        default=None, description="Epoch with the best validation score (None without validation)"
+    )
+    final_images: int = Field(description="Training images the final model was trained on")
+    final_epochs: int = Field(description="Epochs the final model was trained for")
+    threshold_from: ChoiceSource = Field(
+        description="Images the overall suggested threshold was chosen on: the held-out validation "
+        "images, or the training images when none were held out"
+    )
+    thresholds_from: dict[str, ChoiceSource] = Field(
+        default_factory=dict,
+        description="The same per class; a class without validation objects falls back to train",
+    )
+    summary: str = Field(default="", description="One sentence for people")
+
+
+class Interval(BaseModel):
+    """A point estimate with its bootstrap confidence interval; None where the metric is undefined."""
+
+    estimate: float | None = Field(default=None, description="The metric on the whole split")
+    low: float | None = Field(default=None, description="Lower bound ((1 - confidence) / 2 percentile)")
+    high: float | None = Field(default=None, description="Upper bound ((1 + confidence) / 2 percentile)")
+
+
+class ThresholdIntervals(BaseModel):
+    """Intervals of the metrics at one score threshold."""
+
+    threshold: float
+    metrics: dict[str, Interval] = Field(
+        default_factory=dict,
+        description="By metric name, as in Metrics (instance: precision, recall, f1, panoptic_quality; "
+        "semantic: iou, dice, pixel_accuracy); the headline adds ap50 and ap for instance models",
+    )
+
+
+class Bootstrap(BaseModel):
+    """Bootstrap confidence intervals of one split's metrics (percentile method).
+
+    Each of `draws` resamples draws the split's images with replacement, as many as it has, from
+    numpy's default_rng(seed); a metric is recomputed on each resample from the images' counts
+    (micro averages, AP from the pooled detections) and the interval is the central `confidence`
+    share of those values. Images, not objects, are resampled: objects of one image are not
+    independent.
+    """
+
+    split: Literal["test", "train"] = Field(description="The split resampled")
+    method: Literal["percentile"] = "percentile"
+    draws: int = Field(ge=1, description="Resamples")
+    seed: int = Field(description="Seed of numpy.random.default_rng")
+    confidence: float = Field(gt=0, lt=1, description="Coverage of the intervals, 0.95 for 95 %")
+    images: int = Field(description="Images in the split (and in each resample)")
+    headline: ThresholdIntervals = Field(description="At the suggested threshold")
+    sweep: list[ThresholdIntervals] = Field(
+        default_factory=list,
+        description="At every threshold (instance: precision, recall, f1; semantic: iou, dice), for bands",
+    )
+
+
 class Evaluation(BaseModel):
     """`/opt/ml/output/data/evaluation.json`."""
 
@@ -146,11 +235,24 @@ class Evaluation(BaseModel):
         ge=0, le=1, description="Maximises F1 (instance) or mean IoU (semantic)"
     )
     suggested_thresholds: dict[str, float] = Field(default_factory=dict, description="The same, per class")
-    suggested_from: Literal["test", "train"] = Field(description="Split the suggestion was tuned on")
+    suggested_from: Literal["validation", "test", "train"] = Field(
+        description="Images the suggestion was tuned on: held-out training images (validation), or the "
+        "training images when none were held out; 'test' only in evaluations of older trainers"
+    )
     train: SplitEvaluation
     test: SplitEvaluation | None = None
+    validation: SplitEvaluation | None = Field(
+        default=None, description="The held-out training images, by the model that chose on them"
+    )
     epochs_trained: int | None = None
     best_epoch: int | None = None
+    selection: Selection | None = Field(
+        default=None, description="How the choices were made (newer trainers)"
+    )
+    intervals: Bootstrap | None = Field(
+        default=None,
+        description="Bootstrap intervals of the test metrics (no test set, or an older trainer: None)",
+    )
 
 
 class PredictedObject(BaseModel):
@@ -191,6 +293,11 @@ class ModelCard(BaseModel):
     suggested_threshold: float
     suggested_thresholds: dict[str, float] = Field(default_factory=dict)
     min_object_area: int = 16
+    instance_head: InstanceHead = Field(
+        default="distance",
+        description="Instance models: the head the weights were trained with, which fixes the "
+        "post-processing (cards of older trainers are distance-map models)",
+    )
     weights: str = Field(default="model.safetensors", description="Weights file beside model.json")
     epochs_trained: int | None = None
     config: dict[str, Any] = Field(default_factory=dict, description="The resolved training config")
