@@ -130,3 +130,49 @@ def test_events_of_other_stacks_jobs_are_ignored(submitted: tuple[Aws, str]) -> 
     result = aws.job_event("someone-elses-job", "Completed")
 
     assert result["applied"] is False and result["note"] == "no version has this job"
+
+
+def test_the_bootstrap_intervals_and_the_selection_reach_the_api(submitted: tuple[Aws, str]) -> None:
+    # Given a job whose evaluation carries bootstrap intervals and says how its choices were made
+    from segpipe.models.trainer_io import Bootstrap, Interval, Selection, ThresholdIntervals
+
+    aws, job = submitted
+    result = evaluation(["nucleus"])
+    result.selection = Selection(
+        method="refit",
+        validation_images=["img_00003.png"],
+        validation_groups=1,
+        epochs_from="validation",
+        chosen_epoch=7,
+        final_images=8,
+        final_epochs=7,
+        threshold_from="validation",
+        summary="Chosen on 1 held-out training image, then refit on all 8.",
+    )
+    result.intervals = Bootstrap(
+        split="test",
+        draws=1000,
+        seed=0,
+        confidence=0.95,
+        images=2,
+        headline=ThresholdIntervals(
+            threshold=0.45, metrics={"f1": Interval(estimate=0.9, low=0.81, high=0.97)}
+        ),
+    )
+    predictions = [prediction(f"img_{n:05d}.png", "test", ["nucleus"], count=5) for n in (1, 2)]
+    archive = output_archive(result, predictions)
+    aws.s3.put_object(
+        Bucket=aws.bucket, Key=keys.job_output_key("lab", 1, job, "output.tar.gz"), Body=archive
+    )
+
+    # When it completes
+    aws.job_event(job, "Completed")
+
+    # Then the statistics show the interval beside the figure, and how the threshold was chosen
+    code, metrics = aws.api("GET", "/projects/lab/models/1/metrics")
+    assert code == 200
+    assert metrics["intervals"]["headline"]["metrics"]["f1"] == {"estimate": 0.9, "low": 0.81, "high": 0.97}
+    assert metrics["intervals"]["draws"] == 1000
+    assert (
+        metrics["selection"]["method"] == "refit" and metrics["selection"]["threshold_from"] == "validation"
+    )

@@ -130,6 +130,8 @@ def _complete(
         "suggested_thresholds": evaluation.suggested_thresholds,
         "analysis_threshold": evaluation.suggested_threshold,
         "headline": headline(evaluation).model_dump(mode="json"),
+        "intervals": evaluation.intervals.model_dump(mode="json") if evaluation.intervals else None,
+        "selection": evaluation.selection.model_dump(mode="json") if evaluation.selection else None,
         "model_artifact": artifact,
         "ended_at": (job.TrainingEndTime or now).isoformat(),
     }

@@ -164,6 +164,8 @@ def get_metrics(
         thresholds=list(THRESHOLDS),
         train=splits.get("train"),
         test=splits.get("test"),
+        intervals=version.intervals,
+        selection=version.selection,
     )
 
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from segpipe.models.common import ModelType, VersionStatus
 from segpipe.models.report import ValidationReport
-from segpipe.models.trainer_io import AveragePrecision, Progress, ThresholdPoint
+from segpipe.models.trainer_io import AveragePrecision, Bootstrap, Progress, Selection, ThresholdPoint
 from segpipe.models.version import Headline
 
 
@@ -117,6 +117,14 @@ class MetricsView(BaseModel):
     thresholds: list[float]
     train: SplitMetrics | None = None
     test: SplitMetrics | None = None
+    intervals: Bootstrap | None = Field(
+        default=None,
+        description="Bootstrap confidence intervals of the test metrics: at the suggested threshold "
+        "(headline) and at every threshold (sweep, for bands); None without a test set",
+    )
+    selection: Selection | None = Field(
+        default=None, description="How the epochs and thresholds were chosen (never on the test set)"
+    )
 
 
 class PredictionImage(BaseModel):

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from segpipe.models.common import ModelType, VersionNumber, VersionStatus
 from segpipe.models.report import Issue, TrainingDetails
 from segpipe.models.request import TrainingRequest
-from segpipe.models.trainer_io import Progress
+from segpipe.models.trainer_io import Bootstrap, Progress, Selection
 
 
 class StatusChange(BaseModel):
@@ -50,6 +50,12 @@ class ModelVersion(BaseModel):
     suggested_thresholds: dict[str, float] = Field(default_factory=dict)
     active: bool = False
     headline: Headline | None = None
+    intervals: Bootstrap | None = Field(
+        default=None, description="Bootstrap confidence intervals of the test metrics (evaluation.json)"
+    )
+    selection: Selection | None = Field(
+        default=None, description="How the epochs and thresholds were chosen, on held-out training images"
+    )
     model_artifact: str | None = Field(default=None, description="s3:// URI of model.tar.gz once completed")
     progress: Progress | None = None
     created_at: datetime
