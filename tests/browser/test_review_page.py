@@ -7,20 +7,20 @@ so the tests hold for any completed version with at least one object, seeded or 
 from __future__ import annotations
 
 import io
+from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.browser.conftest import train_version
-from tests.helpers.seed import seed_unfinished_version
+from tests.browser.conftest import ReviewTarget, train_version
+from tests.helpers.seed import SeedSpec, seed_completed_version, seed_unfinished_version
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from segpipe_local.config import LocalConfig
-    from tests.browser.conftest import ReviewTarget
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -293,6 +293,92 @@ def test_version_page_screenshot(page: Any, review_target: ReviewTarget, artifac
     # Then the file is kept, and the image stage shows a picture, not a blank box
     assert path.stat().st_size > 10_000
     assert stage.std() > 5
+
+
+def bracketed(interval: dict[str, Any]) -> str:
+    """An interval as the page writes it: two decimals rounded half up, as JavaScript's toFixed does."""
+
+    def fixed(value: float) -> str:
+        return str(Decimal(value).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+    return f"({fixed(interval['low'])}–{fixed(interval['high'])})"
+
+
+def interval_in(page: Any, metric: str, split: str = "test", row: str = "__overall__") -> Any:
+    return page.locator(
+        f"td[data-split='{split}'][data-row='{row}'][data-metric='{metric}'] [data-testid=interval]"
+    )
+
+
+def test_bootstrap_intervals_beside_the_test_figures_and_bands_on_the_plot(
+    page: Any, local_stack: LocalConfig, artifacts_dir: Path
+) -> None:
+    # Given a version whose evaluation has bootstrap intervals of its test metrics (1,000 draws over
+    # its test images, computed from the seeded objects) and says how its thresholds were chosen
+    seeded = seed_completed_version(
+        config=local_stack,
+        spec=SeedSpec(project="intervals", images=12, objects=360, test_fraction=0.25, bootstrap_draws=1000),
+    )
+    target = ReviewTarget(api_url=local_stack.api_url, project=seeded.project, version=seeded.version)
+    metrics = target.api(f"{target.version_path}/metrics?sweep=true")
+    intervals, suggested = metrics["intervals"], metrics["suggested_threshold"]
+    headline_f1 = intervals["headline"]["metrics"]["f1"]
+    meaning = f"95 % bootstrap interval over {intervals['images']} test images, 1,000 draws"
+
+    # When its page opens at the suggested threshold
+    open_version(page, target)
+    set_threshold(page, suggested)
+
+    # Then the headline test F1 carries its interval, with what it means, and the estimate is the figure
+    _expect()(interval_in(page, "f1")).to_contain_text(bracketed(headline_f1))
+    _expect()(interval_in(page, "f1")).to_have_attribute("title", meaning)
+    assert float(stat(page, "test", "f1")) == pytest.approx(headline_f1["estimate"], abs=1e-9)
+    _expect()(interval_in(page, "panoptic_quality")).to_contain_text(
+        bracketed(intervals["headline"]["metrics"]["panoptic_quality"])
+    )
+    _expect()(interval_in(page, "ap50")).to_contain_text(bracketed(intervals["headline"]["metrics"]["ap50"]))
+    assert interval_in(page, "f1", split="train").count() == 0
+    assert interval_in(page, "f1", row=seeded.classes[0]).count() == 0
+
+    # And the plot has one band per series, drawn under the lines
+    plot = page.get_by_test_id("stats-plot")
+    assert plot.locator(".plot-bands + .plot-lines").count() == 1
+    for series in ("precision", "recall", "f1"):
+        d = plot.locator(f"path.plot-band[data-series='{series}']").get_attribute("d")
+        assert d and d.startswith("M") and d.endswith("Z")
+
+    # And the selection is one line in the statistics panel
+    _expect()(page.get_by_test_id("selection")).to_have_text(metrics["selection"]["summary"])
+    path = artifacts_dir / "review_page_intervals.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
+
+    # When the slider moves off the suggested threshold
+    other = round(suggested + 0.2 if suggested <= 0.7 else suggested - 0.2, 2)
+    set_threshold(page, other)
+
+    # Then F1's interval is the sweep's at that threshold, and PQ (only in the headline) has none
+    swept = next(p for p in intervals["sweep"] if abs(p["threshold"] - other) < 1e-6)
+    _expect()(interval_in(page, "f1")).to_contain_text(bracketed(swept["metrics"]["f1"]))
+    _expect()(interval_in(page, "panoptic_quality")).to_have_count(0)
+
+
+def test_a_version_without_intervals_shows_none(page: Any, local_stack: LocalConfig) -> None:
+    # Given a version as older trainers wrote it: no intervals, no selection
+    seeded = seed_completed_version(
+        config=local_stack, spec=SeedSpec(project="older", images=6, objects=60, test_fraction=0.34)
+    )
+    target = ReviewTarget(api_url=local_stack.api_url, project=seeded.project, version=seeded.version)
+    assert target.api(f"{target.version_path}/metrics")["intervals"] is None
+
+    # When its page opens
+    open_version(page, target)
+
+    # Then its figures stand alone, the plot has no band and there is no selection note
+    assert page.locator("[data-testid=stats-table] td[data-value]").count() > 0
+    assert page.locator("[data-testid=interval]").count() == 0
+    assert page.locator("path.plot-band").count() == 0
+    assert page.get_by_test_id("selection").count() == 0
 
 
 def test_a_semantic_version_shows_overlap_statistics(

@@ -58,11 +58,15 @@ from segpipe.models.request import FractionTestSet, NoTestSet, TrainingRequest
 from segpipe.models.trainer_io import (
     THRESHOLDS,
     AveragePrecision,
+    Bootstrap,
     Evaluation,
     ImagePredictions,
+    Interval,
     Metrics,
     Progress,
+    Selection,
     SplitEvaluation,
+    ThresholdIntervals,
     ThresholdPoint,
     prediction_stem,
 )
@@ -97,6 +101,10 @@ class SeedSpec:
     height: int = 768
     preview_scale: float = 0.5  # previews may be smaller than the image, as the trainer writes them
     seed: int = 0
+    #: As newer trainers write it: thresholds chosen on the training images (a `Selection` of method
+    #: `none`, the test set only measures) and bootstrap intervals of the test metrics over this many
+    #: draws. 0: as older trainers wrote it (tuned on the test set, no selection, no intervals).
+    bootstrap_draws: int = 0
 
 
 @dataclass(frozen=True)
@@ -358,22 +366,146 @@ def _best_threshold(sweep: list[ThresholdPoint], name: str | None) -> float:
     return max(sweep, key=f1).threshold
 
 
-def evaluation_of(*, images: list[_Image], classes: tuple[str, ...]) -> Evaluation:
+# --- bootstrap intervals, directly from the seeded objects ----------------------------------------
+
+#: The metrics given an interval at every threshold (the plot's bands).
+BAND_METRICS = ("precision", "recall", "f1")
+
+
+@dataclass(frozen=True)
+class _Counts:
+    """Matching counts per image (N) and threshold (T), summed over a draw's images by weights."""
+
+    tp: np.ndarray  # N x T
+    predicted: np.ndarray  # N x T
+    iou: np.ndarray  # N x T: summed IoU of the matches
+    ground_truth: np.ndarray  # N
+
+    @classmethod
+    def of(cls, images: list[_Image]) -> _Counts:
+        thresholds = np.asarray(THRESHOLDS)[None, :]
+        rows = []
+        for image in images:
+            scores = np.asarray([o.score for o in image.predictions.objects])[:, None]
+            shown = scores >= thresholds - 1e-9  # objects x T
+            matched = shown & image.truth[:, None]
+            rows.append((matched.sum(0), shown.sum(0), (matched * image.ious[:, None]).sum(0)))
+        tp, predicted, iou = (np.stack(column).astype(float) for column in zip(*rows, strict=True))
+        ground_truth = np.asarray([image.truth.sum() + image.missed.sum() for image in images], dtype=float)
+        return cls(tp=tp, predicted=predicted, iou=iou, ground_truth=ground_truth)
+
+    def metrics(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """D x T per metric for D draws of image weights (D x N), micro-averaged; NaN where undefined."""
+        tp, predicted, iou = weights @ self.tp, weights @ self.predicted, weights @ self.iou
+        truth = (weights @ self.ground_truth)[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return {
+                "precision": np.where(predicted > 0, tp / predicted, np.nan),
+                "recall": np.where(truth > 0, tp / truth, np.nan),
+                "f1": np.where(predicted + truth > 0, 2 * tp / (predicted + truth), np.nan),
+                "panoptic_quality": np.where(predicted + truth > 0, 2 * iou / (predicted + truth), np.nan),
+            }
+
+
+def _interval(estimate: float | None, values: np.ndarray, confidence: float) -> Interval:
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return Interval(estimate=estimate)
+    low, high = np.percentile(finite, [50 * (1 - confidence), 50 * (1 + confidence)])
+    return Interval(estimate=estimate, low=round(float(low), 4), high=round(float(high), 4))
+
+
+def _mean_ap(images: list[_Image], classes: tuple[str, ...]) -> tuple[float, float]:
+    """AP50 and AP of pooled detections, averaged over the classes that have ground truth (NaN: none)."""
+    pools = _pools(images, classes)
+    per_class = [_average_precision(pools[name]) for name in classes]
+    ap50 = [ap.ap50 for ap in per_class if ap.ap50 is not None]
+    ap = [ap.ap for ap in per_class if ap.ap is not None]
+    return (float(np.mean(ap50)) if ap50 else np.nan, float(np.mean(ap)) if ap else np.nan)
+
+
+def bootstrap_of(
+    *,
+    images: list[_Image],
+    result: SplitEvaluation,
+    classes: tuple[str, ...],
+    suggested: float,
+    draws: int,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> Bootstrap:
+    """Percentile intervals of one split's figures: each draw takes the split's N images with
+    replacement (`default_rng(seed).integers(0, N, size=(draws, N))`) and recomputes the figures from
+    those images' counts, exactly as `_split_evaluation` computes them on the whole split."""
+    drawn = np.random.default_rng(seed).integers(0, len(images), size=(draws, len(images)))
+    weights = np.stack([np.bincount(row, minlength=len(images)) for row in drawn]).astype(float)
+    values = _Counts.of(images).metrics(weights)
+    column = THRESHOLDS.index(suggested)
+
+    def at(point: ThresholdPoint, names: tuple[str, ...], index: int) -> dict[str, Interval]:
+        estimates = point.overall.model_dump()
+        return {name: _interval(estimates[name], values[name][:, index], confidence) for name in names}
+
+    headline = at(result.sweep[column], (*BAND_METRICS, "panoptic_quality"), column)
+    ap_draws = np.asarray([_mean_ap([images[j] for j in row], classes) for row in drawn])
+    ap = result.ap_overall or AveragePrecision()
+    headline["ap50"] = _interval(ap.ap50, ap_draws[:, 0], confidence)
+    headline["ap"] = _interval(ap.ap, ap_draws[:, 1], confidence)
+    return Bootstrap(
+        split=images[0].predictions.split or "train",
+        draws=draws,
+        seed=seed,
+        confidence=confidence,
+        images=len(images),
+        headline=ThresholdIntervals(threshold=suggested, metrics=headline),
+        sweep=[
+            ThresholdIntervals(threshold=point.threshold, metrics=at(point, BAND_METRICS, index))
+            for index, point in enumerate(result.sweep)
+        ],
+    )
+
+
+def _selection_on_train(train: list[_Image]) -> Selection:
+    return Selection(
+        method="none",
+        epochs_from="config",
+        final_images=len(train),
+        final_epochs=20,
+        threshold_from="train",
+        summary=f"Nothing was held out: 20 configured epochs on all {len(train)} training images, and the "
+        "thresholds chosen on them; the test set only measures.",
+    )
+
+
+def evaluation_of(*, images: list[_Image], classes: tuple[str, ...], bootstrap_draws: int = 0) -> Evaluation:
+    """The evaluation as older trainers wrote it (thresholds tuned on the test set), or with
+    `bootstrap_draws` as newer ones do: thresholds chosen on the training images, and intervals."""
     test = [image for image in images if image.predictions.split == "test"]
     train = [image for image in images if image.predictions.split == "train"]
     train_result = _split_evaluation(train, classes)
     test_result = _split_evaluation(test, classes) if test else None
-    tuned = test_result or train_result
+    newer = bootstrap_draws > 0
+    tuned = train_result if newer else test_result or train_result
+    suggested = _best_threshold(tuned.sweep, None)
+    intervals = (
+        bootstrap_of(
+            images=test, result=test_result, classes=classes, suggested=suggested, draws=bootstrap_draws
+        )
+        if newer and test_result
+        else None
+    )
     return Evaluation(
         model_type="instance",
         classes=list(classes),
-        suggested_threshold=_best_threshold(tuned.sweep, None),
+        suggested_threshold=suggested,
         suggested_thresholds={name: _best_threshold(tuned.sweep, name) for name in classes},
-        suggested_from="test" if test_result else "train",
+        suggested_from="test" if test_result and not newer else "train",
         train=train_result,
         test=test_result,
         epochs_trained=20,
         best_epoch=17,
+        selection=_selection_on_train(train) if newer else None,
+        intervals=intervals,
     )
 
 
@@ -596,7 +728,7 @@ def seed_completed_version(
     started = time.monotonic()
     images = synthetic_images(spec=spec)
     details = training_details(images=images, spec=spec)
-    result = evaluation_of(images=images, classes=spec.classes)
+    result = evaluation_of(images=images, classes=spec.classes, bootstrap_draws=spec.bootstrap_draws)
     archive = output_archive(evaluation=result, images=images)
     built = time.monotonic()
     version, job_name = _create_version(

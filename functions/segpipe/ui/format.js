@@ -1,5 +1,6 @@
 // @ts-check
 // How numbers, dates and durations read on the page; "–" where there is no value.
+/** @import { Interval } from "./types.js" */
 
 const NONE = "–";
 
@@ -49,6 +50,26 @@ export function duration(start, end) {
 /** @param {number} n @param {string} noun @returns {string} */
 export function plural(n, noun) {
   return `${count(n)} ${noun}${n === 1 ? "" : "s"}`;
+}
+
+/**
+ * An interval's bounds as they read beside its figure, "(0.85–0.96)"; null without both bounds.
+ * @param {Interval | null | undefined} bounds
+ * @returns {string | null}
+ */
+export function interval(bounds) {
+  if (!bounds || missing(bounds.low) || missing(bounds.high)) return null;
+  return `(${Number(bounds.low).toFixed(2)}–${Number(bounds.high).toFixed(2)})`;
+}
+
+/**
+ * What a bootstrap interval is, in words: "95 % bootstrap interval over 3 test images, 1,000 draws".
+ * @param {{split: string, confidence: number, images: number, draws: number}} bootstrap
+ * @returns {string}
+ */
+export function intervalMeaning(bootstrap) {
+  const share = Number((bootstrap.confidence * 100).toFixed(1));
+  return `${share} % bootstrap interval over ${plural(bootstrap.images, `${bootstrap.split} image`)}, ${plural(bootstrap.draws, "draw")}`;
 }
 
 /** @typedef {"ratio" | "count"} ValueKind */

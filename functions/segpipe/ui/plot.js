@@ -1,10 +1,10 @@
 // @ts-check
 // The precision / recall / F1 (or IoU / Dice / pixel accuracy) curves against the score threshold,
 // with a marker at the slider's threshold. A click on the plot picks a threshold (`onPick`).
-/** @import { MetricKey, MetricsView, ModelType, Split, ThresholdPoint } from "./types.js" */
+/** @import { Bootstrap, MetricKey, MetricsView, ModelType, Split, ThresholdIntervals, ThresholdPoint } from "./types.js" */
 
 import { h, replace, s } from "./dom.js";
-import { missing } from "./format.js";
+import { intervalMeaning, missing } from "./format.js";
 import { nearestPoint } from "./sweep.js";
 
 /** @typedef {{key: MetricKey, label: string, colour: string, wide?: boolean}} Series */
@@ -72,6 +72,46 @@ export function seriesPath(sweep, key, size) {
 }
 
 /**
+ * An SVG path of a series' confidence band: one closed shape per run of thresholds with both bounds,
+ * along the upper bounds and back along the lower ones; a run of one threshold has no area and is
+ * left out.
+ * @param {readonly ThresholdIntervals[]} sweep sorted by threshold
+ * @param {MetricKey} key
+ * @param {PlotSize} size
+ * @returns {string}
+ */
+export function bandPath(sweep, key, size) {
+  /** @type {{x: number, low: number, high: number}[][]} */
+  const runs = [[]];
+  for (const point of sweep) {
+    const bounds = point.metrics[key];
+    if (!bounds || missing(bounds.low) || missing(bounds.high)) {
+      runs.push([]);
+      continue;
+    }
+    runs[runs.length - 1].push({ x: xOf(size, point.threshold), low: bounds.low, high: bounds.high });
+  }
+  /** @param {number} x @param {number} value */
+  const at = (x, value) => `${x.toFixed(1)},${yOf(size, value).toFixed(1)}`;
+  return runs.filter((run) => run.length > 1).map((run) => {
+    const upper = run.map((p, i) => `${i ? "L" : "M"}${at(p.x, p.high)}`).join("");
+    const lower = run.slice().reverse().map((p) => `L${at(p.x, p.low)}`).join("");
+    return `${upper}${lower}Z`;
+  }).join("");
+}
+
+/**
+ * The interval sweep that gives the plot's bands: the plotted split's, sorted; empty without one.
+ * @param {Bootstrap | null | undefined} intervals
+ * @param {Split} split
+ * @returns {ThresholdIntervals[]}
+ */
+export function bandSweep(intervals, split) {
+  if (!intervals || intervals.split !== split) return [];
+  return (intervals.sweep || []).slice().sort((a, b) => a.threshold - b.threshold);
+}
+
+/**
  * @typedef {object} PlotOptions
  * @property {MetricsView} metrics
  * @property {(threshold: number) => void} onPick a click asked for this threshold (not snapped)
@@ -84,6 +124,7 @@ export class ThresholdPlot {
     this.split = metrics.test ? "test" : "train";
     const splitMetrics = metrics[this.split];
     this.sweep = ((splitMetrics && splitMetrics.sweep) || []).slice().sort((a, b) => a.threshold - b.threshold);
+    this.bands = bandSweep(metrics.intervals, this.split);
     this.series = PLOT_SERIES[metrics.model_type] || PLOT_SERIES.instance;
     this.suggested = metrics.suggested_threshold;
     this.size = PLOT_SIZE;
@@ -92,9 +133,10 @@ export class ThresholdPlot {
       viewBox: `0 0 ${this.size.width} ${this.size.height}`, class: "plot", "data-testid": "stats-plot",
       role: "img", "aria-label": `${names} against the score threshold, ${this.split} split`,
     });
+    const shaded = this.bands.length && metrics.intervals ? ` Shaded: the ${intervalMeaning(metrics.intervals)}.` : "";
     this.element = h("figure", { class: "plot-figure" },
       this.svg,
-      h("figcaption", { class: "small muted", text: `${names} against the score threshold (${this.split} split${this.split === "train" ? ": no test set" : ""}). Click to move the threshold.` }));
+      h("figcaption", { class: "small muted", text: `${names} against the score threshold (${this.split} split${this.split === "train" ? ": no test set" : ""}).${shaded} Click to move the threshold.` }));
     this.marker = s("g", { class: "plot-marker", "data-testid": "plot-marker" });
     this.draw();
     this.svg.addEventListener("click", (event) => onPick(this.thresholdOfClick(event)));
@@ -122,6 +164,11 @@ export class ThresholdPlot {
       grid.append(s("text", { x: this.x(t), y: height - bottom + 15, "text-anchor": "middle", class: "plot-label", text: t.toFixed(1) }));
     }
     grid.append(s("text", { x: (left + width - right) / 2, y: height - 6, "text-anchor": "middle", class: "plot-axis", text: "score threshold" }));
+    const bands = s("g", { class: "plot-bands", "data-testid": "plot-bands" });
+    for (const series of this.series) {
+      const d = bandPath(this.bands, series.key, this.size);
+      if (d) bands.append(s("path", { d, class: "plot-band", fill: series.colour, "data-series": series.key }));
+    }
     const lines = s("g", { class: "plot-lines" });
     for (const series of this.series) {
       const d = seriesPath(this.sweep, series.key, this.size);
@@ -137,7 +184,7 @@ export class ThresholdPlot {
     const suggested = missing(this.suggested) ? null : s("g", { class: "plot-suggested", "data-testid": "plot-suggested" },
       s("line", { x1: this.x(this.suggested), x2: this.x(this.suggested), y1: top, y2: height - bottom }),
       s("text", { x: this.x(this.suggested) + 4, y: top + 10, class: "plot-label", text: `suggested ${this.suggested.toFixed(2)}` }));
-    this.svg.append(grid, lines);
+    this.svg.append(grid, bands, lines);
     if (suggested) this.svg.append(suggested);
     this.svg.append(this.marker, legend);
   }

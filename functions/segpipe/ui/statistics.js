@@ -2,13 +2,13 @@
 // The statistics table: per class and overall, test beside train, at the slider's threshold; and
 // the threshold plot under it. Both are told the threshold (`update`); a click on the plot goes
 // back through `onPick`.
-/** @import { ApKey, MetricKey, MetricsView, Split, SplitMetrics, ThresholdPoint } from "./types.js" */
+/** @import { ApKey, Bootstrap, Interval, MetricKey, MetricsView, Selection, Split, SplitMetrics, ThresholdPoint } from "./types.js" */
 /** @import { SweepIndex } from "./sweep.js" */
 /** @import { ValueKind } from "./format.js" */
 
 import { colourOf } from "./colours.js";
 import { errorBox, h, inputOf, replace, stateNote, swatch } from "./dom.js";
-import { byKind, missing, threshold as formatThreshold } from "./format.js";
+import { byKind, interval as formatInterval, intervalMeaning, missing, threshold as formatThreshold } from "./format.js";
 import { ThresholdPlot } from "./plot.js";
 import { pointAt, sweepIndex, sweepOf } from "./sweep.js";
 import { sameThreshold, snap } from "./threshold.js";
@@ -86,6 +86,48 @@ export function cellValue(data, point, row, column) {
 }
 
 /**
+ * The bootstrap interval of a cell's figure, where there is one: overall test figures only, at the
+ * suggested threshold from the headline (which alone has PQ), elsewhere from the interval sweep;
+ * AP does not depend on the threshold and always comes from the headline.
+ * @param {Bootstrap | null | undefined} intervals
+ * @param {Split} split
+ * @param {ThresholdPoint | null} point the sweep point the cell's figure comes from
+ * @param {string} row
+ * @param {StatColumn} column
+ * @returns {Interval | null}
+ */
+export function cellInterval(intervals, split, point, row, column) {
+  if (!intervals || intervals.split !== split || row !== OVERALL) return null;
+  const { headline } = intervals;
+  /** @type {Interval | undefined} */
+  let found;
+  if (column.ap) {
+    found = headline.metrics[column.key];
+  } else if (point) {
+    const atHeadline = sameThreshold(point.threshold, headline.threshold) ? headline.metrics[column.key] : undefined;
+    const swept = (intervals.sweep || []).find((entry) => sameThreshold(entry.threshold, point.threshold));
+    found = atHeadline || (swept && swept.metrics[column.key]);
+  }
+  return found && !missing(found.low) && !missing(found.high) ? found : null;
+}
+
+/**
+ * The one line that says how the version's choices were made: the trainer's sentence, else one
+ * from its method; null for versions that did not record it.
+ * @param {Selection | null | undefined} selection
+ * @returns {string | null}
+ */
+export function selectionNote(selection) {
+  if (!selection) return null;
+  if (selection.summary) return selection.summary;
+  return {
+    holdout: "The epochs and thresholds were chosen on training images held out for validation; the test set only measures.",
+    refit: "The epochs and thresholds were chosen on held-out training images, then the model was retrained on every training image; the test set only measures.",
+    none: "Nothing could be held out: the configured epochs were trained and the thresholds chosen on the training images.",
+  }[selection.method] || null;
+}
+
+/**
  * A row's name (with its class colour) and its suggested threshold.
  * @param {MetricsView} metrics
  * @param {string} row a class or OVERALL
@@ -98,6 +140,26 @@ function rowHeader(metrics, row) {
     missing(suggested)
       ? null
       : h("span", { class: "suggested-note", title: "Suggested threshold for this row", text: `suggested ${formatThreshold(suggested)}` }));
+}
+
+/**
+ * The footnote's sentence on the intervals; empty without them.
+ * @param {Bootstrap | null | undefined} intervals
+ * @returns {string}
+ */
+function intervalsNote(intervals) {
+  if (!intervals) return "";
+  return ` In brackets under an overall ${intervals.split} figure: its ${intervalMeaning(intervals)}.`;
+}
+
+/**
+ * The interval under a figure, with its meaning for the pointer (title) and for screen readers.
+ * @param {Interval} bounds @param {string} meaning
+ * @returns {HTMLSpanElement}
+ */
+function intervalElement(bounds, meaning) {
+  return h("span", { class: "interval", "data-testid": "interval", title: meaning },
+    h("span", { class: "sr-only", text: `${meaning}: ` }), formatInterval(bounds));
 }
 
 /** @typedef {{cell: HTMLTableCellElement, split: Split, row: string, column: StatColumn}} Cell */
@@ -145,11 +207,13 @@ export class StatsPanel {
       /** @type {HTMLElement} */ (this.element.querySelector(".panel-head")).append(
         h("label", { class: "check small" }, more, " More columns (matched IoU, TP, FP, FN)"));
     }
+    const note = selectionNote(metrics.selection);
+    if (note) this.element.append(h("p", { class: "selection-note small", "data-testid": "selection", text: note }));
     this.element.append(
       h("div", { class: "stats-layout" },
         h("div", { class: "table-scroll" }, table),
         plot.element),
-      h("p", { class: "muted small", text: "Figures at the slider's threshold, from the sweep computed at the end of training. AP does not depend on the threshold. Train figures are measured on images the model learned from." }),
+      h("p", { class: "muted small", text: `Figures at the slider's threshold, from the sweep computed at the end of training. AP does not depend on the threshold. Train figures are measured on images the model learned from.${intervalsNote(metrics.intervals)}` }),
     );
   }
 
@@ -207,10 +271,13 @@ export class StatsPanel {
     for (const split of figures.splits) {
       points.set(split, pointAt(figures.metrics[split], /** @type {SweepIndex} */ (figures.indexes.get(split)), threshold));
     }
+    const meaning = figures.metrics.intervals ? intervalMeaning(figures.metrics.intervals) : "";
     for (const { cell, split, row, column } of this.cells) {
       const data = /** @type {SplitMetrics} */ (figures.metrics[split]);
-      const value = cellValue(data, points.get(split) ?? null, row, column);
-      cell.textContent = byKind[column.kind](value);
+      const point = points.get(split) ?? null;
+      const value = cellValue(data, point, row, column);
+      const bounds = missing(value) ? null : cellInterval(figures.metrics.intervals, split, point, row, column);
+      replace(cell, byKind[column.kind](value), bounds ? intervalElement(bounds, meaning) : null);
       cell.dataset.value = missing(value) ? "" : String(value);
     }
     figures.plot.update(threshold);

@@ -102,6 +102,38 @@
  * @property {ThresholdPoint[] | null} [sweep]
  */
 
+/** @typedef {{estimate?: number | null, low?: number | null, high?: number | null}} Interval */
+/** @typedef {MetricKey | ApKey} IntervalKey */
+/** @typedef {{threshold: number, metrics: Partial<Record<IntervalKey, Interval>>}} ThresholdIntervals */
+
+/**
+ * Bootstrap confidence intervals of one split's metrics (resampling its images).
+ * @typedef {object} Bootstrap
+ * @property {Split} split
+ * @property {string} [method]
+ * @property {number} draws
+ * @property {number} seed
+ * @property {number} confidence 0.95 for 95 %
+ * @property {number} images images in the split (and in each resample)
+ * @property {ThresholdIntervals} headline at the suggested threshold
+ * @property {ThresholdIntervals[]} [sweep] at every threshold, for the plot's bands
+ */
+
+/**
+ * How the epochs and thresholds were chosen (never on the test set).
+ * @typedef {object} Selection
+ * @property {"holdout" | "refit" | "none"} method
+ * @property {string[]} [validation_images]
+ * @property {number} [validation_groups]
+ * @property {"validation" | "config"} [epochs_from]
+ * @property {number | null} [chosen_epoch]
+ * @property {number} [final_images]
+ * @property {number} [final_epochs]
+ * @property {"validation" | "train"} [threshold_from]
+ * @property {Record<string, "validation" | "train">} [thresholds_from]
+ * @property {string} [summary] one sentence for people
+ */
+
 /**
  * @typedef {object} MetricsView
  * @property {ModelType} model_type
@@ -111,6 +143,8 @@
  * @property {Record<string, number>} [suggested_thresholds]
  * @property {SplitMetrics | null} [train]
  * @property {SplitMetrics | null} [test]
+ * @property {Bootstrap | null} [intervals] null for older versions and without a test set
+ * @property {Selection | null} [selection] null for older versions
  */
 
 /**
