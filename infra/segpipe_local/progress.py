@@ -109,6 +109,21 @@ def print_results(
     if headline is not None:
         figure = headline.f1 if instance else headline.mean_iou
         label = "F1 at IoU 0.5" if instance else "mean IoU"
-        write(f"\n{headline.split.capitalize()} {label}: {_cell(figure).strip()}\n")
+        interval = _interval(metrics, "f1" if instance else "iou") if headline.split == "test" else ""
+        write(f"\n{headline.split.capitalize()} {label}: {_cell(figure).strip()}{interval}\n")
+    if metrics.selection is not None and metrics.selection.summary:
+        write(f"How it was chosen: {metrics.selection.summary}\n")
     write(f"Look at the predictions: {page}\n")
     stream.flush()
+
+
+def _interval(metrics: MetricsView, name: str) -> str:
+    """` (95% interval 0.91 to 0.97, bootstrap of 4 test images, 1000 draws)`, or '' without one."""
+    intervals = metrics.intervals
+    point = intervals.headline.metrics.get(name) if intervals else None
+    if intervals is None or point is None or point.low is None or point.high is None:
+        return ""
+    return (
+        f" ({intervals.confidence:.0%} interval {point.low:.3f} to {point.high:.3f}, bootstrap of "
+        f"{intervals.images} test images, {intervals.draws} draws)"
+    )
