@@ -269,3 +269,14 @@ def request_body(**changes: Any) -> dict[str, Any]:
     }
     body.update(changes)
     return body
+
+
+@pytest.fixture
+def with_dataset(aws: Aws) -> Aws:
+    """A valid dataset `cells` in project `lab`: 16 images of 4 nuclei (64 included annotations)."""
+    from tests.helpers.datasets import DatasetBuilder
+
+    builder = DatasetBuilder(classes=["nucleus"], seed=5)
+    builder.add_images(16, objects={"nucleus": 4})
+    upload_dataset(aws, builder)
+    return aws

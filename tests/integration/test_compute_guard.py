@@ -12,18 +12,9 @@ from segpipe.models.common import VersionStatus
 from segpipe.models.report import TrainingDetails
 from segpipe.models.request import TrainingRequest
 from segpipe.models.version import ModelVersion
-from tests.helpers.datasets import DatasetBuilder
-from tests.integration.conftest import Aws, request_body, upload_dataset
+from tests.integration.conftest import Aws, request_body
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
-
-
-@pytest.fixture
-def with_dataset(aws: Aws) -> Aws:
-    builder = DatasetBuilder(classes=["nucleus"], seed=5)
-    builder.add_images(16, objects={"nucleus": 4})
-    upload_dataset(aws, builder)
-    return aws
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,7 @@ import pytest
 
 from segpipe_local.events import http_api_event
 from segpipe_local.lambda_context import LocalLambdaContext
-from tests.helpers.datasets import DatasetBuilder
-from tests.integration.conftest import Aws, request_body, upload_dataset
+from tests.integration.conftest import Aws, request_body
 
 #: The API function's default limit (settings.MAX_BODY_BYTES).
 LIMIT = 256 * 1024
@@ -52,14 +51,6 @@ def _nothing_written(aws: Aws) -> None:
     assert aws.keys("projects/lab/models/") == []
     assert aws.table_items() == []
     assert aws.jobs() == []
-
-
-@pytest.fixture
-def with_dataset(aws: Aws) -> Aws:
-    builder = DatasetBuilder(classes=["nucleus"], seed=2)
-    builder.add_images(15, objects={"nucleus": 4})
-    upload_dataset(aws, builder)
-    return aws
 
 
 @pytest.mark.parametrize(("method", "path"), BODY_ROUTES)

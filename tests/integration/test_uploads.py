@@ -6,22 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
-
 from segpipe_local.events import s3_object_created_event
 from segpipe_local.lambda_context import LocalLambdaContext
-from tests.helpers.datasets import DatasetBuilder
-from tests.integration.conftest import Aws, _handler, request_body, upload_dataset
+from tests.integration.conftest import Aws, _handler, request_body
 
 KEY = "projects/lab/requests/nightly.json"
-
-
-@pytest.fixture
-def with_dataset(aws: Aws) -> Aws:
-    builder = DatasetBuilder(classes=["nucleus"], seed=5)
-    builder.add_images(16, objects={"nucleus": 4})
-    upload_dataset(aws, builder)
-    return aws
 
 
 def _put(aws: Aws, body: Any) -> dict[str, Any]:
