@@ -79,3 +79,70 @@ def parse_request_key(key: str) -> tuple[str, str] | None:
     if len(parts) != 4 or parts[0] != "projects" or parts[2] != "requests" or not parts[3].endswith(".json"):
         return None
     return parts[1], parts[3][: -len(".json")]
+
+
+# --- Analyses ----------------------------------------------------------------------------------
+
+
+def images_prefix(project: str, folder: str) -> str:
+    """The folder an analysis reads: every PNG/JPEG/TIFF under it, recursively."""
+    return f"projects/{project}/images/{folder}/"
+
+
+def analysis_request_key(project: str, name: str) -> str:
+    return f"projects/{project}/analysis-requests/{name}.json"
+
+
+def analysis_report_key(project: str, name: str) -> str:
+    return f"projects/{project}/analysis-reports/{name}.json"
+
+
+def analysis_prefix(project: str, analysis: int) -> str:
+    return f"projects/{project}/analyses/{analysis}/"
+
+
+def analysis_config_key(project: str, analysis: int) -> str:
+    """The job's `analyze.json` (the `config` input of the processing job)."""
+    return f"{analysis_prefix(project, analysis)}job/analyze.json"
+
+
+def analysis_output_key(project: str, analysis: int, name: str) -> str:
+    """A merged output: coco.json, objects.csv, images.csv or summary.json."""
+    return f"{analysis_prefix(project, analysis)}{name}"
+
+
+def analysis_shards_prefix(project: str, analysis: int) -> str:
+    """Per-instance outputs: `shards/{host}/{coco.json,objects.csv,images.csv,summary.json}`."""
+    return f"{analysis_prefix(project, analysis)}shards/"
+
+
+def analysis_images_prefix(project: str, analysis: int) -> str:
+    """Per-image files: `images/{stem}.json` (objects), `images/{stem}.png` (preview)."""
+    return f"{analysis_prefix(project, analysis)}images/"
+
+
+def analysis_image_key(project: str, analysis: int, stem: str) -> str:
+    return f"{analysis_images_prefix(project, analysis)}{stem}.json"
+
+
+def analysis_mask_key(project: str, analysis: int, stem: str) -> str:
+    """The label image of one analysed image (instance labels, or class indices for semantic)."""
+    return f"{analysis_prefix(project, analysis)}masks/{stem}.tif"
+
+
+def analysis_progress_prefix(project: str, analysis: int) -> str:
+    """`progress/{host}.json`, uploaded continuously while the job runs."""
+    return f"{analysis_prefix(project, analysis)}progress/"
+
+
+def parse_analysis_request_key(key: str) -> tuple[str, str] | None:
+    """(project, request name) from `projects/{p}/analysis-requests/{name}.json`, or None."""
+    parts = key.split("/")
+    if (
+        len(parts) != 4
+        or parts[0] != "projects"
+        or parts[2] != "analysis-requests"
+        or not parts[3].endswith(".json")
+    ):
+        return None
+    return parts[1], parts[3][: -len(".json")]

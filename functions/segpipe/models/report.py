@@ -38,6 +38,14 @@ class ErrorCode(StrEnum):
     DATASET_TOO_LARGE = "dataset_too_large"
     OUTPUT_NAMES_COLLIDE = "output_names_collide"
     OUTPUT_NAME_TOO_LONG = "output_name_too_long"
+    # Analyses
+    NO_ACTIVE_VERSION = "no_active_version"
+    SEVERAL_ACTIVE_VERSIONS = "several_active_versions"
+    UNKNOWN_VERSION = "unknown_version"
+    VERSION_NOT_USABLE = "version_not_usable"
+    VERSION_NOT_ACTIVE = "version_not_active"
+    NO_IMAGES = "no_images"
+    CHANNELS_DIFFER = "channels_differ"
 
 
 class WarningCode(StrEnum):
@@ -62,6 +70,9 @@ class WarningCode(StrEnum):
     IMAGE_HEADERS_NOT_READ = "image_headers_not_read"
     UNKNOWN_INSTANCE_TYPE = "unknown_instance_type"
     ESTIMATE_EXCEEDS_MAX_HOURS = "estimate_exceeds_max_hours"
+    # Analyses
+    IMAGE_SIZES_FAR_FROM_TRAINING = "image_sizes_far_from_training"
+    FILES_SKIPPED = "files_skipped"
 
 
 class Issue(BaseModel):
