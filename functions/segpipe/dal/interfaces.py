@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any, Protocol
 
+from segpipe.models.analysis import Analysis, AnalysisStatus, AnalysisSummary
 from segpipe.models.common import VersionStatus
 from segpipe.models.jobs import CreateTrainingJob, JobDescription
+from segpipe.models.processing import CreateProcessingJob, ProcessingJobDescription
 from segpipe.models.version import ModelVersion
 
 
@@ -143,3 +145,63 @@ class TrainingJobs(Protocol):
     def stop(self, job_name: str) -> None: ...
 
     def describe(self, job_name: str) -> JobDescription | None: ...
+
+
+class AnalysisRegistry(Protocol):
+    """Analyses (DynamoDB items `sk=ANALYSIS#{n:06d}` beside the versions)."""
+
+    def find_analysis_claim(self, project: str, request_key: str) -> Claim | None:
+        """The analysis number already bound to `request_key`, if any (a read). `Claim.version`
+        holds the analysis number."""
+        ...
+
+    def claim_analysis(self, project: str, request_key: str, fingerprint: str, now: datetime) -> Claim:
+        """Bind `request_key` to the project's next analysis number (an atomic counter of its own),
+        or return the one already bound."""
+        ...
+
+    def create_analysis(self, analysis: Analysis) -> bool:
+        """Write a new analysis item; False when it already exists."""
+        ...
+
+    def get_analysis(self, project: str, analysis: int) -> Analysis | None: ...
+
+    def list_analyses(self, project: str) -> list[Analysis]:
+        """Newest first (a query, never a scan)."""
+        ...
+
+    def running_analyses(self, project: str) -> list[int]: ...
+
+    def find_analysis_by_job(self, job_name: str) -> tuple[str, int] | None:
+        """(project, analysis) of a processing job, through the job-name index."""
+        ...
+
+    def transition_analysis(
+        self,
+        project: str,
+        analysis: int,
+        to: AnalysisStatus,
+        at: datetime,
+        *,
+        reason: str | None = None,
+        summary: AnalysisSummary | None = None,
+    ) -> bool:
+        """Move to `to` when that is forward from the stored status; False otherwise (nothing written)."""
+        ...
+
+    def request_analysis_stop(self, project: str, analysis: int) -> bool:
+        """Mark a queued or running analysis as asked to stop; False when it has ended."""
+        ...
+
+
+class ProcessingJobs(Protocol):
+    """SageMaker Processing jobs (or the local runner behind the same API)."""
+
+    def create(self, request: CreateProcessingJob) -> bool:
+        """Start the job; False when a job of that name already exists (a repeated submission).
+        Raises `JobRefused` on a permanent refusal, `ServiceUnavailable` on a transient one."""
+        ...
+
+    def stop(self, job_name: str) -> None: ...
+
+    def describe(self, job_name: str) -> ProcessingJobDescription | None: ...
