@@ -8,7 +8,7 @@ TOOLS := .venv-tools
 CHECKOV_VERSION := 3.3.30
 CHECKOV_STAMP := $(TOOLS)/.checkov-$(CHECKOV_VERSION)
 
-.PHONY: help install lint typecheck template checkov js test test-fast bench demo build deploy clean browser-deps
+.PHONY: help install lint typecheck template checkov js checks test test-fast bench demo build deploy clean browser-deps
 
 help:
 	@echo "make demo    run a small training end to end on the embedded local stack"
@@ -73,7 +73,12 @@ browser-deps:
 		else echo "no /usr/bin/chromium: the browser tests will be skipped (apt-get install chromium)"; fi; \
 	fi
 
-test: lint typecheck template checkov js browser-deps
+# The checks and the three installs they need (.venv, checkov's venv, the npm tools) run side by side;
+# -Otarget keeps each one's output together.
+checks: lint typecheck template checkov js browser-deps
+
+test:
+	@$(MAKE) --no-print-directory -j4 -Otarget checks
 	$(VENV)/bin/pytest -n 2 --dist loadgroup --timeout 900
 
 test-fast: install

@@ -94,7 +94,7 @@ def train_version(
     *,
     project: str = "trained",
     model_type: str = "instance",
-    epochs: int = 10,
+    epochs: int = 6,
 ) -> ReviewTarget:
     """Upload a small demo dataset, train on it through the HTTP API, wait for the version."""
     document = make_dataset(scratch, slides=4, tiles_per_slide=4, seed=3)
