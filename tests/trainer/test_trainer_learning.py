@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +28,7 @@ def test_tiny_learns_touching_ellipses_of_two_classes(tmp_path: Path) -> None:
         train=DatasetSpec(images=8, size=(128, 128), objects=7, seed=0),
         test=[DatasetSpec(images=4, size=(128, 128), objects=7, seed=9)],
     )
-    started = time.monotonic()
-
     status = run(MlPaths(root=root))
-
-    elapsed = time.monotonic() - started
     evaluation = Evaluation.model_validate_json((root / "output" / "data" / "evaluation.json").read_text())
     assert status == 0
     assert evaluation.test is not None and evaluation.test.objects >= 25
@@ -42,7 +37,6 @@ def test_tiny_learns_touching_ellipses_of_two_classes(tmp_path: Path) -> None:
     assert at_default.overall.f1 is not None and at_default.overall.f1 >= 0.9, at_default.overall
     for name in ("round", "long"):
         assert (at_default.per_class[name].f1 or 0) >= 0.8, name
-    assert elapsed < 90  # about 35 s on one free core, data and evaluation included
 
 
 def _touching_pairs(*, seed: int) -> int:

@@ -8,6 +8,8 @@ import base64
 import importlib
 import io
 import re
+import sys
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -25,14 +27,22 @@ UI = ui_assets.UI_DIR
 
 
 @pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """The API handler module, with settings as on AWS in eu-west-1 (no custom endpoint)."""
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """The API handler module, with settings as on AWS in eu-west-1 (no custom endpoint).
+
+    A module first imported here under the fake environment would keep that environment's settings
+    for the rest of the process (the integration tests import the same module), so it is dropped
+    again afterwards."""
+    name = "segpipe.handlers.handle_api_request"
+    imported_here = name not in sys.modules
     for key, value in ENVIRONMENT.items():
         monkeypatch.setenv(key, value)
-    module = importlib.import_module("segpipe.handlers.handle_api_request")
+    module = importlib.import_module(name)
     environ = {**ENVIRONMENT, "DATA_BUCKET": "lab-data", "AWS_REGION": "eu-west-1"}
     monkeypatch.setattr(module, "settings", load_settings(ApiSettings, environ))
-    return module
+    yield module
+    if imported_here:
+        sys.modules.pop(name, None)
 
 
 def get(api: ModuleType, path: str) -> dict[str, Any]:
