@@ -24,6 +24,10 @@ class VersionNotFound(NotFoundError):
     code = "version_not_found"
 
 
+class AnalysisNotFound(NotFoundError):
+    code = "analysis_not_found"
+
+
 class ObjectNotFound(NotFoundError):
     code = "object_not_found"
 
@@ -60,6 +64,12 @@ class JsonTooDeep(MalformedBody):
     code = "json_too_deep"
 
 
+class UnknownClass(InvalidInput):
+    """A body names a class the version does not have."""
+
+    code = "unknown_class"
+
+
 class UnsupportedMediaType(InvalidInput):
     """A request body whose Content-Type is not JSON."""
 
@@ -82,6 +92,12 @@ class VersionNotRunning(ConflictError):
     code = "version_not_running"
 
 
+class AnalysisNotRunning(ConflictError):
+    """The analysis (its processing job) has already ended or never started."""
+
+    code = "analysis_not_running"
+
+
 class IdempotencyKeyReused(ConflictError):
     code = "idempotency_key_reused"
 
@@ -91,9 +107,18 @@ class SubmissionRejected(SegpipeError):
 
     code = "validation_failed"
 
-    def __init__(self, report: Any) -> None:
-        super().__init__("The training request has errors; see the report.")
+    def __init__(
+        self, report: Any, message: str = "The training request has errors; see the report."
+    ) -> None:
+        super().__init__(message)
         self.report = report
+
+
+class AnalysisRejected(SubmissionRejected):
+    """An analysis request's checks found errors; the report (an `AnalysisReport`) says which."""
+
+    def __init__(self, report: Any) -> None:
+        super().__init__(report, "The analysis request has errors; see the report.")
 
 
 class UpstreamError(SegpipeError):

@@ -13,6 +13,7 @@ from botocore.awsrequest import AWSResponse
 from jsonschema import Draft202012Validator
 
 from segpipe.models import keys
+from tests.helpers.analyses import analysis_body, put_images
 from tests.helpers.datasets import DatasetBuilder
 from tests.helpers.outputs import evaluation, output_archive, prediction
 from tests.integration.conftest import Aws, request_body, upload_dataset
@@ -29,6 +30,8 @@ ROUTES = {
     ("post", "/projects/{project}/models/{version}/activate"),
     ("post", "/projects/{project}/models/{version}/deactivate"),
     ("post", "/projects/{project}/models/{version}/stop"),
+    ("post", "/projects/{project}/analyses"),
+    ("post", "/projects/{project}/analyses/preview"),
 }
 
 
@@ -76,6 +79,8 @@ def session(aws: Aws) -> Iterator[Aws]:
     aws.job_event(job, "InProgress")
     aws.job_event(job, "Completed")
     assert aws.api("GET", "/projects/lab/models/1")[1]["status"] == "completed"
+    assert aws.api("POST", "/projects/lab/models/1/activate")[0] == 200  # analyses use it
+    put_images(aws, "plate-1")
 
     from segpipe.handlers import runtime
 
@@ -89,8 +94,21 @@ def session(aws: Aws) -> Iterator[Aws]:
 
 
 M = "/projects/{project}/models/{version}"
+A = "/projects/{project}/analyses"
 #: (method, route, concrete path, body or raw text, headers, the status the API answers)
 CALLS: list[tuple[str, str, str, Any, dict[str, str], int]] = [
+    ("post", A, "/projects/lab/analyses", analysis_body(), {}, 202),
+    ("post", A, "/projects/lab/analyses", analysis_body(), {"idempotency-key": "a"}, 202),
+    ("post", A, "/projects/lab/analyses", analysis_body(name="b"), {"idempotency-key": "a"}, 409),
+    ("post", A, "/projects/lab/analyses", analysis_body(images="plate-404"), {}, 422),
+    ("post", A, "/projects/lab/analyses", analysis_body(images="../x"), {}, 422),
+    ("post", A, "/projects/lab/analyses", "{", {}, 400),
+    ("post", A, "/projects/lab/analyses", "x" * 300_000, {}, 413),
+    ("post", A, "/projects/lab/analyses", "{}", {"content-type": "text/plain"}, 415),
+    ("post", A + "/preview", "/projects/lab/analyses/preview", analysis_body(), {}, 200),
+    ("post", A + "/preview", "/projects/lab/analyses/preview", analysis_body(version=0), {}, 422),
+    ("post", A + "/preview", "/projects/lab/analyses/preview", "[" * 50 + "]" * 50, {}, 400),
+    ("post", A + "/preview", "/projects/-lab/analyses/preview", analysis_body(), {}, 422),
     (
         "post",
         "/projects/{project}/trainings",
@@ -193,6 +211,8 @@ CALLS: list[tuple[str, str, str, Any, dict[str, str], int]] = [
         409,
     ),
     ("put", M + "/threshold", "/projects/lab/models/1/threshold", {"threshold": 0.3}, {}, 200),
+    ("put", M + "/threshold", "/projects/lab/models/1/threshold", {"threshold": {"nucleus": 0.4}}, {}, 200),
+    ("put", M + "/threshold", "/projects/lab/models/1/threshold", {"threshold": {"cell": 0.4}}, {}, 400),
     ("put", M + "/threshold", "/projects/lab/models/2/threshold", {"threshold": 0.3}, {}, 409),
     ("put", M + "/threshold", "/projects/lab/models/1/threshold", {"threshold": 3}, {}, 422),
     ("put", M + "/threshold", "/projects/lab/models/1/threshold", b"\xff", {}, 400),
@@ -261,6 +281,25 @@ def test_a_submission_documents_its_422_as_the_report_envelope_or_the_error_enve
     }
     responses = document["paths"]["/projects/{project}/trainings"]["post"]["responses"]
     assert set(responses["202"]["headers"]) == {"Location"}
+
+
+def test_an_analysis_documents_its_422_as_the_analysis_report_envelope_or_the_error_envelope(
+    aws: Aws,
+) -> None:
+    document = _document(aws)
+
+    refused = _schema(document, "post", "/projects/{project}/analyses", 422)
+    accepted = _schema(document, "post", "/projects/{project}/analyses", 202)
+
+    assert [option["$ref"] for option in refused["anyOf"]] == [
+        "#/components/schemas/RejectedAnalysis",
+        "#/components/schemas/ErrorBody",
+    ]
+    assert accepted == {"$ref": "#/components/schemas/AnalysisAccepted"}
+    envelope = document["components"]["schemas"]["RejectedAnalysis"]
+    assert envelope["properties"]["report"]["$ref"] == "#/components/schemas/AnalysisReport"
+    responses = document["paths"]["/projects/{project}/analyses"]["post"]["responses"]
+    assert set(responses["202"]["headers"]) == {"Location"} and "503" in responses
 
 
 def test_stopping_is_documented_as_the_202_it_answers(aws: Aws) -> None:
