@@ -16,6 +16,7 @@ from segpipe.settings import ApiSettings, CommonSettings, SubmitSettings
 if TYPE_CHECKING:
     from botocore.config import Config
 
+    from segpipe.logic.analysis_state import AnalysisStateDeps
     from segpipe.logic.job_state import JobStateDeps
     from segpipe.logic.models_api import ModelsDeps
     from segpipe.logic.submit import SubmitDeps
@@ -171,3 +172,16 @@ def job_state_deps(settings: CommonSettings) -> JobStateDeps:
 
     _, artifacts, registry = _stores(settings)
     return JobStateDeps(registry=registry, artifacts=artifacts, clock=utcnow)
+
+
+def analysis_state_deps(settings: CommonSettings) -> AnalysisStateDeps:
+    from segpipe.logic.analysis_state import AnalysisStateDeps
+
+    _, artifacts, _ = _stores(settings)
+    return AnalysisStateDeps(
+        analyses=analysis_registry(settings),
+        artifacts=artifacts,
+        clock=utcnow,
+        jobs=processing_jobs(),
+        stack=settings.STACK_NAME,
+    )
