@@ -202,3 +202,18 @@ def test_events_of_unknown_jobs_and_other_stacks_are_ignored() -> None:
     assert not stranger.applied and stranger.note == "no analysis has this job"
     assert not other_stack.applied and other_stack.note == "another stack's job"
     assert _item(deps).status is AnalysisStatus.QUEUED
+
+
+def test_a_completed_event_without_a_start_time_never_starts_after_it_ended() -> None:
+    deps = _deps()
+
+    apply_processing_state(
+        ProcessingJobDescription(
+            ProcessingJobName=JOB, ProcessingJobStatus="Completed", ProcessingEndTime=ENDED
+        ),
+        deps=deps,
+    )
+
+    item = _item(deps)
+    assert item.status is AnalysisStatus.COMPLETED
+    assert item.started_at == item.ended_at == ENDED
