@@ -24,6 +24,7 @@ ACTIONS_IN_USE = {
         "dynamodb:UpdateItem",
         "s3:GetObject",
         "s3:ListBucket",
+        "sagemaker:DescribeProcessingJob",
         "sagemaker:StopProcessingJob",
     ],
     "JobStateFunction": [
@@ -70,6 +71,8 @@ def _life_cycle(aws: Aws) -> None:
     assert aws.api("GET", f"{A}/1/images/{IMAGES[0].stem}")[0] == 200
     assert aws.api("GET", f"{A}/1/images/absent")[0] == 404
     assert aws.api("POST", f"{A}/2/stop")[0] == 202
+    seed_analysis(aws, {"algo-1": IMAGES}, analysis=4, job_name=_job(4), shards=False)
+    assert aws.api("POST", f"{A}/4/stop")[1]["status"] == "stopped"  # its job never started
     processing_event(aws, _job(2), "Stopped")
 
 

@@ -106,3 +106,26 @@ def test_stop_asks_the_job_and_marks_the_request_but_not_an_ended_analysis() -> 
     _event(deps, "Stopped")
     with pytest.raises(AnalysisNotRunning, match="stopped"):
         analyses_api.stop_analysis("lab", 1, deps=deps)
+
+
+def test_a_queued_analysis_whose_job_never_started_is_stopped_at_once() -> None:
+    deps = _deps()
+
+    view = analyses_api.stop_analysis("lab", 1, deps=deps)
+
+    assert view.status is AnalysisStatus.STOPPED
+    assert view.status_history[-1].reason == analyses_api.NEVER_STARTED
+    assert isinstance(deps.jobs, DescribedJobs) and deps.jobs.stopped == []
+
+
+def test_a_queued_analysis_whose_job_has_already_ended_is_not_stopped() -> None:
+    deps = _deps()
+    assert isinstance(deps.jobs, DescribedJobs)
+    deps.jobs.descriptions["job-1"] = ProcessingJobDescription(
+        ProcessingJobName="job-1", ProcessingJobStatus="Completed"
+    )
+
+    with pytest.raises(AnalysisNotRunning):
+        analyses_api.stop_analysis("lab", 1, deps=deps)
+    item = deps.analyses.get_analysis("lab", 1)
+    assert item is not None and item.status is AnalysisStatus.QUEUED  # its Completed event will move it
