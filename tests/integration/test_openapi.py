@@ -32,6 +32,11 @@ ROUTES = {
     ("post", "/projects/{project}/models/{version}/stop"),
     ("post", "/projects/{project}/analyses"),
     ("post", "/projects/{project}/analyses/preview"),
+    ("get", "/projects/{project}/analyses"),
+    ("get", "/projects/{project}/analyses/{analysis}"),
+    ("get", "/projects/{project}/analyses/{analysis}/images"),
+    ("get", "/projects/{project}/analyses/{analysis}/images/{stem}"),
+    ("post", "/projects/{project}/analyses/{analysis}/stop"),
 }
 
 
@@ -81,6 +86,7 @@ def session(aws: Aws) -> Iterator[Aws]:
     assert aws.api("GET", "/projects/lab/models/1")[1]["status"] == "completed"
     assert aws.api("POST", "/projects/lab/models/1/activate")[0] == 200  # analyses use it
     put_images(aws, "plate-1")
+    _seed_analyses(aws)
 
     from segpipe.handlers import runtime
 
@@ -93,8 +99,31 @@ def session(aws: Aws) -> Iterator[Aws]:
     events.unregister("before-call.sagemaker.StopTrainingJob", stopped)
 
 
+def _seed_analyses(aws: Aws) -> None:
+    """Analysis 7 completed (merged by the job-state handler), analysis 8 running (its job stoppable);
+    numbers the session's submissions over HTTP do not reach."""
+    from tests.helpers.analysis import sample_images
+    from tests.integration.analysis_seed import processing_event, seed_analysis
+
+    images = sample_images(3)
+    seed_analysis(aws, {"algo-1": images}, analysis=7, job_name="segpipe-lab-a7-00000007")
+    processing_event(aws, "segpipe-lab-a7-00000007", "Completed")
+    seed_analysis(aws, {"algo-1": images}, analysis=8, job_name="segpipe-lab-a8-00000008", shards=False)
+    aws.sagemaker.create_processing_job(
+        ProcessingJobName="segpipe-lab-a8-00000008",
+        ProcessingResources={
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.g5.xlarge", "VolumeSizeInGB": 30}
+        },
+        AppSpecification={"ImageUri": "image", "ContainerEntrypoint": ["analyze"]},
+        RoleArn="arn:aws:iam::000000000000:role/segpipe-sagemaker",
+        Tags=[{"Key": "segpipe:stack", "Value": "segpipe-test"}],
+    )
+    processing_event(aws, "segpipe-lab-a8-00000008", "InProgress")
+
+
 M = "/projects/{project}/models/{version}"
 A = "/projects/{project}/analyses"
+AN = "/projects/{project}/analyses/{analysis}"
 #: (method, route, concrete path, body or raw text, headers, the status the API answers)
 CALLS: list[tuple[str, str, str, Any, dict[str, str], int]] = [
     ("post", A, "/projects/lab/analyses", analysis_body(), {}, 202),
@@ -223,6 +252,22 @@ CALLS: list[tuple[str, str, str, Any, dict[str, str], int]] = [
     ("post", M + "/stop", "/projects/lab/models/2/stop", None, {}, 202),
     ("post", M + "/stop", "/projects/lab/models/1/stop", None, {}, 409),
     ("post", M + "/stop", "/projects/lab/models/1/stop", "{}", {"content-type": "application/xml"}, 415),
+    ("get", "/projects/{project}/analyses", "/projects/lab/analyses", None, {}, 200),
+    ("get", "/projects/{project}/analyses", "/projects/-lab/analyses", None, {}, 422),
+    ("get", AN, "/projects/lab/analyses/7", None, {}, 200),
+    ("get", AN, "/projects/lab/analyses/8", None, {}, 200),
+    ("get", AN, "/projects/lab/analyses/9", None, {}, 404),
+    ("get", AN, "/projects/lab/analyses/0", None, {}, 422),
+    ("get", AN + "/images", "/projects/lab/analyses/7/images", None, {}, 200),
+    ("get", AN + "/images", "/projects/lab/analyses/8/images", None, {}, 409),
+    ("get", AN + "/images", "/projects/lab/analyses/9/images", None, {}, 404),
+    ("get", AN + "/images/{stem}", "/projects/lab/analyses/7/images/sub_0__img-00", None, {}, 200),
+    ("get", AN + "/images/{stem}", "/projects/lab/analyses/7/images/nothing", None, {}, 404),
+    ("get", AN + "/images/{stem}", "/projects/lab/analyses/8/images/sub_0__img-00", None, {}, 409),
+    ("post", AN + "/stop", "/projects/lab/analyses/8/stop", None, {}, 202),
+    ("post", AN + "/stop", "/projects/lab/analyses/7/stop", None, {}, 409),
+    ("post", AN + "/stop", "/projects/lab/analyses/9/stop", None, {}, 404),
+    ("post", AN + "/stop", "/projects/lab/analyses/7/stop", "{}", {"content-type": "text/plain"}, 415),
 ]
 
 
