@@ -10,8 +10,13 @@ for this host (`current_host` of `/opt/ml/config/resourceconfig.json`, default `
 - `output/progress/{host}.json` after every image.
 
 Each image is read and normalised as the trainer reads its images, predicted whole by the trainer's
-sliding window, turned into objects by the version's post-processing, and its objects below their
-class's frozen threshold are dropped. A failure writes one sentence to `/opt/ml/output/message`
+sliding window, turned into objects by the version's post-processing (Predictor.instances with the
+card's head; semantic models: connected class regions), and its objects below their class's frozen
+threshold are dropped. The kept objects are numbered 1..N in label order: the mask holds these labels
+(semantic: each region's class index) and coco.json, objects.csv and images/{stem}.json list them in
+that order. Measurements (segpipe_trainer.measure) are of the kept objects' label image (for semantic
+models, of the regions, not of the class mask) over the raw pixels, channels matched to the model's.
+A failure writes one sentence to `/opt/ml/output/message`
 (the job's ExitMessage) and exits 1; SIGTERM (StopProcessingJob) exits 143 at once.
 The local stack sets `SEGPIPE_PROCESSING_ROOT` in place of `/opt/ml/processing`.
 """
