@@ -53,6 +53,7 @@ from segpipe.models.analysis import (
 )
 from segpipe.models.coco import CocoAnnotation, CocoCategory, CocoImage
 from segpipe.models.trainer_io import ModelCard, prediction_stem
+from segpipe_trainer import accel
 from segpipe_trainer.cli import configure_logging
 from segpipe_trainer.distributed import Runtime
 from segpipe_trainer.errors import TrainerError, failure_sentence
@@ -149,7 +150,10 @@ def load_model(model_dir: Path, *, work_dir: Path, runtime: Runtime) -> LoadedMo
         min_area=card.min_object_area,
         instance_head=card.instance_head,
     )
-    return LoadedModel(card=card, predictor=accelerated(predictor, compile_model=False))
+    # As the trainer predicts: as many windows per batch as the GPU holds, compiled where that pays
+    # (CUDA, unless SEGPIPE_COMPILE=off; a failed compilation falls back to eager).
+    compiles = accel.AccelOptions.from_environment().compiles(runtime.device)
+    return LoadedModel(card=card, predictor=accelerated(predictor, compile_model=compiles))
 
 
 def find_images(folder: Path) -> list[str]:
