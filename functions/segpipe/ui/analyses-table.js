@@ -38,7 +38,7 @@ export function analysisStatusCell(row) {
 export function classValueChips(pairs, classes, testid) {
   return h("span", { class: "chips", "data-testid": testid }, pairs.map(([name, value]) =>
     h("span", { class: "chip", "data-class": name, "data-value": value },
-      swatch(colourOf(classes, name)), `${name} `, h("strong", { text: typeof value === "number" ? count(value) : value }))));
+      swatch(colourOf(classes, name)), name, h("strong", { text: typeof value === "number" ? count(value) : value }))));
 }
 
 export class AnalysesTableView {

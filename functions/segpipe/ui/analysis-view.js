@@ -144,9 +144,9 @@ export class AnalysisPage {
       h("h2", { id: "analysis-facts-title", text: "What was run" }),
       h("dl", { class: "facts" }, facts.map((fact) => fact && h("div", { class: "fact" }, h("dt", { text: fact[0] }), h("dd", {}, fact[1])))),
       warnings.length ? h("ul", { class: "warnings", "data-testid": "analysis-warnings" }, warnings) : null,
-      h("h2", { text: "Per class" }),
+      h("h2", { class: "sub-head", text: "Per class" }),
       this.summaryTable(view, classes, pixelSize),
-      h("h2", { text: "Outputs" }),
+      h("h2", { class: "sub-head", text: "Outputs" }),
       this.outputsList(view),
     );
   }
