@@ -29,6 +29,11 @@ ROUTES = {
     ("post", "/projects/{project}/models/{version}/activate"),
     ("post", "/projects/{project}/models/{version}/deactivate"),
     ("post", "/projects/{project}/models/{version}/stop"),
+    ("get", "/projects/{project}/analyses"),
+    ("get", "/projects/{project}/analyses/{analysis}"),
+    ("get", "/projects/{project}/analyses/{analysis}/images"),
+    ("get", "/projects/{project}/analyses/{analysis}/images/{stem}"),
+    ("post", "/projects/{project}/analyses/{analysis}/stop"),
 }
 
 
@@ -76,6 +81,7 @@ def session(aws: Aws) -> Iterator[Aws]:
     aws.job_event(job, "InProgress")
     aws.job_event(job, "Completed")
     assert aws.api("GET", "/projects/lab/models/1")[1]["status"] == "completed"
+    _seed_analyses(aws)
 
     from segpipe.handlers import runtime
 
@@ -88,7 +94,29 @@ def session(aws: Aws) -> Iterator[Aws]:
     events.unregister("before-call.sagemaker.StopTrainingJob", stopped)
 
 
+def _seed_analyses(aws: Aws) -> None:
+    """Analysis 1 completed (merged by the job-state handler), analysis 2 running (its job stoppable)."""
+    from tests.helpers.analysis import sample_images
+    from tests.integration.analysis_seed import processing_event, seed_analysis
+
+    images = sample_images(3)
+    seed_analysis(aws, {"algo-1": images}, analysis=1, job_name="segpipe-lab-a1-00000001")
+    processing_event(aws, "segpipe-lab-a1-00000001", "Completed")
+    seed_analysis(aws, {"algo-1": images}, analysis=2, job_name="segpipe-lab-a2-00000002", shards=False)
+    aws.sagemaker.create_processing_job(
+        ProcessingJobName="segpipe-lab-a2-00000002",
+        ProcessingResources={
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.g5.xlarge", "VolumeSizeInGB": 30}
+        },
+        AppSpecification={"ImageUri": "image", "ContainerEntrypoint": ["analyze"]},
+        RoleArn="arn:aws:iam::000000000000:role/segpipe-sagemaker",
+        Tags=[{"Key": "segpipe:stack", "Value": "segpipe-test"}],
+    )
+    processing_event(aws, "segpipe-lab-a2-00000002", "InProgress")
+
+
 M = "/projects/{project}/models/{version}"
+AN = "/projects/{project}/analyses/{analysis}"
 #: (method, route, concrete path, body or raw text, headers, the status the API answers)
 CALLS: list[tuple[str, str, str, Any, dict[str, str], int]] = [
     (
@@ -203,6 +231,22 @@ CALLS: list[tuple[str, str, str, Any, dict[str, str], int]] = [
     ("post", M + "/stop", "/projects/lab/models/2/stop", None, {}, 202),
     ("post", M + "/stop", "/projects/lab/models/1/stop", None, {}, 409),
     ("post", M + "/stop", "/projects/lab/models/1/stop", "{}", {"content-type": "application/xml"}, 415),
+    ("get", "/projects/{project}/analyses", "/projects/lab/analyses", None, {}, 200),
+    ("get", "/projects/{project}/analyses", "/projects/-lab/analyses", None, {}, 422),
+    ("get", AN, "/projects/lab/analyses/1", None, {}, 200),
+    ("get", AN, "/projects/lab/analyses/2", None, {}, 200),
+    ("get", AN, "/projects/lab/analyses/9", None, {}, 404),
+    ("get", AN, "/projects/lab/analyses/0", None, {}, 422),
+    ("get", AN + "/images", "/projects/lab/analyses/1/images", None, {}, 200),
+    ("get", AN + "/images", "/projects/lab/analyses/2/images", None, {}, 409),
+    ("get", AN + "/images", "/projects/lab/analyses/9/images", None, {}, 404),
+    ("get", AN + "/images/{stem}", "/projects/lab/analyses/1/images/sub_0__img-00", None, {}, 200),
+    ("get", AN + "/images/{stem}", "/projects/lab/analyses/1/images/nothing", None, {}, 404),
+    ("get", AN + "/images/{stem}", "/projects/lab/analyses/2/images/sub_0__img-00", None, {}, 409),
+    ("post", AN + "/stop", "/projects/lab/analyses/2/stop", None, {}, 202),
+    ("post", AN + "/stop", "/projects/lab/analyses/1/stop", None, {}, 409),
+    ("post", AN + "/stop", "/projects/lab/analyses/9/stop", None, {}, 404),
+    ("post", AN + "/stop", "/projects/lab/analyses/1/stop", "{}", {"content-type": "text/plain"}, 415),
 ]
 
 
