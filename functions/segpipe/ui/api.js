@@ -233,8 +233,8 @@ export async function getAnalysis(project, analysis, signal) {
 
 /**
  * @typedef {{images: AnalysisImageEntry[], total?: number}} AnalysisImagesPage
- * One answer of the images listing: a bare list, or `{images, total?}` (paged by offset when the
- * total is given).
+ * One answer of the images listing (AnalysedImagesPage: `{project, analysis, total, offset,
+ * images}`); read leniently: a bare list, or `{images}` without a total, is one page.
  */
 
 /**
@@ -281,6 +281,6 @@ export function loadAnalysisImages(project, analysis, signal) {
  * @returns {Promise<AnalysedImage>}
  */
 export async function analysedImage(project, analysis, entry, signal) {
-  const path = entry.url || `${analysisPath(project, analysis)}/images/${encodeURIComponent(entry.stem)}`;
+  const path = entry.objects_url || `${analysisPath(project, analysis)}/images/${encodeURIComponent(entry.stem)}`;
   return /** @type {AnalysedImage} */ (await call(path, { signal }));
 }

@@ -226,17 +226,16 @@
  *   status_history?: {status: AnalysisStatus, at: string, reason?: string | null}[],
  *   summary?: AnalysisSummary | null,
  *   outputs?: Record<string, string>,
- *   masks_url?: string | null,
  *   job_name: string,
  *   details?: {images?: number, megapixels?: number, estimate?: Estimate | null},
  * }} AnalysisView
  */
 
 /**
- * An analysed image as the images listing gives it (the API may add more fields).
+ * An analysed image as the images listing gives it (AnalysedImageEntry: a row of images.csv).
  * @typedef {ViewerEntry & {
  *   width?: number, height?: number, objects?: number, counts?: Record<string, number>,
- *   url?: string, mask_url?: string | null,
+ *   objects_url?: string, mask_url?: string | null,
  * }} AnalysisImageEntry
  */
 
