@@ -239,3 +239,31 @@ def test_completed_analysis_draws_its_outlines_and_links_its_outputs(
     second = page.get_by_test_id("viewer").get_attribute("data-stem")
     assert second != stem
     _expect()(page.get_by_test_id("objects-drawn")).to_have_text(str(len(seeded.images[str(second)].objects)))
+
+
+def test_images_list_counts_and_opens_each_image(page: Any, analyses: AnalysesTarget) -> None:
+    seeded = analyses.completed
+    listing = analyses.api.api(f"{analyses.analysis_path(seeded)}/images")
+
+    # When the completed analysis's page is opened
+    page.goto(analyses.api.page_url(analyses.analysis_path(seeded)))
+    page.wait_for_selector("[data-testid=viewer][data-state=ready]")
+
+    # Then every analysed image is listed, in the API's order, with its counts per class
+    rows = page.get_by_test_id("analysis-image-row")
+    _expect()(rows).to_have_count(listing["total"])
+    assert listing["total"] == seeded.images_total
+    for row, entry in zip(rows.all(), listing["images"], strict=True):
+        assert row.get_attribute("data-stem") == entry["stem"]
+        for name, expected in entry["counts"].items():
+            _expect()(row.locator(f"td[data-class='{name}']")).to_have_text(str(expected))
+            assert expected == seeded.images[entry["stem"]].counts[name]
+
+    # When the last one is picked from the list, the viewer shows it and marks its row
+    last = listing["images"][-1]
+    rows.last.get_by_test_id("open-image").click()
+    _expect()(page.get_by_test_id("image-counter")).to_have_text(f"{listing['total']} / {listing['total']}")
+    page.wait_for_selector(f"[data-testid=viewer][data-stem='{last['stem']}'][data-state=ready]")
+    _expect()(page.get_by_test_id("objects-drawn")).to_have_text(str(last["objects"]))
+    _expect()(rows.last).to_have_class("current")
+    _expect()(page.get_by_test_id("mask-link")).to_contain_text(f"{last['stem']}.tif")

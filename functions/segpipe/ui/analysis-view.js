@@ -35,6 +35,8 @@ export class AnalysisPage {
     this.masks = new Map();
     /** @type {HTMLElement | null} the shown image's links (its mask) */
     this.imageLinks = null;
+    /** @type {HTMLElement} every analysed image, with its counts */
+    this.imageList = h("div");
     this.header = h("div", { class: "version-head" }, stateNote("Loading the analysis…", "loading"));
     this.status = h("div", { class: "status-area", "data-testid": "analysis-status-area" });
     this.facts = h("div", { class: "details-area" });
@@ -166,7 +168,7 @@ export class AnalysisPage {
           h("th", { scope: "col", class: "num", text: "Threshold" }),
           h("th", { scope: "col", class: "num", text: "Objects" }),
           h("th", { scope: "col", class: "num", text: "Area" }),
-          withUm ? h("th", { scope: "col", class: "num", text: "Area (µm²)" }) : null,
+          withUm ? h("th", { scope: "col", class: "num" }, "Area ", h("span", { class: "unit", text: "(µm²)" })) : null,
           h("th", { scope: "col", class: "num", text: "Mean area" }),
         )),
         h("tbody", {}, rows.map((row) => h("tr", { "data-testid": "summary-row", "data-class": row.name },
@@ -205,6 +207,7 @@ export class AnalysisPage {
     this.enabled = new Set(classes);
     /** @type {{total: number, images: AnalysisImageEntry[]} | null} */
     let list = null;
+    /** @type {Map<string, HTMLSpanElement>} */
     const counts = new Map();
     this.viewer = new Viewer({
       signal,
@@ -212,6 +215,7 @@ export class AnalysisPage {
       filter: this.filter(),
       loadList: async () => {
         list = await loadAnalysisImages(this.project, this.analysis, signal);
+        replace(this.imageList, imageTable(list.images, classes, (index) => this.viewer && this.viewer.show(index)));
         return list;
       },
       loadObjects: async (entry) => {
@@ -231,7 +235,31 @@ export class AnalysisPage {
         for (const [name, counter] of counts) counter.textContent = perClass ? count(perClass.get(name) || 0) : "–";
       },
     });
-    const toggles = h("div", { class: "class-list" }, classes.map((name) => {
+    const toggles = this.classToggles(classes, counts);
+    this.imageLinks = h("p", { class: "small", "data-testid": "image-links" });
+    this.imageList = h("div", { class: "image-list" }, stateNote("Loading the images…", "loading"));
+    replace(this.imagesArea,
+      h("section", { class: "panel", "aria-labelledby": "analysis-images-title", "data-testid": "analysis-images" },
+        h("h2", { id: "analysis-images-title", text: "Analysed images" }),
+        h("div", { class: "review-grid" }, this.viewer.element,
+          h("div", { class: "controls" },
+            h("fieldset", {}, h("legend", { text: "Classes" }), toggles),
+            h("p", { class: "muted small", text: "Only kept objects are drawn: those at or above their class's threshold." }),
+            this.imageLinks)),
+        h("h3", { class: "sub-head", text: "Images" }),
+        this.imageList,
+      ),
+    );
+    this.viewer.showSplit(LIST);
+  }
+
+  /**
+   * A checkbox per class (drawn or not) with the count drawn on the shown image.
+   * @param {readonly string[]} classes @param {Map<string, HTMLSpanElement>} counts filled here
+   * @returns {HTMLDivElement}
+   */
+  classToggles(classes, counts) {
+    return h("div", { class: "class-list" }, classes.map((name) => {
       const counter = h("span", { class: "muted small class-count", "data-testid": "class-count", "data-class": name, title: "Objects of this class drawn on this image" });
       counts.set(name, counter);
       return h("label", { class: "check class-toggle" },
@@ -245,18 +273,6 @@ export class AnalysisPage {
         }),
         swatch(colourOf(classes, name)), ` ${name} `, counter);
     }));
-    this.imageLinks = h("p", { class: "small", "data-testid": "image-links" });
-    replace(this.imagesArea,
-      h("section", { class: "panel", "aria-labelledby": "analysis-images-title", "data-testid": "analysis-images" },
-        h("h2", { id: "analysis-images-title", text: "Analysed images" }),
-        h("div", { class: "review-grid" }, this.viewer.element,
-          h("div", { class: "controls" },
-            h("fieldset", {}, h("legend", { text: "Classes" }), toggles),
-            h("p", { class: "muted small", text: "Only kept objects are drawn: those at or above their class's threshold." }),
-            this.imageLinks)),
-      ),
-    );
-    this.viewer.showSplit(LIST);
   }
 
   /** @returns {import("./objects.js").DrawFilter} */
@@ -269,10 +285,47 @@ export class AnalysisPage {
     const shown = this.viewer && this.viewer.current;
     if (!this.imageLinks) return;
     if (!shown) { replace(this.imageLinks); return; }
-    const url = this.masks.get(shown.entry.stem);
+    for (const row of this.imageList.querySelectorAll("tr[data-stem]")) {
+      row.classList.toggle("current", /** @type {HTMLElement} */ (row).dataset.stem === shown.entry.stem);
+    }
+    const url = this.masks.get(shown.entry.stem) || /** @type {AnalysisImageEntry} */ (shown.entry).mask_url;
     replace(this.imageLinks, isSafeUrl(url)
       ? h("a", { href: url, "data-testid": "mask-link", download: `${shown.entry.stem}.tif`, rel: "noopener", text: `Mask of this image (${shown.entry.stem}.tif)` })
       : h("span", { class: "muted", text: `Mask: masks/${shown.entry.stem}.tif in the analysis's folder.` }));
     document.body.dataset.analysisRendered = "done";
   }
+}
+
+/** Rows of the images table drawn at most; the viewer steps through all of them. */
+export const IMAGE_ROWS = 500;
+
+/**
+ * The analysed images with their counts per class; a click shows one in the viewer.
+ * @param {readonly AnalysisImageEntry[]} images
+ * @param {readonly string[]} classes
+ * @param {(index: number) => void} open
+ * @returns {HTMLElement}
+ */
+function imageTable(images, classes, open) {
+  if (!images.length) return stateNote("No images were analysed.", "no-image-rows", "empty");
+  const shown = images.slice(0, IMAGE_ROWS);
+  return h("div", { class: "table-scroll" },
+    h("table", { class: "grid images", "data-testid": "analysis-image-table" },
+      h("thead", {}, h("tr", {},
+        h("th", { scope: "col", text: "Image" }),
+        h("th", { scope: "col", class: "num", text: "Objects" }),
+        classes.map((name) => h("th", { scope: "col", class: "num" }, swatch(colourOf(classes, name)), " ", name)),
+        h("th", { scope: "col", class: "num", text: "Size" }),
+      )),
+      h("tbody", {}, shown.map((entry, index) => h("tr", { "data-testid": "analysis-image-row", "data-stem": entry.stem },
+        h("td", {}, h("button", { type: "button", class: "link", "data-testid": "open-image", onclick: () => open(index), text: entry.file_name })),
+        h("td", { class: "num", text: count(entry.objects) }),
+        classes.map((name) => h("td", { class: "num", "data-class": name, text: count((entry.counts || {})[name] ?? 0) })),
+        h("td", { class: "num muted", text: entry.width && entry.height ? `${entry.width} × ${entry.height}` : "–" }),
+      ))),
+    ),
+    images.length > shown.length
+      ? h("p", { class: "muted small", text: `The first ${count(shown.length)} of ${count(images.length)} images are listed; step through the rest in the viewer.` })
+      : null,
+  );
 }
