@@ -149,12 +149,14 @@ def test_analyses_view_lists_both_analyses_with_progress(
 def test_progress_refreshes_while_running(
     page: Any, analyses: AnalysesTarget, local_stack: LocalConfig
 ) -> None:
-    # Given the running analysis's page
-    page.goto(analyses.api.page_url(analyses.analysis_path(analyses.running)))
-    progress = page.get_by_test_id("analysis-progress")
-    _expect()(progress).to_have_text(
-        f"{analyses.running.images_done} of {analyses.running.images_total} images"
+    # Given the page of a running analysis (its own: the other tests see the seeded progress)
+    running = seed_running_analysis(
+        config=local_stack,
+        spec=AnalysisSpec(project=PROJECT, version=analyses.version, name="Plate 9", images_folder="plate-9"),
     )
+    page.goto(analyses.api.page_url(analyses.analysis_path(running)))
+    progress = page.get_by_test_id("analysis-progress")
+    _expect()(progress).to_have_text(f"{running.images_done} of {running.images_total} images")
     _expect()(page.get_by_test_id("no-images")).to_be_visible()
 
     # When a host uploads new progress
@@ -162,15 +164,16 @@ def test_progress_refreshes_while_running(
     from segpipe.models.analysis import AnalysisProgress
     from segpipe_local.aws import client
 
-    key = f"{keys.analysis_progress_prefix(PROJECT, analyses.running.analysis)}algo-1.json"
+    key = f"{keys.analysis_progress_prefix(PROJECT, running.analysis)}algo-1.json"
     body = AnalysisProgress(host="algo-1", images_done=20, images_total=20)
     client("s3", local_stack).put_object(
         Bucket=local_stack.bucket, Key=key, Body=body.model_dump_json().encode()
     )
 
     # Then the page shows it without a reload (it polls while running)
-    expected = 20 + analyses.running.images_done - 7
-    _expect()(progress).to_have_text(f"{expected} of {analyses.running.images_total} images", timeout=12_000)
+    expected = 20 + running.images_done - 7
+    _expect()(progress).to_have_text(f"{expected} of {running.images_total} images", timeout=12_000)
+    assert analyses.api.api(analyses.analysis_path(running))["images_done"] == expected
 
 
 # --- a completed analysis ----------------------------------------------------------------------
@@ -267,3 +270,13 @@ def test_images_list_counts_and_opens_each_image(page: Any, analyses: AnalysesTa
     _expect()(page.get_by_test_id("objects-drawn")).to_have_text(str(last["objects"]))
     _expect()(rows.last).to_have_class("current")
     _expect()(page.get_by_test_id("mask-link")).to_contain_text(f"{last['stem']}.tif")
+
+
+def test_an_unknown_analysis_says_so(page: Any, analyses: AnalysesTarget) -> None:
+    # When the page of an analysis the project does not have is opened
+    page.goto(analyses.api.page_url(f"/projects/{PROJECT}/analyses/999999"))
+
+    # Then it says so, with the API's error code, and links back to the project
+    _expect()(page.get_by_test_id("error")).to_contain_text("No such analysis.")
+    _expect()(page.locator("[data-testid=error] .error-code")).to_have_text("analysis_not_found")
+    _expect()(page.get_by_test_id("back")).to_have_attribute("href", f"#/projects/{PROJECT}")
