@@ -29,6 +29,8 @@ ROUTES = {
     ("post", "/projects/{project}/models/{version}/activate"),
     ("post", "/projects/{project}/models/{version}/deactivate"),
     ("post", "/projects/{project}/models/{version}/stop"),
+    ("post", "/projects/{project}/analyses"),
+    ("post", "/projects/{project}/analyses/preview"),
     ("get", "/projects/{project}/analyses"),
     ("get", "/projects/{project}/analyses/{analysis}"),
     ("get", "/projects/{project}/analyses/{analysis}/images"),
@@ -117,6 +119,7 @@ def _seed_analyses(aws: Aws) -> None:
 
 M = "/projects/{project}/models/{version}"
 AN = "/projects/{project}/analyses/{analysis}"
+NO_IMAGES = {"name": "x", "images": "nowhere", "version": 1}
 #: (method, route, concrete path, body or raw text, headers, the status the API answers)
 CALLS: list[tuple[str, str, str, Any, dict[str, str], int]] = [
     (
@@ -231,6 +234,10 @@ CALLS: list[tuple[str, str, str, Any, dict[str, str], int]] = [
     ("post", M + "/stop", "/projects/lab/models/2/stop", None, {}, 202),
     ("post", M + "/stop", "/projects/lab/models/1/stop", None, {}, 409),
     ("post", M + "/stop", "/projects/lab/models/1/stop", "{}", {"content-type": "application/xml"}, 415),
+    ("post", "/projects/{project}/analyses/preview", "/projects/lab/analyses/preview", NO_IMAGES, {}, 200),
+    ("post", "/projects/{project}/analyses", "/projects/lab/analyses", NO_IMAGES, {}, 422),
+    ("post", "/projects/{project}/analyses", "/projects/lab/analyses", {"name": "x"}, {}, 422),
+    ("post", "/projects/{project}/analyses", "/projects/lab/analyses", "{", {}, 400),
     ("get", "/projects/{project}/analyses", "/projects/lab/analyses", None, {}, 200),
     ("get", "/projects/{project}/analyses", "/projects/-lab/analyses", None, {}, 422),
     ("get", AN, "/projects/lab/analyses/1", None, {}, 200),

@@ -14,7 +14,7 @@ from segpipe.models import keys
 from segpipe.models.analysis import AnalysisStatus
 from segpipe.models.processing import ProcessingJobDescription
 from tests.helpers.analysis import analysis_item, config, put_progress, put_shards, sample_images
-from tests.unit.analysis_fakes import MemoryAnalyses, MemoryProcessingJobs
+from tests.unit.analysis_fakes import DescribedJobs, MemoryAnalyses
 from tests.unit.fakes import MemoryArtifacts
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
@@ -26,7 +26,7 @@ def _deps() -> AnalysesDeps:
     cfg = config(images=len(IMAGES))
     analyses.create_analysis(analysis_item(cfg, job_name="job-1"))
     return AnalysesDeps(
-        analyses=analyses, artifacts=MemoryArtifacts(), jobs=MemoryProcessingJobs(), clock=lambda: NOW
+        analyses=analyses, artifacts=MemoryArtifacts(), jobs=DescribedJobs(), clock=lambda: NOW
     )
 
 
@@ -93,7 +93,7 @@ def test_results_of_an_analysis_that_has_not_completed_are_refused() -> None:
 
 def test_stop_asks_the_job_and_marks_the_request_but_not_an_ended_analysis() -> None:
     deps = _deps()
-    assert isinstance(deps.jobs, MemoryProcessingJobs)
+    assert isinstance(deps.jobs, DescribedJobs)
     deps.jobs.descriptions["job-1"] = ProcessingJobDescription(
         ProcessingJobName="job-1", ProcessingJobStatus="InProgress"
     )
