@@ -21,6 +21,7 @@ from tests.helpers.seed_analysis import (
     AnalysisSpec,
     SeededAnalysis,
     seed_completed_analysis,
+    seed_failed_analysis,
     seed_running_analysis,
 )
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 PROJECT = "analyses-lab"
+REASON = "The image plate-6/b.tif could not be read: it is not a TIFF file (truncated at byte 4096)."
 #: The page's class colours (functions/segpipe/ui/colours.js), in the version's class order.
 CLASS_RGB = {"nucleus": (0xFF, 0xB0, 0x00), "cell": (0x4C, 0xC9, 0xF0)}
 
@@ -42,6 +44,7 @@ class AnalysesTarget:
     version: int
     running: SeededAnalysis
     completed: SeededAnalysis
+    failed: SeededAnalysis
 
     def analysis_path(self, seeded: SeededAnalysis) -> str:
         return f"/projects/{PROJECT}/analyses/{seeded.analysis}"
@@ -61,8 +64,13 @@ def analyses(local_stack: LocalConfig) -> AnalysesTarget:
             project=PROJECT, version=version, name="Plate 8, still running", images_folder="plate-8"
         ),
     )
+    failed = seed_failed_analysis(
+        config=local_stack,
+        spec=AnalysisSpec(project=PROJECT, version=version, name="Plate 6", images_folder="plate-6"),
+        reason=REASON,
+    )
     target = ReviewTarget(api_url=local_stack.api_url, project=PROJECT, version=version)
-    return AnalysesTarget(api=target, version=version, running=running, completed=completed)
+    return AnalysesTarget(api=target, version=version, running=running, completed=completed, failed=failed)
 
 
 def _expect() -> Any:
@@ -280,3 +288,18 @@ def test_an_unknown_analysis_says_so(page: Any, analyses: AnalysesTarget) -> Non
     _expect()(page.get_by_test_id("error")).to_contain_text("No such analysis.")
     _expect()(page.locator("[data-testid=error] .error-code")).to_have_text("analysis_not_found")
     _expect()(page.get_by_test_id("back")).to_have_attribute("href", f"#/projects/{PROJECT}")
+
+
+def test_a_failed_analysis_shows_its_reason(page: Any, analyses: AnalysesTarget) -> None:
+    # Given a failed analysis in the table
+    page.goto(analyses.api.page_url(f"/projects/{PROJECT}"))
+    row = row_of(page, analyses.failed)
+    _expect()(row.get_by_test_id("status")).to_have_text("failed")
+    assert analyses.api.api(analyses.analysis_path(analyses.failed))["failure_reason"] == REASON
+
+    # When it is opened, its page says why it failed, has no images and links no outputs
+    row.get_by_test_id("analysis-link").click()
+    _expect()(page.get_by_test_id("failure-reason")).to_have_text(REASON)
+    _expect()(page.get_by_test_id("no-images")).to_contain_text("did not complete")
+    _expect()(page.get_by_test_id("output-link")).to_have_count(0)
+    _expect()(page.get_by_test_id("no-outputs")).to_have_text("This analysis failed: it has no outputs.")

@@ -6,6 +6,7 @@ writes it, then as the job-state handler leaves it), and its files go to the dat
 
 - a running analysis: the item (status `running`) and `progress/{host}.json` of each host, as the
   container uploads them continuously;
+- a failed analysis: the item (status `failed`, with its reason);
 - a completed analysis: the item (status `completed`, with its merged summary), for each image
   `images/{stem}.json` (AnalysedImage), `images/{stem}.png` (the preview) and `masks/{stem}.tif`
   (the instance label image), and the merged `coco.json`, `objects.csv`, `images.csv` and
@@ -99,15 +100,16 @@ def _item(
     images_total: int,
     created: datetime,
     summary: AnalysisSummary | None = None,
+    reason: str | None = None,
 ) -> Analysis:
     thresholds = dict(zip(spec.classes, spec.thresholds, strict=True))
     history = [AnalysisStatusChange(status=AnalysisStatus.QUEUED, at=created)]
     started = created + timedelta(seconds=40)
     history.append(AnalysisStatusChange(status=AnalysisStatus.RUNNING, at=started))
     ended = None
-    if status is AnalysisStatus.COMPLETED:
+    if status.terminal:
         ended = started + timedelta(minutes=3)
-        history.append(AnalysisStatusChange(status=AnalysisStatus.COMPLETED, at=ended))
+        history.append(AnalysisStatusChange(status=status, at=ended, reason=reason))
     return Analysis(
         project=spec.project,
         analysis=number,
@@ -134,6 +136,7 @@ def _item(
         status=status,
         status_history=history,
         job_name=_job_name(spec.project, number),
+        failure_reason=reason if status is AnalysisStatus.FAILED else None,
         summary=summary,
         created_at=created,
         updated_at=ended or started,
@@ -176,6 +179,25 @@ def seed_running_analysis(
         status="running",
         images_total=total,
         images_done=sum(done for done, _ in progress),
+    )
+
+
+def seed_failed_analysis(*, config: LocalConfig, spec: AnalysisSpec, reason: str) -> SeededAnalysis:
+    """An analysis that failed with `reason` (as the job-state handler records a Failed event)."""
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    number = _claim(config, spec.project, now)
+    item = _item(
+        spec=spec,
+        number=number,
+        status=AnalysisStatus.FAILED,
+        images_total=spec.images,
+        created=now,
+        reason=reason,
+    )
+    if not _registry(config).create_analysis(item):
+        raise RuntimeError(f"analysis {number} of {spec.project} exists already")
+    return SeededAnalysis(
+        project=spec.project, analysis=number, status="failed", images_total=spec.images, images_done=0
     )
 
 

@@ -187,10 +187,10 @@ export class AnalysisPage {
   outputsList(view) {
     const links = outputLinks(view.outputs);
     if (!links.length) {
-      return stateNote(view.status === "completed"
-        ? "No output links were given."
-        : "coco.json, objects.csv, images.csv, summary.json and the masks appear here when the analysis completes.",
-      "no-outputs", "empty");
+      let text = "coco.json, objects.csv, images.csv, summary.json and the masks appear here when the analysis completes.";
+      if (view.status === "completed") text = "No output links were given.";
+      else if (!isBusy(view.status)) text = `This analysis ${view.status === "failed" ? "failed" : "was stopped"}: it has no outputs.`;
+      return stateNote(text, "no-outputs", "empty");
     }
     return h("ul", { class: "outputs", "data-testid": "analysis-outputs" },
       links.map((link) => h("li", {},
