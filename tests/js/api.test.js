@@ -2,7 +2,10 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-import { ApiError, apiBase, collectImages, errorFromAnswer, isAbort, messageOf, versionPath } from "../../functions/segpipe/ui/api.js";
+import {
+  ApiError, analysisPath, apiBase, asImagesPage, collectAnalysisImages, collectImages, errorFromAnswer, isAbort, messageOf,
+  versionPath,
+} from "../../functions/segpipe/ui/api.js";
 
 describe("apiBase", () => {
   it("is the path above /ui/, whatever the stage prefix", () => {
@@ -76,6 +79,44 @@ describe("collectImages", () => {
       return { total: 10, offset, images: offset === 0 ? [image(0)] : [] };
     });
     assert.equal(calls, 2);
+    assert.equal(list.total, 1);
+  });
+});
+
+describe("analysis images", () => {
+  /** @param {string} stem */
+  const entry = (stem) => ({ file_name: `${stem}.png`, stem });
+
+  it("builds the analysis path with encoded parts", () => {
+    assert.equal(analysisPath("lab", 3), "/projects/lab/analyses/3");
+    assert.equal(analysisPath("a b", "x/y"), "/projects/a%20b/analyses/x%2Fy");
+  });
+
+  it("reads a bare list or an {images, total} page", () => {
+    assert.deepEqual(asImagesPage([entry("a")]), { images: [entry("a")] });
+    assert.deepEqual(asImagesPage({ images: [entry("a")], total: 3, offset: 0 }), { images: [entry("a")], total: 3 });
+    assert.deepEqual(asImagesPage({ images: [entry("a")] }), { images: [entry("a")] });
+    assert.deepEqual(asImagesPage(null), { images: [] });
+  });
+
+  it("pages on while the total says there are more, and stops on an empty page", async () => {
+    /** @type {number[]} */
+    const offsets = [];
+    const all = ["a", "b", "c"].map(entry);
+    const paged = await collectAnalysisImages(async (offset) => {
+      offsets.push(offset);
+      return { images: all.slice(offset, offset + 2), total: 3 };
+    });
+    assert.deepEqual(offsets, [0, 2]);
+    assert.deepEqual(paged, { total: 3, images: all });
+    const short = await collectAnalysisImages(async () => ({ images: [], total: 9 }));
+    assert.deepEqual(short, { total: 0, images: [] });
+  });
+
+  it("asks once when the listing gives no total", async () => {
+    let calls = 0;
+    const list = await collectAnalysisImages(async () => { calls += 1; return { images: [entry("a")] }; });
+    assert.equal(calls, 1);
     assert.equal(list.total, 1);
   });
 });

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-import { isProjectName, parseRoute, projectHash, versionHash } from "../../functions/segpipe/ui/router.js";
+import { ANALYSIS_PATTERN, analysisHash, isProjectName, parseRoute, projectHash, versionHash } from "../../functions/segpipe/ui/router.js";
 
 describe("parseRoute", () => {
   it("reads home, a project's table and a version", () => {
@@ -23,7 +23,21 @@ describe("parseRoute", () => {
     assert.deepEqual(parseRoute("#/projects/%E0%A4%A"), { name: "unknown" });
   });
 
+  it("reads an analysis", () => {
+    assert.deepEqual(parseRoute("#/projects/lab/analyses/3"), { name: "analysis", project: "lab", analysis: "3" });
+    assert.deepEqual(parseRoute("#/projects/lab/analyses/3/"), { name: "analysis", project: "lab", analysis: "3" });
+    assert.deepEqual(parseRoute("#/projects/lab/analyses"), { name: "unknown" });
+    assert.deepEqual(parseRoute("#/projects/lab/analyses/3/images"), { name: "unknown" });
+  });
+
+  it("takes analysis numbers from 1 to 999999 only", () => {
+    assert.equal(ANALYSIS_PATTERN.test("1"), true);
+    assert.equal(ANALYSIS_PATTERN.test("999999"), true);
+    for (const bad of ["0", "01", "1000000", "x", "-1", ""]) assert.equal(ANALYSIS_PATTERN.test(bad), false, bad);
+  });
+
   it("round-trips the hashes it builds", () => {
+    assert.deepEqual(parseRoute(analysisHash("lab", 12)), { name: "analysis", project: "lab", analysis: "12" });
     assert.deepEqual(parseRoute(projectHash("lab_1")), { name: "models", project: "lab_1" });
     assert.deepEqual(parseRoute(versionHash("lab", 7)), { name: "version", project: "lab", version: "7" });
   });

@@ -1,8 +1,8 @@
 // @ts-check
 // The segpipe HTTP API as the page calls it: one function per call, typed answers, typed errors.
 /**
- * @import { ImageList, ImagePredictions, MetricsView, ModelTable, ModelVersion, PredictionsPage, Split }
- *   from "./types.js"
+ * @import { AnalysedImage, AnalysisImageEntry, AnalysisRow, AnalysisView, ImageList, ImagePredictions,
+ *   MetricsView, ModelTable, ModelVersion, PredictionsPage, Split } from "./types.js"
  */
 
 /** Images asked for per page of the predictions listing. */
@@ -204,4 +204,83 @@ export async function collectImages(split, getPage) {
 export function loadImageList(project, version, split, signal) {
   return collectImages(split, (offset) =>
     predictionsPage(project, version, split, { offset, limit: PAGE_LIMIT, signal }));
+}
+
+// ---- analyses
+
+/** @param {string} project @param {number | string} analysis @returns {string} */
+export function analysisPath(project, analysis) {
+  return `${projectPath(project)}/analyses/${encodeURIComponent(analysis)}`;
+}
+
+/**
+ * The analyses of a project (the table), newest first as the API gives them.
+ * @param {string} project @param {AbortSignal} [signal]
+ * @returns {Promise<AnalysisRow[]>}
+ */
+export async function listAnalyses(project, signal) {
+  const body = /** @type {{analyses?: AnalysisRow[]} | AnalysisRow[]} */ (await call(`${projectPath(project)}/analyses`, { signal }));
+  return Array.isArray(body) ? body : body.analyses || [];
+}
+
+/**
+ * @param {string} project @param {number | string} analysis @param {AbortSignal} [signal]
+ * @returns {Promise<AnalysisView>}
+ */
+export async function getAnalysis(project, analysis, signal) {
+  return /** @type {AnalysisView} */ (await call(analysisPath(project, analysis), { signal }));
+}
+
+/**
+ * @typedef {{images: AnalysisImageEntry[], total?: number}} AnalysisImagesPage
+ * One answer of the images listing (AnalysedImagesPage: `{project, analysis, total, offset,
+ * images}`); read leniently: a bare list, or `{images}` without a total, is one page.
+ */
+
+/**
+ * The listing's answer as a page, whichever of its shapes it has.
+ * @param {unknown} body
+ * @returns {AnalysisImagesPage}
+ */
+export function asImagesPage(body) {
+  if (Array.isArray(body)) return { images: /** @type {AnalysisImageEntry[]} */ (body) };
+  const page = /** @type {{images?: AnalysisImageEntry[], total?: number}} */ (body || {});
+  return typeof page.total === "number" ? { images: page.images || [], total: page.total } : { images: page.images || [] };
+}
+
+/**
+ * Every analysed image: page after page while the listing says there are more.
+ * @param {(offset: number) => Promise<AnalysisImagesPage>} getPage
+ * @returns {Promise<{total: number, images: AnalysisImageEntry[]}>}
+ */
+export async function collectAnalysisImages(getPage) {
+  /** @type {AnalysisImageEntry[]} */
+  const images = [];
+  for (;;) {
+    const page = await getPage(images.length);
+    images.push(...page.images);
+    if (page.total === undefined || images.length >= page.total || !page.images.length) break;
+  }
+  return { total: images.length, images };
+}
+
+/**
+ * @param {string} project @param {number | string} analysis @param {AbortSignal} [signal]
+ * @returns {Promise<{total: number, images: AnalysisImageEntry[]}>}
+ */
+export function loadAnalysisImages(project, analysis, signal) {
+  const path = `${analysisPath(project, analysis)}/images`;
+  return collectAnalysisImages(async (offset) =>
+    asImagesPage(await call(`${path}?offset=${offset}&limit=${PAGE_LIMIT}`, { signal })));
+}
+
+/**
+ * One analysed image's kept objects, with its preview URL.
+ * @param {string} project @param {number | string} analysis @param {AnalysisImageEntry} entry
+ * @param {AbortSignal} [signal]
+ * @returns {Promise<AnalysedImage>}
+ */
+export async function analysedImage(project, analysis, entry, signal) {
+  const path = entry.objects_url || `${analysisPath(project, analysis)}/images/${encodeURIComponent(entry.stem)}`;
+  return /** @type {AnalysedImage} */ (await call(path, { signal }));
 }

@@ -1,10 +1,13 @@
 // @ts-check
-// segpipe model review page: the model table and one version's details, predictions and statistics.
+// segpipe model review page: the model table and one version's details, predictions and statistics;
+// the analyses table and one analysis's summary, outputs and outlined images.
 // Plain ES modules, no framework, no build step. Served by the API under a strict CSP: no inline
 // scripts or style attributes (element.style set from script is fine), no external resources.
 // This entry module wires the project form and the router to the views; the others do no work
 // when imported.
 
+import { AnalysesTableView } from "./analyses-table.js";
+import { AnalysisPage } from "./analysis-view.js";
 import { h, replace } from "./dom.js";
 import { ModelTableView } from "./model-table.js";
 import { isProjectName, parseRoute, projectHash } from "./router.js";
@@ -37,7 +40,11 @@ function route() {
   }
   if (target.name === "models") {
     rememberProject(target.project);
-    currentView = new ModelTableView(root, target.project);
+    const views = [new ModelTableView(root, target.project), new AnalysesTableView(root, target.project)];
+    currentView = { destroy: () => views.forEach((view) => view.destroy()) };
+  } else if (target.name === "analysis") {
+    rememberProject(target.project);
+    currentView = new AnalysisPage(root, target.project, target.analysis);
   } else if (target.name === "version") {
     rememberProject(target.project);
     currentView = new VersionView(root, target.project, target.version);

@@ -2,11 +2,11 @@
 // The review of a completed version: the viewer, the controls (split, threshold, classes,
 // outlines) and the statistics. The review holds the one state of the page section; its children
 // are given values and callbacks, never the review itself.
-/** @import { ImageList, MetricsView, ModelVersion, Split } from "./types.js" */
+/** @import { ImageList, MetricsView, ModelVersion, PredictionImage, Split } from "./types.js" */
 /** @import { DrawFilter } from "./objects.js" */
 /** @import { SaveState } from "./save-state.js" */
 
-import { isAbort, loadImageList, messageOf, predictionsPage, putThreshold } from "./api.js";
+import { imagePredictions, isAbort, loadImageList, messageOf, predictionsPage, putThreshold } from "./api.js";
 import { classColour } from "./colours.js";
 import { h, inputOf, replace, swatch } from "./dom.js";
 import { count, missing, threshold as formatThreshold } from "./format.js";
@@ -57,6 +57,11 @@ export function startThreshold(model) {
   return snap(model.analysis_threshold ?? model.suggested_threshold ?? 0.5);
 }
 
+/** @param {string} split @returns {string} what the viewer says for a split without images */
+export function emptySplitText(split) {
+  return split === "test" ? "This version has no test images." : "No training images were evaluated.";
+}
+
 export class Review {
   /** @param {ReviewOptions} options */
   constructor({ area, project, model, metrics, test, signal, onSaved }) {
@@ -82,12 +87,12 @@ export class Review {
     this.rendered = { image: false, stats: false, marked: false };
     delete document.body.dataset.firstRender;
     this.viewer = new Viewer({
-      signal,
-      classes: this.classes,
-      filter: this.filter(),
-      loadList: (split) => this.list(split),
+      signal, classes: this.classes, filter: this.filter(),
+      loadList: (split) => this.list(/** @type {Split} */ (split)),
+      loadObjects: (entry) => imagePredictions(/** @type {PredictionImage} */ (entry).predictions_url, signal),
       fetchEntry: async (split, index) =>
-        (await predictionsPage(project, model.version, split, { offset: index, limit: 1, signal })).images[0],
+        (await predictionsPage(project, model.version, /** @type {Split} */ (split), { offset: index, limit: 1, signal })).images[0],
+      emptyText: emptySplitText,
       onRendered: () => this.markRendered("image"),
       onCounts: (perClass) => this.updateClassCounts(perClass),
     });

@@ -1,15 +1,18 @@
 // @ts-check
 // The page's addresses: #/ (home), #/projects/{project} (the model table),
-// #/projects/{project}/models/{version} (one version).
+// #/projects/{project}/models/{version} (one version), #/projects/{project}/analyses/{analysis}
+// (one analysis).
 
-import { projectPath, versionPath } from "./api.js";
+import { analysisPath, projectPath, versionPath } from "./api.js";
 
 export const PROJECT_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
 export const VERSION_PATTERN = /^\d{1,6}$/;
+export const ANALYSIS_PATTERN = /^[1-9]\d{0,5}$/;
 
 /**
  * @typedef {{name: "home"} | {name: "models", project: string}
- *   | {name: "version", project: string, version: string} | {name: "unknown"}} Route
+ *   | {name: "version", project: string, version: string}
+ *   | {name: "analysis", project: string, analysis: string} | {name: "unknown"}} Route
  */
 
 /**
@@ -22,6 +25,8 @@ export function parseRoute(hash) {
   try {
     let match = path.match(/^\/projects\/([^/]+)\/models\/([^/]+)$/);
     if (match) return { name: "version", project: decodeURIComponent(match[1]), version: decodeURIComponent(match[2]) };
+    match = path.match(/^\/projects\/([^/]+)\/analyses\/([^/]+)$/);
+    if (match) return { name: "analysis", project: decodeURIComponent(match[1]), analysis: decodeURIComponent(match[2]) };
     match = path.match(/^\/projects\/([^/]+)$/);
     if (match) return { name: "models", project: decodeURIComponent(match[1]) };
   } catch {
@@ -44,4 +49,9 @@ export function projectHash(project) {
 /** @param {string} project @param {number | string} version @returns {string} */
 export function versionHash(project, version) {
   return `#${versionPath(project, version)}`;
+}
+
+/** @param {string} project @param {number | string} analysis @returns {string} */
+export function analysisHash(project, analysis) {
+  return `#${analysisPath(project, analysis)}`;
 }

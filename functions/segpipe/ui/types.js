@@ -167,4 +167,84 @@
 /** @typedef {{category: string, score: number, segmentation?: number[][], bbox: number[]}} PredictedObject */
 /** @typedef {{width: number, height: number, objects: PredictedObject[]}} ImagePredictions */
 
+/**
+ * What the viewer needs of a listed image; the version's and the analysis's listings both have it.
+ * @typedef {object} ViewerEntry
+ * @property {string} file_name
+ * @property {string} stem
+ * @property {string | null} [preview_url] when the listing gives it (else the objects' answer does)
+ * @property {boolean} [renewed] the page's own mark: its preview URL was asked for again
+ */
+/** @typedef {{total: number, images: ViewerEntry[]}} ViewerList */
+
+// ---- analyses (functions/segpipe/models/analysis.py)
+
+/** @typedef {"queued" | "running" | "completed" | "failed" | "stopped"} AnalysisStatus */
+
+/**
+ * A row of the analyses table (AnalysisRow).
+ * @typedef {object} AnalysisRow
+ * @property {string} project
+ * @property {number} analysis
+ * @property {string} name
+ * @property {string} images_folder
+ * @property {number} version
+ * @property {AnalysisStatus} status
+ * @property {number} images images in the folder
+ * @property {number | null} [images_done] while running: images analysed so far (all hosts)
+ * @property {Record<string, number>} [objects] kept objects per class, once done
+ * @property {Record<string, number>} thresholds the per-class thresholds used (frozen)
+ * @property {string} created_at
+ * @property {string | null} [ended_at]
+ */
+
+/** @typedef {{objects: number, area: number, area_um2?: number | null}} ClassTotals */
+
+/**
+ * The merged `summary.json` of a completed analysis (AnalysisSummary).
+ * @typedef {object} AnalysisSummary
+ * @property {number} version
+ * @property {string[]} classes
+ * @property {Record<string, number>} thresholds
+ * @property {number | null} [pixel_size]
+ * @property {number} images
+ * @property {number} [megapixels]
+ * @property {number} objects
+ * @property {Record<string, ClassTotals>} [per_class]
+ * @property {string[]} [hosts]
+ * @property {number} [seconds]
+ */
+
+/**
+ * One analysis (AnalysisView): the row plus what was run, its summary and its outputs.
+ * @typedef {AnalysisRow & {
+ *   model_type: ModelType,
+ *   classes: string[],
+ *   pixel_size?: number | null,
+ *   warnings?: Issue[],
+ *   failure_reason?: string | null,
+ *   status_history?: {status: AnalysisStatus, at: string, reason?: string | null}[],
+ *   summary?: AnalysisSummary | null,
+ *   outputs?: Record<string, string>,
+ *   job_name: string,
+ *   details?: {images?: number, megapixels?: number, estimate?: Estimate | null},
+ * }} AnalysisView
+ */
+
+/**
+ * An analysed image as the images listing gives it (AnalysedImageEntry: a row of images.csv).
+ * @typedef {ViewerEntry & {
+ *   width?: number, height?: number, objects?: number, counts?: Record<string, number>,
+ *   objects_url?: string, mask_url?: string | null,
+ * }} AnalysisImageEntry
+ */
+
+/**
+ * `GET .../analyses/{n}/images/{stem}`: the kept objects of one image (AnalysedImage) and URLs.
+ * @typedef {ImagePredictions & {
+ *   file_name: string, stem: string, channels?: number, counts?: Record<string, number>,
+ *   preview_url?: string | null, mask_url?: string | null,
+ * }} AnalysedImage
+ */
+
 export {};

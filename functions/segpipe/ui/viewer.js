@@ -1,10 +1,13 @@
 // @ts-check
 // The image viewer: a preview image under a canvas of outlines, stepped through with buttons or
-// the arrow keys. It is told what to draw (`setFilter`) and reports back through callbacks.
-/** @import { ImageList, PredictionImage, Split } from "./types.js" */
+// the arrow keys. It is told what to draw (`setFilter`) and reports back through callbacks. It
+// shows one of several image lists at a time, named by a key: a version's splits ("test",
+// "train") on the version page, an analysis's images ("images") on the analysis page; where the
+// lists and each image's objects come from is the caller's (`loadList`, `loadObjects`).
+/** @import { ImagePredictions, ViewerEntry, ViewerList } from "./types.js" */
 /** @import { DrawFilter, PreparedImage, PreparedObject } from "./objects.js" */
 
-import { imagePredictions, isAbort, messageOf } from "./api.js";
+import { isAbort, messageOf } from "./api.js";
 import { h } from "./dom.js";
 import { count } from "./format.js";
 import { objectAt, prepareObjects, visibleObjects } from "./objects.js";
@@ -12,17 +15,20 @@ import { objectAt, prepareObjects, visibleObjects } from "./objects.js";
 /** Prepared images and decoded previews kept (most recently used). */
 const CACHE_SIZE = 64;
 
-/** @typedef {PreparedImage<Path2D>} Prepared */
-/** @typedef {{entry: PredictionImage, prepared: Prepared, image: HTMLImageElement | null}} Shown */
+/** @typedef {PreparedImage<Path2D> & {previewUrl: string | null}} Prepared */
+/** @typedef {{entry: ViewerEntry, prepared: Prepared, image: HTMLImageElement | null}} Shown */
 
 /**
  * @typedef {object} ViewerOptions
  * @property {AbortSignal} signal
  * @property {readonly string[]} classes the version's classes (colours)
  * @property {DrawFilter} filter what to draw at first
- * @property {(split: Split) => Promise<ImageList>} loadList
- * @property {(split: Split, index: number) => Promise<PredictionImage | undefined>} fetchEntry
+ * @property {(key: string) => Promise<ViewerList>} loadList the images of a list
+ * @property {(entry: ViewerEntry) => Promise<ImagePredictions & {preview_url?: string | null}>} loadObjects
+ *   an image's objects (and its preview URL, when the listing's entry has none)
+ * @property {(key: string, index: number) => Promise<ViewerEntry | undefined>} fetchEntry
  *   the listing's entry at `index` again (fresh preview URL)
+ * @property {(key: string) => string} emptyText what the stage says for a list without images
  * @property {() => void} onRendered an image (or the empty state) is on screen
  * @property {(perClass: Map<string, number> | null) => void} onCounts objects drawn per class
  */
@@ -40,13 +46,13 @@ export class Viewer {
   constructor(options) {
     this.options = options;
     this.filter = options.filter;
-    /** @type {Split} */
-    this.split = "test";
-    /** @type {ImageList | null} */
+    /** The list shown (its key). */
+    this.split = "";
+    /** @type {ViewerList | null} */
     this.list = null;
     this.index = 0;
-    /** @type {Record<Split, number>} */
-    this.positions = { test: 0, train: 0 };
+    /** @type {Record<string, number>} where each list was left */
+    this.positions = {};
     /** @type {Map<string, Promise<Prepared>>} */
     this.cache = new Map();
     /** @type {Map<string, Promise<HTMLImageElement | null>>} */
@@ -122,7 +128,7 @@ export class Viewer {
     this.element.dataset.state = state;
   }
 
-  /** @param {Split} split */
+  /** @param {string} split the list's key */
   async showSplit(split) {
     this.token += 1; // whatever the other split was loading is no longer wanted
     this.split = split;
@@ -135,7 +141,7 @@ export class Viewer {
     } catch (error) {
       if (isAbort(error) || split !== this.split) return;
       this.setState("error");
-      this.clear(`The ${split} images could not be loaded: ${messageOf(error)}`);
+      this.clear(`The images could not be loaded: ${messageOf(error)}`);
       return;
     }
     if (split !== this.split) return;
@@ -146,7 +152,7 @@ export class Viewer {
       this.counter.textContent = "0 / 0";
       this.name.textContent = "";
       this.updateButtons();
-      this.clear(split === "test" ? "This version has no test images." : "No training images were evaluated.");
+      this.clear(this.options.emptyText(split));
       this.options.onRendered();
       return;
     }
@@ -168,7 +174,7 @@ export class Viewer {
 
   /** @param {number} index */
   async show(index) {
-    const list = /** @type {ImageList} */ (this.list);
+    const list = /** @type {ViewerList} */ (this.list);
     const token = ++this.token;
     const entry = list.images[index];
     this.index = index;
@@ -185,8 +191,11 @@ export class Viewer {
     let prepared;
     let image;
     try {
-      [prepared, image] = await Promise.all([this.objects(entry), this.preview(entry)]);
-      if (!image && entry.preview_url && token === this.token) image = await this.renewPreview(index);
+      const objects = this.objects(entry);
+      // The listing's preview URL when it has one, else the one that comes with the objects.
+      const previewUrl = entry.preview_url ? Promise.resolve(entry.preview_url) : objects.then((p) => p.previewUrl);
+      [prepared, image] = await Promise.all([objects, previewUrl.then((url) => this.preview(url))]);
+      if (!image && prepared.previewUrl && token === this.token) image = await this.renewPreview(index);
     } catch (error) {
       if (isAbort(error) || token !== this.token) return;
       this.setState("error");
@@ -219,7 +228,7 @@ export class Viewer {
 
   /**
    * The image's objects, prepared, from a small most-recently-used cache.
-   * @param {PredictionImage} entry
+   * @param {ViewerEntry} entry
    * @returns {Promise<Prepared>}
    */
   objects(entry) {
@@ -230,8 +239,11 @@ export class Viewer {
       this.cache.set(key, hit); // most recently used last
       return hit;
     }
-    const pending = imagePredictions(entry.predictions_url, this.options.signal).then(
-      (predictions) => prepareObjects(predictions, this.options.classes, () => new Path2D()),
+    const pending = this.options.loadObjects(entry).then(
+      (predictions) => ({
+        ...prepareObjects(predictions, this.options.classes, () => new Path2D()),
+        previewUrl: entry.preview_url || predictions.preview_url || null,
+      }),
       (error) => { this.cache.delete(key); throw error; },
     );
     this.cache.set(key, pending);
@@ -241,11 +253,10 @@ export class Viewer {
 
   /**
    * The decoded preview, or null when there is none (or it cannot be loaded).
-   * @param {PredictionImage} entry
+   * @param {string | null | undefined} url
    * @returns {Promise<HTMLImageElement | null>}
    */
-  preview(entry) {
-    const url = entry.preview_url;
+  preview(url) {
     if (!url) return Promise.resolve(null);
     const known = this.previews.get(url);
     if (known) return known;
@@ -268,13 +279,13 @@ export class Viewer {
    * @returns {Promise<HTMLImageElement | null>}
    */
   async renewPreview(index) {
-    const list = /** @type {ImageList} */ (this.list);
+    const list = /** @type {ViewerList} */ (this.list);
     const entry = list.images[index];
     if (entry.renewed) return null;
     const fresh = await this.options.fetchEntry(this.split, index);
     if (!fresh || fresh.stem !== entry.stem) return null;
     list.images[index] = { ...fresh, renewed: true };
-    return fresh.preview_url ? this.preview(fresh) : null;
+    return fresh.preview_url ? this.preview(fresh.preview_url) : null;
   }
 
   /** @param {number} index */
@@ -282,8 +293,10 @@ export class Viewer {
     for (const neighbour of [index + 1, index - 1]) {
       const entry = this.list && this.list.images[neighbour];
       if (!entry) continue;
-      this.objects(entry).catch(() => {});
-      this.preview(entry);
+      const objects = this.objects(entry);
+      objects.catch(() => {});
+      if (entry.preview_url) this.preview(entry.preview_url);
+      else objects.then((prepared) => this.preview(prepared.previewUrl), () => {});
     }
   }
 
