@@ -24,6 +24,10 @@ class VersionNotFound(NotFoundError):
     code = "version_not_found"
 
 
+class AnalysisNotFound(NotFoundError):
+    code = "analysis_not_found"
+
+
 class ObjectNotFound(NotFoundError):
     code = "object_not_found"
 
@@ -80,6 +84,12 @@ class VersionNotCompleted(ConflictError):
 
 class VersionNotRunning(ConflictError):
     code = "version_not_running"
+
+
+class AnalysisNotRunning(ConflictError):
+    """The analysis (its processing job) has already ended or never started."""
+
+    code = "analysis_not_running"
 
 
 class IdempotencyKeyReused(ConflictError):

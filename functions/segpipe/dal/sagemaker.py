@@ -1,4 +1,4 @@
-"""SageMaker training jobs through plain boto3 (the sagemaker SDK is operator tooling only).
+"""SageMaker training and processing jobs through plain boto3 (the sagemaker SDK is operator tooling only).
 
 The same adapter talks to the local stack's job runner: it speaks SageMaker's API on a local
 endpoint, chosen by configuration (`AWS_ENDPOINT_URL_SAGEMAKER`), not by code paths here.
@@ -6,12 +6,14 @@ endpoint, chosen by configuration (`AWS_ENDPOINT_URL_SAGEMAKER`), not by code pa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from segpipe.errors import JobRefused, ServiceUnavailable, VersionNotRunning
+from segpipe.errors import AnalysisNotRunning, JobRefused, ServiceUnavailable, VersionNotRunning
 from segpipe.models.jobs import CreateTrainingJob, JobDescription
+from segpipe.models.processing import CreateProcessingJob, ProcessingJobDescription
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
@@ -29,6 +31,32 @@ def _message(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Message", error))
 
 
+#: Answers that mean "no such job" (or one that has ended, for a stop).
+_NOT_FOUND = {"ValidationException", "ResourceNotFound"}
+_DENIED = {"AccessDeniedException", "AccessDenied"}
+
+
+def _created(error: ClientError, *, kind: str, job_name: str) -> bool:
+    """What a failed Create*Job call means: False for a job of that name that already exists (the
+    same deterministic name: a repeated submission); a typed error for everything else."""
+    if _code(error) == "ResourceInUse":
+        return False
+    if _code(error) in _PERMANENT:
+        raise JobRefused(
+            f"SageMaker refused the {kind} job: {_message(error)}", job_name=job_name, aws_code=_code(error)
+        ) from error
+    raise ServiceUnavailable(
+        f"SageMaker did not answer: {_message(error)}; retry the same request.", aws_code=_code(error)
+    ) from error
+
+
+def _stop_found_nothing(error: ClientError, exists: Callable[[], bool]) -> bool:
+    """Whether a refused Stop*Job call means the job has ended or never existed. Stop is granted
+    only on jobs tagged with this stack, so a job that was never created answers AccessDenied;
+    Describe tells the two apart."""
+    return _code(error) in _NOT_FOUND or (_code(error) in _DENIED and not exists())
+
+
 class SageMakerTrainingJobs:
     def __init__(self, client: SageMakerClient) -> None:
         self._sm = client
@@ -38,29 +66,14 @@ class SageMakerTrainingJobs:
         try:
             self._sm.create_training_job(**params)
         except ClientError as error:
-            if _code(error) == "ResourceInUse":
-                return False  # the same deterministic name: this job was already started
-            if _code(error) in _PERMANENT:
-                raise JobRefused(
-                    f"SageMaker refused the training job: {_message(error)}",
-                    job_name=request.TrainingJobName,
-                    aws_code=_code(error),
-                ) from error
-            raise ServiceUnavailable(
-                f"SageMaker did not answer: {_message(error)}; retry the same request.", aws_code=_code(error)
-            ) from error
+            return _created(error, kind="training", job_name=request.TrainingJobName)
         return True
 
     def stop(self, job_name: str) -> None:
         try:
             self._sm.stop_training_job(TrainingJobName=job_name)
         except ClientError as error:
-            # StopTrainingJob is granted only on jobs tagged with this stack, so a job that was
-            # never created answers AccessDenied; DescribeTrainingJob tells the two apart.
-            gone = _code(error) in {"ValidationException", "ResourceNotFound"} or (
-                _code(error) in {"AccessDeniedException", "AccessDenied"} and self.describe(job_name) is None
-            )
-            if gone:
+            if _stop_found_nothing(error, lambda: self.describe(job_name) is not None):
                 raise VersionNotRunning(
                     "The training job has already ended or does not exist.", job_name=job_name
                 ) from error
@@ -70,7 +83,41 @@ class SageMakerTrainingJobs:
         try:
             answer: Any = self._sm.describe_training_job(TrainingJobName=job_name)
         except ClientError as error:
-            if _code(error) in {"ValidationException", "ResourceNotFound"}:
+            if _code(error) in _NOT_FOUND:
                 return None
             raise
         return JobDescription.model_validate(answer)
+
+
+class SageMakerProcessingJobs:
+    """`ProcessingJobs`: the analyses' SageMaker Processing jobs."""
+
+    def __init__(self, client: SageMakerClient) -> None:
+        self._sm = client
+
+    def create(self, request: CreateProcessingJob) -> bool:
+        params: Any = request.model_dump(exclude_none=True)
+        try:
+            self._sm.create_processing_job(**params)
+        except ClientError as error:
+            return _created(error, kind="processing", job_name=request.ProcessingJobName)
+        return True
+
+    def stop(self, job_name: str) -> None:
+        try:
+            self._sm.stop_processing_job(ProcessingJobName=job_name)
+        except ClientError as error:
+            if _stop_found_nothing(error, lambda: self.describe(job_name) is not None):
+                raise AnalysisNotRunning(
+                    "The processing job has already ended or does not exist.", job_name=job_name
+                ) from error
+            raise
+
+    def describe(self, job_name: str) -> ProcessingJobDescription | None:
+        try:
+            answer: Any = self._sm.describe_processing_job(ProcessingJobName=job_name)
+        except ClientError as error:
+            if _code(error) in _NOT_FOUND:
+                return None
+            raise
+        return ProcessingJobDescription.model_validate(answer)

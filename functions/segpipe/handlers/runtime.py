@@ -97,6 +97,20 @@ def _jobs() -> Any:
     return SageMakerTrainingJobs(_client("sagemaker"))
 
 
+def analysis_registry(settings: CommonSettings) -> Any:
+    """The analyses' registry (`AnalysisRegistry`): the same table as the versions."""
+    from segpipe.dal.analyses import DynamoAnalysisRegistry
+
+    return DynamoAnalysisRegistry(_client("dynamodb"), settings.TABLE_NAME)
+
+
+def processing_jobs() -> Any:
+    """SageMaker Processing jobs (`ProcessingJobs`); the local stack answers the same API."""
+    from segpipe.dal.sagemaker import SageMakerProcessingJobs
+
+    return SageMakerProcessingJobs(_client("sagemaker"))
+
+
 def submit_deps(settings: SubmitSettings) -> SubmitDeps:
     from segpipe.logic.jobspec import JobEnvironment
     from segpipe.logic.submit import SubmitDeps

@@ -1,0 +1,245 @@
+"""Analyses in the registry table, beside the versions (DESIGN.md, "Analysis").
+
+Items, readable in the console:
+- `PROJECT#{p}` / `ANALYSIS_COUNTER`: the next analysis number (atomic ADD, its own counter)
+- `PROJECT#{p}` / `ANALYSIS_REQUEST#{hash}`: a request key (S3 object + ETag, or Idempotency-Key)
+  bound to an analysis number; a namespace apart from the trainings' claims, so one
+  Idempotency-Key may serve a training and an analysis
+- `PROJECT#{p}` / `ANALYSIS#{n:06d}`: an analysis; `gsi1pk = JOB#{job}` (the trainings' job-name
+  index) for lookups by processing-job name
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from segpipe.dal.dynamodb import JOB_INDEX, _condition_failed, _marshal, _pk, _unmarshal, _value
+from segpipe.dal.interfaces import Claim
+from segpipe.models.analysis import Analysis, AnalysisStatus, AnalysisSummary
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+ANALYSIS_PREFIX = "ANALYSIS#"
+_COUNTER_SK = "ANALYSIS_COUNTER"
+_ANALYSIS_ONLY_KEYS = ("pk", "sk", "gsi1pk", "gsi1sk", "status_rank", "item_type")
+
+
+def _analysis_sk(analysis: int) -> str:
+    return f"{ANALYSIS_PREFIX}{analysis:06d}"
+
+
+def _request_sk(request_key: str) -> str:
+    return "ANALYSIS_REQUEST#" + hashlib.sha256(request_key.encode()).hexdigest()[:40]
+
+
+class DynamoAnalysisRegistry:
+    """`AnalysisRegistry` on the registry table (the same table and indexes as the versions)."""
+
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
+        self._db = client
+        self._table = table
+
+    # --- request keys and analysis numbers ------------------------------------------------------
+
+    def find_analysis_claim(self, project: str, request_key: str) -> Claim | None:
+        response = self._db.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": _pk(project)}, "sk": {"S": _request_sk(request_key)}},
+            ConsistentRead=True,
+        )
+        if "Item" not in response:
+            return None
+        item = _unmarshal(response["Item"])
+        return Claim(version=item["analysis"], fresh=False, fingerprint=item["fingerprint"])
+
+    def claim_analysis(self, project: str, request_key: str, fingerprint: str, now: datetime) -> Claim:
+        if existing := self.find_analysis_claim(project, request_key):
+            return existing
+        counter = self._db.update_item(
+            TableName=self._table,
+            Key={"pk": {"S": _pk(project)}, "sk": {"S": _COUNTER_SK}},
+            UpdateExpression="ADD next_analysis :one SET item_type = :type",
+            ExpressionAttributeValues={":one": {"N": "1"}, ":type": {"S": "analysis_counter"}},
+            ReturnValues="UPDATED_NEW",
+        )
+        number = int(counter["Attributes"]["next_analysis"]["N"])
+        item = {
+            "pk": _pk(project),
+            "sk": _request_sk(request_key),
+            "item_type": "analysis_request",
+            "request_key": request_key,
+            "fingerprint": fingerprint,
+            "analysis": number,
+            "created_at": now.isoformat(),
+        }
+        try:
+            self._db.put_item(
+                TableName=self._table, Item=_marshal(item), ConditionExpression="attribute_not_exists(pk)"
+            )
+        except ClientError as error:
+            if not _condition_failed(error):
+                raise
+            # A concurrent delivery of the same request won the race: its number stands, this one
+            # is skipped (the counter only ever moves forward).
+            winner = self.find_analysis_claim(project, request_key)
+            if winner is None:  # pragma: no cover - the condition failed, so the item exists
+                raise
+            return winner
+        return Claim(version=number, fresh=True, fingerprint=fingerprint)
+
+    # --- analyses -------------------------------------------------------------------------------
+
+    def create_analysis(self, analysis: Analysis) -> bool:
+        # Absent rather than NULL attributes, so `if_not_exists(started_at)` can set the start once.
+        item = analysis.model_dump(mode="json", exclude_none=True)
+        item.update(
+            pk=_pk(analysis.project),
+            sk=_analysis_sk(analysis.analysis),
+            item_type="analysis",
+            status_rank=analysis.status.rank,
+            gsi1pk=f"JOB#{analysis.job_name}",
+            gsi1sk=_analysis_sk(analysis.analysis),
+        )
+        try:
+            self._db.put_item(
+                TableName=self._table, Item=_marshal(item), ConditionExpression="attribute_not_exists(pk)"
+            )
+        except ClientError as error:
+            if _condition_failed(error):
+                return False
+            raise
+        return True
+
+    def get_analysis(self, project: str, analysis: int) -> Analysis | None:
+        response = self._db.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": _pk(project)}, "sk": {"S": _analysis_sk(analysis)}},
+            ConsistentRead=True,
+        )
+        return self._to_analysis(response["Item"]) if "Item" in response else None
+
+    def list_analyses(self, project: str) -> list[Analysis]:
+        paginator = self._db.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": {"S": _pk(project)}, ":prefix": {"S": ANALYSIS_PREFIX}},
+            ScanIndexForward=False,
+        )
+        found = [self._to_analysis(item) for page in pages for item in page.get("Items", [])]
+        return sorted(found, key=lambda a: a.analysis, reverse=True)
+
+    def running_analyses(self, project: str) -> list[int]:
+        # One partition, analysis items only, filtered server-side (a query, never a scan).
+        paginator = self._db.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            FilterExpression="status_rank < :ended",
+            ProjectionExpression="sk",
+            ExpressionAttributeValues={
+                ":pk": {"S": _pk(project)},
+                ":prefix": {"S": ANALYSIS_PREFIX},
+                ":ended": {"N": str(AnalysisStatus.COMPLETED.rank)},
+            },
+        )
+        return sorted(
+            int(item["sk"]["S"].removeprefix(ANALYSIS_PREFIX))
+            for page in pages
+            for item in page.get("Items", [])
+        )
+
+    def find_analysis_by_job(self, job_name: str) -> tuple[str, int] | None:
+        response = self._db.query(
+            TableName=self._table,
+            IndexName=JOB_INDEX,
+            KeyConditionExpression="gsi1pk = :job AND begins_with(gsi1sk, :prefix)",
+            ExpressionAttributeValues={":job": {"S": f"JOB#{job_name}"}, ":prefix": {"S": ANALYSIS_PREFIX}},
+            Limit=1,
+        )
+        items = response.get("Items", [])
+        if not items:
+            return None
+        # The index projects keys only: the table keys carry project and number.
+        project = items[0]["pk"]["S"].removeprefix("PROJECT#")
+        return project, int(items[0]["sk"]["S"].removeprefix(ANALYSIS_PREFIX))
+
+    def transition_analysis(
+        self,
+        project: str,
+        analysis: int,
+        to: AnalysisStatus,
+        at: datetime,
+        *,
+        reason: str | None = None,
+        summary: AnalysisSummary | None = None,
+    ) -> bool:
+        change = {"status": to.value, "at": at.isoformat(), "reason": reason}
+        updates: dict[str, Any] = {"status": to.value, "status_rank": to.rank, "updated_at": at.isoformat()}
+        if to.terminal:
+            updates["ended_at"] = at.isoformat()
+        if reason is not None and to is AnalysisStatus.FAILED:
+            updates["failure_reason"] = reason
+        if summary is not None:
+            updates["summary"] = summary.model_dump(mode="json")
+        names: dict[str, str] = {"#history": "status_history"}
+        values: dict[str, Any] = {
+            ":empty": {"L": []},
+            ":change": _value([change]),
+            ":rank": {"N": str(to.rank)},
+        }
+        sets = ["#history = list_append(if_not_exists(#history, :empty), :change)"]
+        for index, (key, value) in enumerate(updates.items()):
+            names[f"#f{index}"] = key
+            values[f":v{index}"] = _value(value)
+            sets.append(f"#f{index} = :v{index}")
+        if to in (AnalysisStatus.RUNNING, AnalysisStatus.COMPLETED):
+            # A job may complete before its running event arrives: completion implies it started.
+            # A failure or stop straight from queued (refused, stopped before it ran) did not.
+            names["#started"] = "started_at"
+            values[":at"] = _value(at.isoformat())
+            sets.append("#started = if_not_exists(#started, :at)")
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": _pk(project)}, "sk": {"S": _analysis_sk(analysis)}},
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression="attribute_exists(pk) AND status_rank < :rank",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if _condition_failed(error):
+                return False
+            raise
+        return True
+
+    def request_analysis_stop(self, project: str, analysis: int) -> bool:
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": _pk(project)}, "sk": {"S": _analysis_sk(analysis)}},
+                UpdateExpression="SET stop_requested = :yes",
+                ConditionExpression="attribute_exists(pk) AND status_rank < :ended",
+                ExpressionAttributeValues={
+                    ":yes": {"BOOL": True},
+                    ":ended": {"N": str(AnalysisStatus.COMPLETED.rank)},
+                },
+            )
+        except ClientError as error:
+            if _condition_failed(error):
+                return False
+            raise
+        return True
+
+    @staticmethod
+    def _to_analysis(item: dict[str, Any]) -> Analysis:
+        data = _unmarshal(item)
+        for key in _ANALYSIS_ONLY_KEYS:
+            data.pop(key, None)
+        return Analysis.model_validate(data)
