@@ -64,6 +64,12 @@ class JsonTooDeep(MalformedBody):
     code = "json_too_deep"
 
 
+class UnknownClass(InvalidInput):
+    """A body names a class the version does not have."""
+
+    code = "unknown_class"
+
+
 class UnsupportedMediaType(InvalidInput):
     """A request body whose Content-Type is not JSON."""
 
@@ -101,9 +107,18 @@ class SubmissionRejected(SegpipeError):
 
     code = "validation_failed"
 
-    def __init__(self, report: Any) -> None:
-        super().__init__("The training request has errors; see the report.")
+    def __init__(
+        self, report: Any, message: str = "The training request has errors; see the report."
+    ) -> None:
+        super().__init__(message)
         self.report = report
+
+
+class AnalysisRejected(SubmissionRejected):
+    """An analysis request's checks found errors; the report (an `AnalysisReport`) says which."""
+
+    def __init__(self, report: Any) -> None:
+        super().__init__(report, "The analysis request has errors; see the report.")
 
 
 class UpstreamError(SegpipeError):

@@ -9,9 +9,11 @@ from datetime import datetime
 from typing import IO, Any
 
 from segpipe.dal.interfaces import Claim
-from segpipe.errors import ObjectChanged, ObjectNotFound, VersionNotRunning
+from segpipe.errors import AnalysisNotRunning, JobRefused, ObjectChanged, ObjectNotFound, VersionNotRunning
+from segpipe.models.analysis import Analysis, AnalysisStatus, AnalysisStatusChange, AnalysisSummary
 from segpipe.models.common import VersionStatus
 from segpipe.models.jobs import CreateTrainingJob, JobDescription
+from segpipe.models.processing import CreateProcessingJob, ProcessingJobDescription
 from segpipe.models.version import ModelVersion, StatusChange
 
 
@@ -155,3 +157,100 @@ class MemoryJobs:
         if job_name not in {job.TrainingJobName for job in self.created}:
             return None
         return JobDescription(TrainingJobName=job_name, TrainingJobStatus="InProgress")
+
+
+class MemoryAnalyses:
+    """`AnalysisRegistry` in memory, with the DynamoDB adapter's conditional semantics."""
+
+    def __init__(self) -> None:
+        self.counters: dict[str, int] = {}
+        self.claims: dict[tuple[str, str], Claim] = {}
+        self.analyses: dict[tuple[str, int], Analysis] = {}
+
+    def find_analysis_claim(self, project: str, request_key: str) -> Claim | None:
+        found = self.claims.get((project, request_key))
+        return Claim(found.version, False, found.fingerprint) if found else None
+
+    def claim_analysis(self, project: str, request_key: str, fingerprint: str, now: datetime) -> Claim:
+        if existing := self.find_analysis_claim(project, request_key):
+            return existing
+        self.counters[project] = self.counters.get(project, 0) + 1
+        claim = Claim(self.counters[project], True, fingerprint)
+        self.claims[(project, request_key)] = claim
+        return claim
+
+    def create_analysis(self, analysis: Analysis) -> bool:
+        key = (analysis.project, analysis.analysis)
+        if key in self.analyses:
+            return False
+        self.analyses[key] = analysis
+        return True
+
+    def get_analysis(self, project: str, analysis: int) -> Analysis | None:
+        return self.analyses.get((project, analysis))
+
+    def list_analyses(self, project: str) -> list[Analysis]:
+        return [a for (p, _), a in sorted(self.analyses.items(), reverse=True) if p == project]
+
+    def running_analyses(self, project: str) -> list[int]:
+        return sorted(n for (p, n), a in self.analyses.items() if p == project and not a.status.terminal)
+
+    def find_analysis_by_job(self, job_name: str) -> tuple[str, int] | None:
+        return next(((a.project, a.analysis) for a in self.analyses.values() if a.job_name == job_name), None)
+
+    def transition_analysis(
+        self, project: str, analysis: int, to: AnalysisStatus, at: datetime, *,
+        reason: str | None = None, summary: AnalysisSummary | None = None,
+    ) -> bool:  # fmt: skip
+        current = self.analyses.get((project, analysis))
+        if current is None or to.rank <= current.status.rank:
+            return False
+        update: dict[str, Any] = {"status": to, "updated_at": at}
+        update["status_history"] = [
+            *current.status_history,
+            AnalysisStatusChange(status=to, at=at, reason=reason),
+        ]
+        if to is AnalysisStatus.FAILED:
+            update["failure_reason"] = reason
+        if to.terminal:
+            update["ended_at"] = at
+        if to in (AnalysisStatus.RUNNING, AnalysisStatus.COMPLETED) and current.started_at is None:
+            update["started_at"] = at
+        if summary is not None:
+            update["summary"] = summary
+        self.analyses[(project, analysis)] = current.model_copy(update=update)
+        return True
+
+    def request_analysis_stop(self, project: str, analysis: int) -> bool:
+        current = self.analyses.get((project, analysis))
+        if current is None or current.status.terminal:
+            return False
+        self.analyses[(project, analysis)] = current.model_copy(update={"stop_requested": True})
+        return True
+
+
+class MemoryProcessingJobs:
+    """`ProcessingJobs` in memory; `refuse` makes the next create raise `JobRefused`."""
+
+    def __init__(self) -> None:
+        self.created: list[CreateProcessingJob] = []
+        self.stopped: list[str] = []
+        self.refuse: str | None = None
+
+    def create(self, request: CreateProcessingJob) -> bool:
+        if self.refuse is not None:
+            raise JobRefused(self.refuse, job_name=request.ProcessingJobName)
+        if any(job.ProcessingJobName == request.ProcessingJobName for job in self.created):
+            return False
+        self.created.append(request)
+        return True
+
+    def stop(self, job_name: str) -> None:
+        if job_name not in {job.ProcessingJobName for job in self.created}:
+            raise AnalysisNotRunning("no such job")
+        self.stopped.append(job_name)
+
+    def describe(self, job_name: str) -> ProcessingJobDescription | None:
+        if job_name not in {job.ProcessingJobName for job in self.created}:
+            return None
+        return ProcessingJobDescription(ProcessingJobName=job_name, ProcessingJobStatus="InProgress")

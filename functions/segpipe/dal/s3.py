@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any
 
@@ -56,16 +56,20 @@ class _GuardedStream(io.RawIOBase):
 
 
 class S3DatasetStore:
-    """Datasets under `projects/{p}/datasets/{d}/` in the data bucket."""
+    """Datasets under `projects/{p}/datasets/{d}/` in the data bucket; with
+    `prefix=keys.images_prefix`, the analyses' image folders `projects/{p}/images/{folder}/`."""
 
-    def __init__(self, client: S3Client, bucket: str) -> None:
+    def __init__(
+        self, client: S3Client, bucket: str, *, prefix: Callable[[str, str], str] = keys.dataset_prefix
+    ) -> None:
         self._s3 = client
         self._bucket = bucket
+        self._prefix = prefix
 
     def read_annotations(
         self, project: str, dataset: str, file_name: str, *, max_bytes: int | None = None
     ) -> bytes:
-        key = keys.dataset_file(project, dataset, file_name)
+        key = self._prefix(project, dataset) + file_name
         try:
             response = self._s3.get_object(Bucket=self._bucket, Key=key)
         except ClientError as error:
@@ -81,7 +85,7 @@ class S3DatasetStore:
         return data
 
     def list_files(self, project: str, dataset: str) -> set[str]:
-        prefix = keys.dataset_prefix(project, dataset)
+        prefix = self._prefix(project, dataset)
         paginator = self._s3.get_paginator("list_objects_v2")
         found: set[str] = set()
         for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
@@ -89,7 +93,7 @@ class S3DatasetStore:
         return found
 
     def read_head(self, project: str, dataset: str, file_name: str, nbytes: int) -> bytes:
-        key = keys.dataset_file(project, dataset, file_name)
+        key = self._prefix(project, dataset) + file_name
         try:
             response = self._s3.get_object(Bucket=self._bucket, Key=key, Range=f"bytes=0-{nbytes - 1}")
         except ClientError as error:

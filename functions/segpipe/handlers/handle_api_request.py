@@ -19,9 +19,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from segpipe import __version__, errors
 from segpipe.handlers import http_errors, ui_assets
 from segpipe.handlers.http_errors import documented, documented_errors
-from segpipe.handlers.runtime import logger, metrics, models_deps, submit_deps, tracer
-from segpipe.logic import models_api
+from segpipe.handlers.runtime import analysis_submit_deps, logger, metrics, models_deps, submit_deps, tracer
+from segpipe.logic import analysis_submit, models_api
 from segpipe.logic.submit import fingerprint_of, preview, submit
+from segpipe.models.analysis import AnalysisAccepted, AnalysisReport, AnalysisRequest
 from segpipe.models.api import MetricsView, ModelTable, PredictionsPage, SubmitAccepted, ThresholdUpdate
 from segpipe.models.common import PROJECT_PATTERN
 from segpipe.models.report import ValidationReport
@@ -84,6 +85,9 @@ WITH_BODY = (*ANY_ROUTE, 400, 415)
 LOCATION = {
     "Location": {"description": "API path of the new version", "schema": {"type": "string"}},
 }
+ANALYSIS_LOCATION = {
+    "Location": {"description": "API path of the new analysis", "schema": {"type": "string"}},
+}
 
 
 @app.post(
@@ -145,6 +149,67 @@ def submit_training(
 )
 def preview_training(project: ProjectParam, request: Annotated[TrainingRequest, Body()]) -> ValidationReport:
     return preview(request, project=project, deps=submit_deps(settings))
+
+
+@app.post(
+    "/projects/<project>/analyses",
+    summary="Run the active version (or a named one) on a folder of images",
+    responses={
+        **documented(
+            202,
+            "Accepted: an analysis was created (or found, for a repeat) and its processing job started",
+            headers=ANALYSIS_LOCATION,
+        ),
+        **documented_errors(*WITH_BODY, 409, 503, analysis=True),
+    },
+)
+def submit_analysis(
+    project: ProjectParam,
+    request: Annotated[AnalysisRequest, Body()],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="idempotency-key",
+            max_length=200,
+            description="Retries with the same key get the same analysis and one job",
+        ),
+    ] = None,
+) -> Response[AnalysisAccepted]:
+    key = f"http:{project}:{idempotency_key}" if idempotency_key else f"http:{uuid.uuid4()}"
+    outcome = analysis_submit.submit_analysis(
+        request,
+        project=project,
+        request_key=key,
+        fingerprint=analysis_submit.analysis_fingerprint(request),
+        deps=analysis_submit_deps(settings),
+    )
+    if outcome.analysis is None or outcome.job_name is None or outcome.status is None:
+        metrics.add_metric(name="AnalysesRejected", unit=MetricUnit.Count, value=1)
+        raise errors.AnalysisRejected(outcome.report)
+    metrics.add_metric(name="AnalysesAccepted", unit=MetricUnit.Count, value=1)
+    accepted = AnalysisAccepted(
+        project=project,
+        analysis=outcome.analysis,
+        job_name=outcome.job_name,
+        status=outcome.status,
+        repeated=outcome.repeated,
+        report=outcome.report,
+    )
+    return Response(
+        status_code=202,
+        content_type=content_types.APPLICATION_JSON,
+        body=accepted,
+        headers={"Location": f"/projects/{project}/analyses/{outcome.analysis}"},
+    )
+
+
+@app.post(
+    "/projects/<project>/analyses/preview",
+    summary="Check an analysis request without side effects",
+    responses={**documented(200, "The analysis report"), **documented_errors(*WITH_BODY)},
+)
+def preview_analysis(project: ProjectParam, request: Annotated[AnalysisRequest, Body()]) -> AnalysisReport:
+    return analysis_submit.preview_analysis(request, project=project, deps=analysis_submit_deps(settings))
 
 
 @app.get(
@@ -211,7 +276,7 @@ def get_image_predictions(
 
 @app.put(
     "/projects/<project>/models/<version>/threshold",
-    summary="Lock the analysis threshold",
+    summary="Lock the analysis threshold (one score, or {class: score})",
     responses={
         **documented(200, "The version, with its new threshold"),
         **documented_errors(*WITH_BODY, 409),

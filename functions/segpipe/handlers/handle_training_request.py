@@ -1,4 +1,5 @@
-"""S3 `Object Created` (through EventBridge) for `projects/*/requests/*.json`: submit the request."""
+"""S3 `Object Created` (through EventBridge) for `projects/*/requests/*.json` (a training request)
+and `projects/*/analysis-requests/*.json` (an analysis request): submit the request."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from segpipe.handlers.runtime import logger, metrics, submit_deps, tracer
+from segpipe.handlers.runtime import analysis_submit_deps, logger, metrics, submit_deps, tracer
 from segpipe.logic.s3_request import UploadedRequest, handle_uploaded_request
 from segpipe.settings import SubmitSettings, load_settings
 
@@ -29,11 +30,14 @@ def lambda_handler(event: S3EventNotificationEventBridgeModel, context: LambdaCo
         version_id=event.detail.object.version_id,
     )
     deps = submit_deps(settings)
-    result = handle_uploaded_request(upload, artifacts=deps.artifacts, deps=deps)
-    accepted = result.outcome is not None and result.outcome.version is not None
+    result = handle_uploaded_request(
+        upload, artifacts=deps.artifacts, deps=deps, analysis_deps=analysis_submit_deps(settings)
+    )
     metrics.add_metric(name="UploadedRequests", unit=MetricUnit.Count, value=1)
     metrics.add_metric(
-        name="SubmissionsAccepted" if accepted else "SubmissionsRejected", unit=MetricUnit.Count, value=1
+        name="SubmissionsAccepted" if result.accepted else "SubmissionsRejected",
+        unit=MetricUnit.Count,
+        value=1,
     )
     logger.info(
         "request handled", extra={"key": upload.key, "report": result.report_key, "ignored": result.ignored}

@@ -8,7 +8,14 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from segpipe import errors
-from segpipe.models.api import ErrorBody, ErrorDetail, RejectedSubmission, SubmissionRefusal
+from segpipe.models.api import (
+    AnalysisRefusal,
+    ErrorBody,
+    ErrorDetail,
+    RejectedAnalysis,
+    RejectedSubmission,
+    SubmissionRefusal,
+)
 
 STATUS_BY_ERROR: dict[type[errors.SegpipeError], int] = {
     errors.BodyTooLarge: 413,
@@ -55,6 +62,11 @@ def raw_error(status: int, code: str, message: str, context: dict[str, Any] | No
 
 
 def response_for(error: errors.SegpipeError) -> Response[Any]:
+    if isinstance(error, errors.AnalysisRejected):
+        rejected = RejectedAnalysis(
+            error=ErrorDetail(code=error.code, message=error.message), report=error.report
+        )
+        return json_response(422, rejected.model_dump_json())
     if isinstance(error, errors.SubmissionRejected):
         body = RejectedSubmission(
             error=ErrorDetail(code=error.code, message=error.message), report=error.report
@@ -96,7 +108,8 @@ def validation_response(details: list[dict[str, Any]]) -> Response[Any]:
 ERROR_DESCRIPTIONS: dict[int, str] = {
     400: (
         "The body is not JSON: `malformed_json` (unparseable, not UTF-8, NaN or Infinity) or "
-        "`json_too_deep` (arrays and objects nested too deeply)."
+        "`json_too_deep` (arrays and objects nested too deeply); or it names a class the version lacks "
+        "(`unknown_class`)."
     ),
     404: (
         "`version_not_found` or `object_not_found`; `route_not_found` when a path "
@@ -122,8 +135,11 @@ def documented(status: int, description: str, **extra: Any) -> dict[int, OpenAPI
     return {status: {"description": description, **extra}}  # type: ignore[typeddict-item]
 
 
-def documented_errors(*statuses: int, submission: bool = False) -> dict[int, OpenAPIResponse]:
-    """The error answers of a route, each with the error envelope's schema."""
+def documented_errors(
+    *statuses: int, submission: bool = False, analysis: bool = False
+) -> dict[int, OpenAPIResponse]:
+    """The error answers of a route, each with the error envelope's schema; `submission` and
+    `analysis` document the 422 of a submission of a training or an analysis with its report."""
     answers: dict[int, OpenAPIResponse] = {
         status: {
             "description": ERROR_DESCRIPTIONS[status],
@@ -135,5 +151,10 @@ def documented_errors(*statuses: int, submission: bool = False) -> dict[int, Ope
         answers[422] = {
             "description": SUBMISSION_REFUSED,
             "content": {content_types.APPLICATION_JSON: {"model": SubmissionRefusal}},
+        }
+    if analysis:
+        answers[422] = {
+            "description": SUBMISSION_REFUSED.replace("validation report", "analysis report"),
+            "content": {content_types.APPLICATION_JSON: {"model": AnalysisRefusal}},
         }
     return answers

@@ -16,6 +16,7 @@ from segpipe.settings import ApiSettings, CommonSettings, SubmitSettings
 if TYPE_CHECKING:
     from botocore.config import Config
 
+    from segpipe.logic.analysis_submit import AnalysisSubmitDeps
     from segpipe.logic.job_state import JobStateDeps
     from segpipe.logic.models_api import ModelsDeps
     from segpipe.logic.submit import SubmitDeps
@@ -142,6 +143,41 @@ def submit_deps(settings: SubmitSettings) -> SubmitDeps:
             max_running_trainings=settings.MAX_RUNNING_TRAININGS,
         ),
         max_annotations_bytes=settings.MAX_ANNOTATIONS_BYTES,
+    )
+
+
+def analysis_submit_deps(settings: SubmitSettings) -> AnalysisSubmitDeps:
+    """Checks and submission of analyses: image folders, versions, analyses, processing jobs. The
+    compute guard is the trainings' (AllowedInstanceTypes, MaxInstanceHoursPerTraining)."""
+    from segpipe.dal.s3 import S3DatasetStore
+    from segpipe.logic.analysis_checks import AnalysisSources
+    from segpipe.logic.analysis_submit import AnalysisSubmitDeps
+    from segpipe.logic.jobspec import JobEnvironment
+    from segpipe.logic.validate import ComputeRules
+    from segpipe.models import keys
+
+    _, artifacts, registry = _stores(settings)
+    return AnalysisSubmitDeps(
+        sources=AnalysisSources(
+            images=S3DatasetStore(_client("s3"), settings.DATA_BUCKET, prefix=keys.images_prefix),
+            artifacts=artifacts,
+            registry=registry,
+            compute_rules=ComputeRules(
+                allowed_instance_types=frozenset(settings.ALLOWED_INSTANCE_TYPES),
+                max_instance_hours=settings.MAX_INSTANCE_HOURS,
+                max_running_trainings=settings.MAX_RUNNING_TRAININGS,
+            ),
+        ),
+        analyses=analysis_registry(settings),
+        jobs=processing_jobs(),
+        env=JobEnvironment(
+            image_uri=settings.TRAINING_IMAGE_URI,
+            role_arn=settings.SAGEMAKER_ROLE_ARN,
+            bucket=settings.DATA_BUCKET,
+            volume_gb=settings.VOLUME_SIZE_GB,
+            stack=settings.STACK_NAME,
+        ),
+        clock=utcnow,
     )
 
 

@@ -177,3 +177,54 @@ def _basis(
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+# --- Analyses --------------------------------------------------------------------------------
+
+#: Sliding-window inference overlaps windows by a quarter tile (segpipe_trainer.infer), so each
+#: pixel is computed about (1 / 0.75)² times.
+WINDOW_OVERLAP_FACTOR = (1 / 0.75) ** 2
+#: Post-processing on the host's CPU, from dense maps to kept objects with outlines and
+#: measurements, in seconds per megapixel (Issue 10 measured 40 ms/MP for instances and 86 ms/MP
+#: for outlines on one core; masks, CSVs and previews are about as much again).
+POSTPROCESS_SECONDS_PER_MEGAPIXEL = 0.25
+#: Provisioning, pulling the image and downloading the model and images, in hours.
+ANALYSIS_STARTUP_HOURS = 0.1
+
+
+def estimate_analysis(
+    *, preset: Preset, megapixels: float, instance_type: str, instance_count: int
+) -> Estimate:
+    """Expected billable hours and cost of one analysis (a processing job, on-demand: no spot).
+
+    The images are sharded evenly across `instance_count` hosts; each host runs one GPU process.
+    """
+    speed = preset_speeds()[preset]
+    profile = _profile(instance_type)
+    inference_rate = speed.megapixels_per_second * INFERENCE_SPEEDUP * profile.gpu.relative_speed
+    per_host = megapixels / instance_count
+    seconds = per_host * (WINDOW_OVERLAP_FACTOR / inference_rate + POSTPROCESS_SECONDS_PER_MEGAPIXEL)
+    hours = ANALYSIS_STARTUP_HOURS + seconds / 3600
+    hourly = None if profile.usd_per_hour is None else profile.usd_per_hour * instance_count
+    parts = [
+        f"{megapixels:.1f} Mpx over {_count(instance_count, 'host')} with preset {preset.value} at "
+        f"{inference_rate:.1f} inference Mpx/s per host ({INFERENCE_SPEEDUP:g}x its training speed of "
+        f"{speed.megapixels_per_second:.1f} Mpx/s on an RTX 3090 x {profile.gpu.relative_speed} per "
+        f"{profile.gpu.name}; one GPU used per host)",
+        f"x {WINDOW_OVERLAP_FACTOR:.2f} for overlapping windows",
+        f"plus {POSTPROCESS_SECONDS_PER_MEGAPIXEL:g} s/Mpx of CPU post-processing and "
+        f"{ANALYSIS_STARTUP_HOURS} h start-up",
+    ]
+    if instance_type not in instance_profiles():
+        parts.append(f"{instance_type} is not in the price table: assumed 1 {profile.gpu.name}, cost unknown")
+    else:
+        parts.append("priced at the approximate us-east-1 on-demand SageMaker training price of the type")
+    return Estimate(
+        instance_type=instance_type,
+        spot=False,
+        hours=round(hours, 2),
+        cost_usd=round(hours * hourly, 2) if hourly is not None else 0.0,
+        basis="; ".join(parts),
+        hourly_usd=None if hourly is None else round(hourly, 3),
+        gpu=profile.gpu.name,
+    )

@@ -63,9 +63,15 @@ class ResolvedTraining:
 def job_name(project: str, version: int, request_key: str, *, salt: str) -> str:
     """Deterministic and unique per (deployment, project, version, request): at most 63 characters
     of [a-zA-Z0-9-], so a repeated delivery of the same request names the same job."""
+    return deterministic_job_name(project, f"v{version}", f"{salt}\n{project}\n{version}\n{request_key}")
+
+
+def deterministic_job_name(project: str, marker: str, identity: str) -> str:
+    """`segpipe-{project slug}-{marker}-{8 hex of identity}` (at most 63 characters for markers of
+    up to 9): `v3` names version 3's training job, `a3` analysis 3's processing job."""
     slug = re.sub(r"[^a-zA-Z0-9]+", "-", project).strip("-")[:28].strip("-") or "p"
-    digest = hashlib.sha256(f"{salt}\n{project}\n{version}\n{request_key}".encode()).hexdigest()[:8]
-    return f"segpipe-{slug}-v{version}-{digest}"
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:8]
+    return f"segpipe-{slug}-{marker}-{digest}"
 
 
 def training_config(
@@ -104,7 +110,7 @@ def _channel(name: str, uri: str, mode: str) -> ChannelSpec:
     )
 
 
-def _tag_value(value: str) -> str:
+def tag_value(value: str) -> str:
     return _TAG_VALUE.sub("_", value)[:256]
 
 
@@ -156,9 +162,9 @@ def build_training_job(
         ),
         Environment={"SEGPIPE_PROJECT": project, "SEGPIPE_VERSION": str(version)},
         Tags=[
-            TagSpec(Key=TAG_PROJECT, Value=_tag_value(project)),
+            TagSpec(Key=TAG_PROJECT, Value=tag_value(project)),
             TagSpec(Key=TAG_VERSION, Value=str(version)),
-            TagSpec(Key=TAG_LABEL, Value=_tag_value(request.label)),
-            TagSpec(Key=TAG_STACK, Value=_tag_value(env.stack)),
+            TagSpec(Key=TAG_LABEL, Value=tag_value(request.label)),
+            TagSpec(Key=TAG_STACK, Value=tag_value(env.stack)),
         ],
     )

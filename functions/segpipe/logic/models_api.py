@@ -12,7 +12,13 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from segpipe.dal.interfaces import ArtifactStore, ModelRegistry, TrainingJobs
-from segpipe.errors import ObjectNotFound, VersionNotCompleted, VersionNotFound, VersionNotRunning
+from segpipe.errors import (
+    ObjectNotFound,
+    UnknownClass,
+    VersionNotCompleted,
+    VersionNotFound,
+    VersionNotRunning,
+)
 from segpipe.models import keys
 from segpipe.models.api import (
     MetricsView,
@@ -101,6 +107,7 @@ def list_models(project: str, *, active_only: bool, deps: ModelsDeps) -> ModelTa
             headline=v.headline,
             active=v.active,
             analysis_threshold=v.analysis_threshold,
+            analysis_thresholds=v.analysis_thresholds,
             created_at=v.created_at,
             updated_at=v.updated_at,
         )
@@ -159,6 +166,7 @@ def get_metrics(
         classes=version.classes,
         threshold=used,
         analysis_threshold=version.analysis_threshold,
+        analysis_thresholds=version.analysis_thresholds,
         suggested_threshold=version.suggested_threshold,
         suggested_thresholds=version.suggested_thresholds,
         thresholds=list(THRESHOLDS),
@@ -220,14 +228,50 @@ def image_predictions(
     return ImagePredictions.model_validate(json.loads(data))
 
 
-def set_threshold(project: str, number: int, threshold: float, *, deps: ModelsDeps) -> ModelVersion:
+def set_threshold(
+    project: str, number: int, threshold: float | dict[str, float], *, deps: ModelsDeps
+) -> ModelVersion:
+    """Lock the analysis threshold: one score for every class, or the named classes' own (the others
+    keep what they had). `analysis_threshold` is the one score while every class shares it."""
     version = _version(project, number, deps)
     _require_completed(version, "given an analysis threshold")
+    per_class = locked_thresholds(version, threshold)
+    shared = set(per_class.values())
     now = deps.clock()
-    fields = {"analysis_threshold": threshold, "updated_at": now.isoformat()}
+    fields = {
+        "analysis_threshold": shared.pop() if len(shared) == 1 else None,
+        "analysis_thresholds": per_class,
+        "updated_at": now.isoformat(),
+    }
     if not deps.registry.update_fields(project, number, fields, require_status=VersionStatus.COMPLETED):
         raise VersionNotCompleted("The version changed status meanwhile; reload and try again.")
     return _version(project, number, deps)
+
+
+def locked_thresholds(version: ModelVersion, threshold: float | dict[str, float]) -> dict[str, float]:
+    """Every class's analysis threshold once `threshold` is locked on `version`."""
+    if not isinstance(threshold, dict):
+        return dict.fromkeys(version.classes, threshold)
+    unknown = sorted(name for name in threshold if name not in version.classes)
+    if unknown:
+        raise UnknownClass(
+            f"Version {version.version} has no class {', '.join(map(repr, unknown))}; its classes are "
+            f"{', '.join(map(repr, version.classes))}.",
+            unknown=", ".join(unknown),
+        )
+
+    def current(name: str) -> float:
+        for value in (
+            version.analysis_thresholds.get(name),
+            version.analysis_threshold,
+            version.suggested_thresholds.get(name),
+            version.suggested_threshold,
+        ):
+            if value is not None:
+                return value
+        return 0.5
+
+    return {name: threshold.get(name, current(name)) for name in version.classes}
 
 
 def set_active(project: str, number: int, active: bool, *, deps: ModelsDeps) -> ModelVersion:

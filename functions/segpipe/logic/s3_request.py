@@ -1,5 +1,7 @@
 """A training request uploaded to `projects/{p}/requests/{name}.json`: submit it and write the
-report to `projects/{p}/reports/{name}.json` (a prefix that triggers nothing).
+report to `projects/{p}/reports/{name}.json` (a prefix that triggers nothing). An analysis request
+uploaded to `projects/{p}/analysis-requests/{name}.json` takes the same path: its report goes to
+`projects/{p}/analysis-reports/{name}.json`, then the analysis starts.
 
 The file is read as the upload that the event announces wrote it: at the event's version id
 (the data bucket is versioned) and only while it still has the event's ETag. So two quick uploads
@@ -11,18 +13,30 @@ upload's own event reads and submits the newer body, and writes the report.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
 from segpipe.dal.interfaces import ArtifactStore
 from segpipe.errors import ObjectChanged, ObjectNotFound
+from segpipe.logic.analysis_submit import (
+    AnalysisOutcome,
+    AnalysisSubmitDeps,
+    analysis_fingerprint,
+    submit_analysis,
+)
 from segpipe.logic.submit import SubmitDeps, SubmitOutcome, fingerprint_of, submit
 from segpipe.models import keys
+from segpipe.models.analysis import AnalysisReport, AnalysisRequest
 from segpipe.models.common import is_item_name
 from segpipe.models.report import ErrorCode, Issue, ValidationReport
 from segpipe.models.request import TrainingRequest
 
 logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
 
 #: A request file is a few hundred bytes; anything this large is not one.
 MAX_REQUEST_BYTES = 256 * 1024
@@ -42,52 +56,130 @@ class UploadOutcome(BaseModel):
     name: str | None = None
     report_key: str | None = None
     outcome: SubmitOutcome | None = None
+    analysis: AnalysisOutcome | None = Field(default=None, description="An analysis request's outcome")
     ignored: str | None = None
 
-
-def _invalid_request(message: str, **context: object) -> ValidationReport:
-    issue = Issue(code=ErrorCode.INVALID_REQUEST, message=message, context=dict(context))
-    return ValidationReport(ok=False, errors=[issue])
-
-
-def _parse(data: bytes) -> TrainingRequest | ValidationReport:
-    try:
-        return TrainingRequest.model_validate_json(data)
-    except ValidationError as error:
-        problems = [
-            {
-                "location": ".".join(str(part) for part in item["loc"]),
-                "message": item["msg"],
-                "type": item["type"],
-            }
-            for item in error.errors(include_url=False)[:20]
-        ]
-        first = problems[0]
-        where = f" at '{first['location']}'" if first["location"] else ""
-        return _invalid_request(
-            f"The request file is not a valid training request{where}: {first['message']}. "
-            "Fix the file and upload it again.",
-            problems=problems,
+    @property
+    def accepted(self) -> bool:
+        """A training or an analysis was created (or found, for a repeat)."""
+        return (self.outcome is not None and self.outcome.version is not None) or (
+            self.analysis is not None and self.analysis.analysis is not None
         )
 
 
+def _problems(error: ValidationError) -> tuple[str, list[dict[str, str]]]:
+    problems = [
+        {
+            "location": ".".join(str(part) for part in item["loc"]),
+            "message": item["msg"],
+            "type": item["type"],
+        }
+        for item in error.errors(include_url=False)[:20]
+    ]
+    first = problems[0]
+    where = f" at '{first['location']}'" if first["location"] else ""
+    return f"{where}: {first['message']}", problems
+
+
+def _invalid(message: str, **context: object) -> Issue:
+    return Issue(code=ErrorCode.INVALID_REQUEST, message=message, context=dict(context))
+
+
+_Result = SubmitOutcome | AnalysisOutcome | list[Issue]
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """What differs between a training request and an analysis request uploaded to S3."""
+
+    noun: str
+    report_key: Callable[[str, str], str]
+    submit: Callable[[bytes, str, str], _Result]
+    invalid_report: Callable[[list[Issue]], BaseModel]
+
+
+def _parsed(model: type[M], data: bytes, noun: str) -> M | list[Issue]:
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as error:
+        where, problems = _problems(error)
+        return [
+            _invalid(
+                f"The request file is not a valid {noun}{where}. Fix the file and upload it again.",
+                problems=problems,
+            )
+        ]
+
+
+def _training(deps: SubmitDeps) -> _Kind:
+    def run(data: bytes, project: str, request_key: str) -> _Result:
+        request = _parsed(TrainingRequest, data, "training request")
+        if isinstance(request, list):
+            return request
+        return submit(
+            request, project=project, request_key=request_key, fingerprint=fingerprint_of(request), deps=deps
+        )
+
+    return _Kind(
+        noun="training request",
+        report_key=keys.report_key,
+        submit=run,
+        invalid_report=lambda issues: ValidationReport(ok=False, errors=issues),
+    )
+
+
+def _analysis(deps: AnalysisSubmitDeps) -> _Kind:
+    def run(data: bytes, project: str, request_key: str) -> _Result:
+        request = _parsed(AnalysisRequest, data, "analysis request")
+        if isinstance(request, list):
+            return request
+        return submit_analysis(
+            request,
+            project=project,
+            request_key=request_key,
+            fingerprint=analysis_fingerprint(request),
+            deps=deps,
+        )
+
+    return _Kind(
+        noun="analysis request",
+        report_key=keys.analysis_report_key,
+        submit=run,
+        invalid_report=lambda issues: AnalysisReport(ok=False, errors=issues),
+    )
+
+
 def handle_uploaded_request(
-    upload: UploadedRequest, *, artifacts: ArtifactStore, deps: SubmitDeps
+    upload: UploadedRequest,
+    *,
+    artifacts: ArtifactStore,
+    deps: SubmitDeps,
+    analysis_deps: AnalysisSubmitDeps | None = None,
 ) -> UploadOutcome:
-    parsed_key = keys.parse_request_key(upload.key)
-    if parsed_key is None:
+    """Submit an uploaded training request (`requests/`) or analysis request (`analysis-requests/`,
+    when `analysis_deps` is given) and write its report beside it."""
+    if (parsed_key := keys.parse_request_key(upload.key)) is not None:
+        kind = _training(deps)
+    elif (
+        analysis_deps is not None and (parsed_key := keys.parse_analysis_request_key(upload.key)) is not None
+    ):
+        kind = _analysis(analysis_deps)
+    else:
         return UploadOutcome(key=upload.key, ignored="not a request key")
     project, name = parsed_key
     if not (is_item_name(project) and "." not in project and is_item_name(name)):
         logger.warning("refusing request with an invalid project or name: %s", upload.key)
         return UploadOutcome(key=upload.key, ignored="invalid project or request name")
 
-    report_key = keys.report_key(project, name)
+    report_key = kind.report_key(project, name)
+    done = UploadOutcome(key=upload.key, project=project, name=name, report_key=report_key)
     if upload.size is not None and upload.size > MAX_REQUEST_BYTES:
-        report: ValidationReport | TrainingRequest = _invalid_request(
-            f"The request file is {upload.size} bytes; a training request is at most {MAX_REQUEST_BYTES}.",
-            size=upload.size,
-        )
+        result: _Result = [
+            _invalid(
+                f"The request file is {upload.size} bytes; a {kind.noun} is at most {MAX_REQUEST_BYTES}.",
+                size=upload.size,
+            )
+        ]
     else:
         try:
             data = artifacts.get_bytes_at(upload.key, version_id=upload.version_id, etag=upload.etag)
@@ -103,16 +195,15 @@ def handle_uploaded_request(
             return UploadOutcome(
                 key=upload.key, project=project, name=name, ignored="superseded by a newer upload"
             )
-        report = _parse(data)
+        request_key = f"s3://{upload.bucket}/{upload.key}#{upload.etag.strip(chr(34))}"
+        result = kind.submit(data, project, request_key)
 
-    if isinstance(report, ValidationReport):
-        artifacts.put_bytes(report_key, report.model_dump_json(indent=2).encode())
-        return UploadOutcome(key=upload.key, project=project, name=name, report_key=report_key)
-
-    request = report
-    request_key = f"s3://{upload.bucket}/{upload.key}#{upload.etag.strip(chr(34))}"
-    outcome = submit(
-        request, project=project, request_key=request_key, fingerprint=fingerprint_of(request), deps=deps
-    )
-    artifacts.put_bytes(report_key, outcome.report.model_dump_json(indent=2).encode())
-    return UploadOutcome(key=upload.key, project=project, name=name, report_key=report_key, outcome=outcome)
+    if isinstance(result, list):
+        artifacts.put_bytes(report_key, kind.invalid_report(result).model_dump_json(indent=2).encode())
+        return done
+    if isinstance(result, SubmitOutcome):
+        done.outcome = result
+    else:
+        done.analysis = result
+    artifacts.put_bytes(report_key, result.report.model_dump_json(indent=2).encode())
+    return done

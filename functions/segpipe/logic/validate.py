@@ -44,7 +44,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter, mul
-from typing import Any
+from typing import Any, Protocol
 
 import pydantic_core
 from pydantic import ValidationError
@@ -76,6 +76,7 @@ from segpipe.models.presets import PRESETS
 from segpipe.models.report import (
     ClassCounts,
     ErrorCode,
+    Estimate,
     IgnoredCounts,
     ImageStats,
     Issue,
@@ -168,7 +169,7 @@ def validate_request(
     limits, for offline use); `running_trainings` lists the project's versions that are queued
     or training (None skips that limit).
     """
-    issues = _Issues()
+    issues = Issues()
     with gc_paused():
         training = _resolve_training(request, defaults=defaults, base_lookup=base_lookup, issues=issues)
         if compute_rules is not None:
@@ -197,7 +198,7 @@ def validate_request(
 # --- Issues and small helpers ------------------------------------------------------------------
 
 
-class _Issues:
+class Issues:
     """Errors and warnings in the order found."""
 
     def __init__(self) -> None:
@@ -221,11 +222,11 @@ class _Source:
     dataset: str
 
 
-def _examples(names: Sequence[str]) -> list[str]:
+def examples(names: Sequence[str]) -> list[str]:
     return list(names[:EXAMPLES])
 
 
-def _listing(names: Sequence[str]) -> str:
+def listing(names: Sequence[str]) -> str:
     shown = ", ".join(repr(name) for name in names[:EXAMPLES])
     return shown + (f" and {len(names) - EXAMPLES} more" if len(names) > EXAMPLES else "")
 
@@ -269,7 +270,7 @@ def _resolve_training(
     *,
     defaults: TrainingDefaults,
     base_lookup: Callable[[int], ModelVersion | None] | None,
-    issues: _Issues,
+    issues: Issues,
 ) -> _Training:
     preset = _check_base(request, base_lookup=base_lookup, issues=issues) or defaults.preset
     return _Training(
@@ -280,7 +281,7 @@ def _resolve_training(
 
 
 def _check_base(
-    request: TrainingRequest, *, base_lookup: Callable[[int], ModelVersion | None] | None, issues: _Issues
+    request: TrainingRequest, *, base_lookup: Callable[[int], ModelVersion | None] | None, issues: Issues
 ) -> Preset | None:
     """The preset implied by `base` (None: use the default), reporting an unusable base."""
     if request.base is None:
@@ -315,7 +316,7 @@ def _check_base(
     return Preset(named) if named is not None and named in Preset._value2member_map_ else None
 
 
-def _check_base_version(request: TrainingRequest, *, base: ModelVersion, issues: _Issues) -> None:
+def _check_base_version(request: TrainingRequest, *, base: ModelVersion, issues: Issues) -> None:
     if base.status is not VersionStatus.COMPLETED:
         issues.error(
             ErrorCode.BASE_NOT_USABLE,
@@ -349,35 +350,25 @@ def _check_base_version(request: TrainingRequest, *, base: ModelVersion, issues:
 # --- Compute guard -----------------------------------------------------------------------------
 
 
+class ComputeAsk(Protocol):
+    """What a request asks to spend: `compute` of a training or of an analysis request."""
+
+    @property
+    def instance_type(self) -> str: ...
+    @property
+    def instance_count(self) -> int: ...
+    @property
+    def max_hours(self) -> float: ...
+
+
 def _check_compute(
     request: TrainingRequest,
     *,
     rules: ComputeRules,
     running: Callable[[], Sequence[int]] | None,
-    issues: _Issues,
+    issues: Issues,
 ) -> None:
-    compute = request.compute
-    if compute.instance_type not in rules.allowed_instance_types:
-        allowed = sorted(rules.allowed_instance_types)
-        issues.error(
-            ErrorCode.INSTANCE_TYPE_NOT_ALLOWED,
-            f"{compute.instance_type} is not an instance type this deployment allows ({_listing(allowed)}). "
-            "Choose one of them, or ask the operator to add it to the AllowedInstanceTypes parameter.",
-            instance_type=compute.instance_type,
-            allowed=allowed,
-        )
-    instance_hours = compute.instance_count * compute.max_hours
-    if instance_hours > rules.max_instance_hours:
-        issues.error(
-            ErrorCode.COMPUTE_OVER_LIMIT,
-            f"The request asks for up to {compute.instance_count} x {compute.max_hours:g} h = "
-            f"{instance_hours:g} instance-hours; this deployment allows at most {rules.max_instance_hours:g} "
-            "per training. Lower compute.instance_count or compute.max_hours.",
-            instance_count=compute.instance_count,
-            max_hours=compute.max_hours,
-            instance_hours=instance_hours,
-            max_instance_hours=rules.max_instance_hours,
-        )
+    check_compute(request.compute, rules=rules, issues=issues, noun="training")
     if running is None:
         return
     versions = sorted(running())
@@ -389,6 +380,32 @@ def _check_compute(
             f"{rules.max_running_trainings} at once per project. Wait for one to end, or stop one.",
             running=versions[:100],
             max_running=rules.max_running_trainings,
+        )
+
+
+def check_compute(compute: ComputeAsk, *, rules: ComputeRules, issues: Issues, noun: str) -> None:
+    """The deployment's limits on one request's instance type and instance-hours (`noun`: what
+    the request runs, for the messages)."""
+    if compute.instance_type not in rules.allowed_instance_types:
+        allowed = sorted(rules.allowed_instance_types)
+        issues.error(
+            ErrorCode.INSTANCE_TYPE_NOT_ALLOWED,
+            f"{compute.instance_type} is not an instance type this deployment allows ({listing(allowed)}). "
+            "Choose one of them, or ask the operator to add it to the AllowedInstanceTypes parameter.",
+            instance_type=compute.instance_type,
+            allowed=allowed,
+        )
+    instance_hours = compute.instance_count * compute.max_hours
+    if instance_hours > rules.max_instance_hours:
+        issues.error(
+            ErrorCode.COMPUTE_OVER_LIMIT,
+            f"The request asks for up to {compute.instance_count} x {compute.max_hours:g} h = "
+            f"{instance_hours:g} instance-hours; this deployment allows at most {rules.max_instance_hours:g} "
+            f"per {noun}. Lower compute.instance_count or compute.max_hours.",
+            instance_count=compute.instance_count,
+            max_hours=compute.max_hours,
+            instance_hours=instance_hours,
+            max_instance_hours=rules.max_instance_hours,
         )
 
 
@@ -405,7 +422,7 @@ class _Dataset:
 
 
 def _load_dataset(
-    request: TrainingRequest, *, project: str, store: DatasetStore, max_bytes: int, issues: _Issues
+    request: TrainingRequest, *, project: str, store: DatasetStore, max_bytes: int, issues: Issues
 ) -> tuple[str, _Dataset] | None:
     location = request.dataset_location(project)
     if location is None:
@@ -719,7 +736,7 @@ def _validate_dataset(
     name: str,
     source: _Source,
     training: _Training,
-    issues: _Issues,
+    issues: Issues,
 ) -> Validation:
     _check_duplicates(dataset, classes=request.classes, issues=issues)
     classes = _resolve_classes(request.classes, dataset.categories, issues=issues)
@@ -767,7 +784,7 @@ def _duplicates(values: Sequence[Any]) -> list[Any]:
     return [value for value, count in Counter(values).items() if count > 1]
 
 
-def _check_duplicates(dataset: _Dataset, *, classes: Sequence[str], issues: _Issues) -> None:
+def _check_duplicates(dataset: _Dataset, *, classes: Sequence[str], issues: Issues) -> None:
     found = {
         "image ids": _duplicates([image.id for image in dataset.images]),
         "image file names": _duplicates([image.file_name for image in dataset.images]),
@@ -791,8 +808,8 @@ def _check_duplicates(dataset: _Dataset, *, classes: Sequence[str], issues: _Iss
         )
 
 
-def _no_classes(issues: _Issues, *, available: list[str] | None) -> None:
-    names = f": {_listing(available)}" if available else ""
+def _no_classes(issues: Issues, *, available: list[str] | None) -> None:
+    names = f": {listing(available)}" if available else ""
     issues.error(
         ErrorCode.NO_CLASSES_SELECTED,
         f"The request selects no classes. List the category names to train on in `classes`{names}.",
@@ -802,7 +819,7 @@ def _no_classes(issues: _Issues, *, available: list[str] | None) -> None:
 
 
 def _resolve_classes(
-    requested: Sequence[str], categories: Sequence[CocoCategory], *, issues: _Issues
+    requested: Sequence[str], categories: Sequence[CocoCategory], *, issues: Issues
 ) -> _Classes:
     by_name: dict[str, CocoCategory] = {}
     for category in categories:
@@ -816,8 +833,8 @@ def _resolve_classes(
         available = sorted(by_name)
         issues.error(
             ErrorCode.UNKNOWN_CLASS,
-            f"The dataset has no class {_listing(unknown)}. Use category names from the dataset: "
-            f"{_listing(available)}.",
+            f"The dataset has no class {listing(unknown)}. Use category names from the dataset: "
+            f"{listing(available)}.",
             unknown=unknown,
             available=available[:100],
             suggestions={name: difflib.get_close_matches(name, available, n=3) for name in unknown},
@@ -826,7 +843,7 @@ def _resolve_classes(
     return _Classes(included=included, excluded=excluded, unknown=unknown)
 
 
-def _split_by_status(images: Sequence[CocoImage], *, issues: _Issues) -> _Images:
+def _split_by_status(images: Sequence[CocoImage], *, issues: Issues) -> _Images:
     if all(image.status is None for image in images):
         return _Images(completed=list(images), unfinished=[], without_status=0)
     completed = [image for image in images if image.status == "completed"]
@@ -838,7 +855,7 @@ def _split_by_status(images: Sequence[CocoImage], *, issues: _Issues) -> _Images
             f"{without_status} images have no status while others do; they are treated as unfinished and not "
             'used. Set "status": "completed" on the ones that are fully annotated.',
             images=without_status,
-            examples=_examples([image.file_name for image in unfinished if image.status is None]),
+            examples=examples([image.file_name for image in unfinished if image.status is None]),
         )
     if not completed:
         issues.error(
@@ -853,7 +870,7 @@ def _split_by_status(images: Sequence[CocoImage], *, issues: _Issues) -> _Images
 
 
 def _check_annotations(
-    scan: _Scan, *, classes: _Classes, images: _Images, dataset: _Dataset, issues: _Issues
+    scan: _Scan, *, classes: _Classes, images: _Images, dataset: _Dataset, issues: Issues
 ) -> None:
     if not dataset.images:
         issues.error(
@@ -898,7 +915,7 @@ def _check_annotations(
         )
 
 
-def _report_broken(scan: _Scan, *, broken: int, candidates: int, issues: _Issues) -> None:
+def _report_broken(scan: _Scan, *, broken: int, candidates: int, issues: Issues) -> None:
     share = broken / candidates
     context = {
         "broken": broken,
@@ -926,7 +943,7 @@ def _report_broken(scan: _Scan, *, broken: int, candidates: int, issues: _Issues
         )
 
 
-def _report_ignored(scan: _Scan, *, classes: _Classes, issues: _Issues) -> None:
+def _report_ignored(scan: _Scan, *, classes: _Classes, issues: Issues) -> None:
     excluded = _excluded_counts(classes, scan=scan)
     if not (excluded or scan.unfinished):
         return
@@ -951,7 +968,7 @@ def _excluded_counts(classes: _Classes, *, scan: _Scan) -> dict[str, int]:
 
 
 def _check_image_files(
-    completed: Sequence[CocoImage], *, source: _Source, tile_size: int, issues: _Issues
+    completed: Sequence[CocoImage], *, source: _Source, tile_size: int, issues: Issues
 ) -> ImageStats:
     stats = _image_stats(completed)
     if not completed:
@@ -960,10 +977,10 @@ def _check_image_files(
     if unsupported:
         issues.error(
             ErrorCode.UNSUPPORTED_IMAGE_FORMAT,
-            f"{len(unsupported)} completed images are not PNG, JPEG or TIFF files: {_listing(unsupported)}. "
+            f"{len(unsupported)} completed images are not PNG, JPEG or TIFF files: {listing(unsupported)}. "
             "Convert them to PNG or TIFF and update their file names.",
             images=len(unsupported),
-            examples=_examples(unsupported),
+            examples=examples(unsupported),
         )
     files = source.store.list_files(source.project, source.dataset)
     missing = [image.file_name for image in completed if image.file_name not in files]
@@ -971,10 +988,10 @@ def _check_image_files(
         issues.error(
             ErrorCode.MISSING_IMAGE_FILE,
             f"{len(missing)} of {len(completed)} completed images have no file in the dataset folder: "
-            f"{_listing(missing)}. Upload them next to annotations.json (file_name is relative to that "
+            f"{listing(missing)}. Upload them next to annotations.json (file_name is relative to that "
             "folder).",
             missing=len(missing),
-            examples=_examples(missing),
+            examples=examples(missing),
         )
     if len(set(stats.formats) & set(IMAGE_FORMATS.values())) > 1:
         issues.warn(
@@ -1002,13 +1019,23 @@ def _check_image_files(
     return stats
 
 
-def _check_output_names(completed: Sequence[CocoImage], *, issues: _Issues) -> None:
-    """The trainer writes predictions/{split}/{stem}.json and previews/{stem}.png per image, with the
-    stem of `prediction_stem`: images whose stems are equal would overwrite each other's outputs, and
-    a stem longer than the API's `{stem}` parameter could not be read back."""
+def _check_output_names(completed: Sequence[CocoImage], *, issues: Issues) -> None:
+    """The trainer writes predictions/{split}/{stem}.json and previews/{stem}.png per image."""
+    check_output_names(
+        [image.file_name for image in completed],
+        issues=issues,
+        what="completed images",
+        outputs="predictions",
+    )
+
+
+def check_output_names(file_names: Sequence[str], *, issues: Issues, what: str, outputs: str) -> None:
+    """Per-image outputs are named by `prediction_stem`: images whose stems are equal would overwrite
+    each other's outputs, and a stem longer than the API's `{stem}` parameter could not be read back.
+    `what` names the images and `outputs` their per-image files, for the messages."""
     by_stem: dict[str, list[str]] = {}
-    for image in completed:
-        by_stem.setdefault(prediction_stem(image.file_name), []).append(image.file_name)
+    for file_name in file_names:
+        by_stem.setdefault(prediction_stem(file_name), []).append(file_name)
     collisions = [
         {"stem": stem, "files": sorted(files)[:EXAMPLES]} for stem, files in by_stem.items() if len(files) > 1
     ]
@@ -1017,10 +1044,10 @@ def _check_output_names(completed: Sequence[CocoImage], *, issues: _Issues) -> N
         first = collisions[0]
         issues.error(
             ErrorCode.OUTPUT_NAMES_COLLIDE,
-            f"{len(collisions)} groups of completed images would get the same output names (for example "
-            f"{_listing(first['files'])} all become {first['stem']!r}): names that differ only in their "
+            f"{len(collisions)} groups of {what} would get the same output names (for example "
+            f"{listing(first['files'])} all become {first['stem']!r}): names that differ only in their "
             "extension or in characters other than letters, digits, '.', '_' and '-' would overwrite each "
-            "other's predictions and previews. Rename the files so that they differ in those characters.",
+            f"other's {outputs} and previews. Rename the files so that they differ in those characters.",
             groups=len(collisions),
             examples=collisions[:EXAMPLES],
         )
@@ -1030,11 +1057,11 @@ def _check_output_names(completed: Sequence[CocoImage], *, issues: _Issues) -> N
     if too_long:
         issues.error(
             ErrorCode.OUTPUT_NAME_TOO_LONG,
-            f"{len(too_long)} completed images have names whose output name would be longer than "
-            f"{MAX_STEM_LENGTH} characters (folders joined with '__'): {_listing(too_long)}. Use shorter "
+            f"{len(too_long)} {what} have names whose output name would be longer than "
+            f"{MAX_STEM_LENGTH} characters (folders joined with '__'): {listing(too_long)}. Use shorter "
             "file or folder names.",
             images=len(too_long),
-            examples=_examples(too_long),
+            examples=examples(too_long),
             max_length=MAX_STEM_LENGTH,
         )
 
@@ -1058,58 +1085,75 @@ def _image_stats(completed: Sequence[CocoImage]) -> ImageStats:
 def _spread_sample(images: Sequence[CocoImage]) -> list[CocoImage]:
     """Up to `HEADER_SAMPLE` images evenly spread over the file names (independent of file order)."""
     ordered = sorted(images, key=attrgetter("file_name"))
-    if len(ordered) <= HEADER_SAMPLE:
-        return ordered
-    step = (len(ordered) - 1) / (HEADER_SAMPLE - 1)
-    return [ordered[round(index * step)] for index in range(HEADER_SAMPLE)]
+    return [ordered[index] for index in spread_indices(len(ordered), HEADER_SAMPLE)]
+
+
+def spread_indices(count: int, sample: int) -> list[int]:
+    """Up to `sample` indices evenly spread over `range(count)`, first and last included."""
+    if count <= sample:
+        return list(range(count))
+    step = (count - 1) / (sample - 1)
+    return [round(index * step) for index in range(sample)]
 
 
 @dataclass
-class _HeaderFindings:
-    headers: list[ImageHeader] = field(default_factory=list)
+class HeaderFindings:
+    """What reading the first bytes of some image files found."""
+
+    headers: dict[str, ImageHeader] = field(default_factory=dict)
     mismatched: list[dict[str, Any]] = field(default_factory=list)
     unsupported: list[dict[str, str]] = field(default_factory=list)
     unreadable: list[dict[str, str]] = field(default_factory=list)
     not_read: list[str] = field(default_factory=list)
 
 
-def _read_sample(sample: Sequence[CocoImage], *, source: _Source) -> _HeaderFindings:
-    findings = _HeaderFindings()
-    for image in sample:
+def read_headers(file_names: Sequence[str], *, read_head: Callable[[str, int], bytes]) -> HeaderFindings:
+    """Parse the header of each file, read through `read_head(file_name, nbytes)`."""
+    findings = HeaderFindings()
+    for file_name in file_names:
         try:
-            head = source.store.read_head(source.project, source.dataset, image.file_name, HEADER_BYTES)
-            header = read_header(head)
+            header = read_header(read_head(file_name, HEADER_BYTES))
         except UnsupportedFormat as error:
-            findings.unsupported.append({"file": image.file_name, "format": error.format_name})
+            findings.unsupported.append({"file": file_name, "format": error.format_name})
         except HeaderBeyondHead:
-            findings.not_read.append(image.file_name)
+            findings.not_read.append(file_name)
         except UnreadableHeader as error:
-            findings.unreadable.append({"file": image.file_name, "problem": str(error)})
+            findings.unreadable.append({"file": file_name, "problem": str(error)})
         except NotFoundError:  # listed a moment ago, gone now
-            logger.warning("image %s vanished before its header was read", image.file_name)
-            findings.not_read.append(image.file_name)
+            logger.warning("image %s vanished before its header was read", file_name)
+            findings.not_read.append(file_name)
         except Exception:  # any other read failure (a throttled or empty object) only costs this sample
-            logger.warning("could not read the head of %s", image.file_name, exc_info=True)
-            findings.not_read.append(image.file_name)
+            logger.warning("could not read the head of %s", file_name, exc_info=True)
+            findings.not_read.append(file_name)
         else:
-            findings.headers.append(header)
-            if (header.width, header.height) != (image.width, image.height):
-                findings.mismatched.append(
-                    {
-                        "file": image.file_name,
-                        "coco": [image.width, image.height],
-                        "file_size": [header.width, header.height],
-                    }
-                )
+            findings.headers[file_name] = header
+    return findings
+
+
+def _read_sample(sample: Sequence[CocoImage], *, source: _Source) -> HeaderFindings:
+    findings = read_headers(
+        [image.file_name for image in sample],
+        read_head=lambda name, nbytes: source.store.read_head(source.project, source.dataset, name, nbytes),
+    )
+    for image in sample:
+        header = findings.headers.get(image.file_name)
+        if header is not None and (header.width, header.height) != (image.width, image.height):
+            findings.mismatched.append(
+                {
+                    "file": image.file_name,
+                    "coco": [image.width, image.height],
+                    "file_size": [header.width, header.height],
+                }
+            )
     return findings
 
 
 def _check_headers(
-    sample: Sequence[CocoImage], *, source: _Source, stats: ImageStats, issues: _Issues
+    sample: Sequence[CocoImage], *, source: _Source, stats: ImageStats, issues: Issues
 ) -> None:
     findings = _read_sample(sample, source=source)
-    stats.channels = sorted({header.channels for header in findings.headers})
-    stats.bit_depths = sorted({header.bit_depth for header in findings.headers})
+    stats.channels = sorted({header.channels for header in findings.headers.values()})
+    stats.bit_depths = sorted({header.bit_depth for header in findings.headers.values()})
     stats.sampled = len(findings.headers)
     if findings.mismatched:
         issues.error(
@@ -1121,23 +1165,7 @@ def _check_headers(
             sampled=len(sample),
             mismatched=findings.mismatched,
         )
-    if findings.unsupported:
-        issues.error(
-            ErrorCode.UNSUPPORTED_IMAGE_FORMAT,
-            f"{len(findings.unsupported)} sampled images hold another format than their name says "
-            f"({', '.join(sorted({item['format'] for item in findings.unsupported}))}). Convert them to PNG "
-            "or TIFF.",
-            sampled=len(sample),
-            examples=findings.unsupported,
-        )
-    if findings.unreadable:
-        issues.error(
-            ErrorCode.UNREADABLE_IMAGE,
-            f"{len(findings.unreadable)} of {len(sample)} sampled image files are not readable images "
-            f"({findings.unreadable[0]['problem']}). Upload them again; `examples` lists them.",
-            sampled=len(sample),
-            examples=findings.unreadable,
-        )
+    report_unreadable(findings, sampled=len(sample), issues=issues)
     if len(stats.channels) > 1:
         issues.warn(
             WarningCode.MIXED_CHANNEL_COUNTS,
@@ -1155,6 +1183,27 @@ def _check_headers(
         )
 
 
+def report_unreadable(findings: HeaderFindings, *, sampled: int, issues: Issues) -> None:
+    """`unsupported_image_format` and `unreadable_image` for the sampled files that need them."""
+    if findings.unsupported:
+        issues.error(
+            ErrorCode.UNSUPPORTED_IMAGE_FORMAT,
+            f"{len(findings.unsupported)} sampled images hold another format than their name says "
+            f"({', '.join(sorted({item['format'] for item in findings.unsupported}))}). Convert them to PNG "
+            "or TIFF.",
+            sampled=sampled,
+            examples=findings.unsupported,
+        )
+    if findings.unreadable:
+        issues.error(
+            ErrorCode.UNREADABLE_IMAGE,
+            f"{len(findings.unreadable)} of {sampled} sampled image files are not readable images "
+            f"({findings.unreadable[0]['problem']}). Upload them again; `examples` lists them.",
+            sampled=sampled,
+            examples=findings.unreadable,
+        )
+
+
 # --- Split checks ------------------------------------------------------------------------------
 
 
@@ -1164,7 +1213,7 @@ def _check_assignment(
     test_set: NoTestSet | FractionTestSet | ImagesTestSet,
     dataset: _Dataset,
     images: _Images,
-    issues: _Issues,
+    issues: Issues,
 ) -> None:
     if isinstance(test_set, NoTestSet):
         issues.warn(
@@ -1203,16 +1252,16 @@ def _check_assignment(
         )
 
 
-def _check_listed_images(assignment: SplitAssignment, *, dataset: _Dataset, issues: _Issues) -> None:
+def _check_listed_images(assignment: SplitAssignment, *, dataset: _Dataset, issues: Issues) -> None:
     all_names = {image.file_name for image in dataset.images}
     unfinished = [name for name in assignment.unmatched if name in all_names]
     unknown = [name for name in assignment.unmatched if name not in all_names]
     if unknown:
         issues.error(
             ErrorCode.UNKNOWN_TEST_IMAGE,
-            f"{len(unknown)} listed test images are not in the dataset: {_listing(unknown)}. Use file_name "
+            f"{len(unknown)} listed test images are not in the dataset: {listing(unknown)}. Use file_name "
             "values from annotations.json.",
-            unknown=_examples(unknown),
+            unknown=examples(unknown),
             count=len(unknown),
             suggestions={name: difflib.get_close_matches(name, all_names, n=3) for name in unknown[:3]},
         )
@@ -1220,9 +1269,9 @@ def _check_listed_images(assignment: SplitAssignment, *, dataset: _Dataset, issu
         issues.warn(
             WarningCode.TEST_IMAGES_NOT_COMPLETED,
             f"{len(unfinished)} listed test images are not completed and are left out: "
-            f"{_listing(unfinished)}. "
+            f"{listing(unfinished)}. "
             'Finish them and set "status": "completed" to test on them.',
-            images=_examples(unfinished),
+            images=examples(unfinished),
             count=len(unfinished),
         )
 
@@ -1267,7 +1316,7 @@ def _median(values: list[float]) -> float | None:
 
 
 def _check_classes(
-    counts: list[ClassCounts], *, assignment: SplitAssignment, issues: _Issues, has_test: bool
+    counts: list[ClassCounts], *, assignment: SplitAssignment, issues: Issues, has_test: bool
 ) -> None:
     present = [item for item in counts if item.annotations]
     for item in present:
@@ -1300,7 +1349,7 @@ def _check_classes(
     _check_test_size(counts, assignment=assignment, issues=issues)
 
 
-def _check_balance(present: list[ClassCounts], *, issues: _Issues) -> None:
+def _check_balance(present: list[ClassCounts], *, issues: Issues) -> None:
     if len(present) < 2:
         return
     rarest = min(present, key=attrgetter("annotations"))
@@ -1318,7 +1367,7 @@ def _check_balance(present: list[ClassCounts], *, issues: _Issues) -> None:
         )
 
 
-def _check_test_size(counts: list[ClassCounts], *, assignment: SplitAssignment, issues: _Issues) -> None:
+def _check_test_size(counts: list[ClassCounts], *, assignment: SplitAssignment, issues: Issues) -> None:
     test_images = len(assignment.test)
     test_annotations = sum(item.test for item in counts)
     if test_images and (test_images < MIN_TEST_IMAGES or test_annotations < MIN_TEST_ANNOTATIONS):
@@ -1334,7 +1383,7 @@ def _check_test_size(counts: list[ClassCounts], *, assignment: SplitAssignment, 
         )
 
 
-def _check_tiny_objects(classes: _Classes, *, scan: _Scan, patch: int, issues: _Issues) -> None:
+def _check_tiny_objects(classes: _Classes, *, scan: _Scan, patch: int, issues: Issues) -> None:
     shares = {
         category.name: round(scan.tiny[category.id] / len(scan.areas[category.id]), 3)
         for category in classes.included
@@ -1410,8 +1459,21 @@ def _padded_megapixels(images: Sequence[CocoImage], *, tile: int) -> float:
     return sum(max(image.width, tile) * max(image.height, tile) for image in images) / 1e6
 
 
-def _check_estimate(request: TrainingRequest, *, details: TrainingDetails, issues: _Issues) -> None:
-    compute = request.compute
+def _check_estimate(request: TrainingRequest, *, details: TrainingDetails, issues: Issues) -> None:
+    check_estimate(
+        request.compute,
+        details.estimate,
+        issues=issues,
+        noun="training",
+        fix="Raise max_hours, lower epochs, or choose a faster instance.",
+    )
+
+
+def check_estimate(
+    compute: ComputeAsk, estimated: Estimate | None, *, issues: Issues, noun: str, fix: str
+) -> None:
+    """`unknown_instance_type` for an allowed type the price table lacks, and
+    `estimate_exceeds_max_hours` when the estimate would outlast `compute.max_hours`."""
     refused = any(issue.code == ErrorCode.INSTANCE_TYPE_NOT_ALLOWED for issue in issues.errors)
     if not refused and not estimate.is_known_instance(compute.instance_type):  # allowed, but not priced
         issues.warn(
@@ -1420,13 +1482,12 @@ def _check_estimate(request: TrainingRequest, *, details: TrainingDetails, issue
             "guess. Check the name; GPU instances such as ml.g5.xlarge are known.",
             instance_type=compute.instance_type,
         )
-    if details.estimate is not None and details.estimate.hours > compute.max_hours:
+    if estimated is not None and estimated.hours > compute.max_hours:
         issues.warn(
             WarningCode.ESTIMATE_EXCEEDS_MAX_HOURS,
-            f"The training is estimated to take {details.estimate.hours:.1f} h, more than compute.max_hours "
-            f"({compute.max_hours:g} h); it would be stopped before it ends. Raise max_hours, lower epochs, "
-            "or choose a faster instance.",
-            estimated_hours=details.estimate.hours,
+            f"The {noun} is estimated to take {estimated.hours:.1f} h, more than compute.max_hours "
+            f"({compute.max_hours:g} h); it would be stopped before it ends. {fix}",
+            estimated_hours=estimated.hours,
             max_hours=compute.max_hours,
         )
 

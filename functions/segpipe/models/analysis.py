@@ -229,7 +229,11 @@ class AnalysisDetails(BaseModel):
     model_type: ModelType | None = None
     classes: list[str] = Field(default_factory=list)
     thresholds: dict[str, float] = Field(default_factory=dict, description="The thresholds the job will use")
-    threshold_sources: dict[str, Literal["locked", "request"]] = Field(default_factory=dict)
+    threshold_sources: dict[str, Literal["locked", "request", "suggested"]] = Field(
+        default_factory=dict,
+        description="Where each class's threshold comes from: the version's locked one, the request's "
+        "override, or (a version without a locked threshold) the suggested one",
+    )
     estimate: Estimate | None = None
 
 

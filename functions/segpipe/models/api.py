@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from segpipe.models.analysis import AnalysisReport
 from segpipe.models.common import ModelType, VersionStatus
 from segpipe.models.report import ValidationReport
 from segpipe.models.trainer_io import AveragePrecision, Bootstrap, Progress, Selection, ThresholdPoint
@@ -38,6 +39,16 @@ class RejectedSubmission(ErrorBody):
     report: ValidationReport = Field(description="Every error and warning found, with the details")
 
 
+class RejectedAnalysis(ErrorBody):
+    """A 422 of an analysis submission whose request was read but failed its checks: nothing was created."""
+
+    report: AnalysisReport = Field(description="Every error and warning found, with the details")
+
+
+#: What a 422 of an analysis submission carries (as `SubmissionRefusal`, with the analysis report).
+AnalysisRefusal = RejectedAnalysis | ErrorBody
+
+
 #: What a 422 of a submission carries: the report envelope when validation found errors, the plain
 #: error envelope when the request does not match the API (`invalid_request`).
 SubmissionRefusal = RejectedSubmission | ErrorBody
@@ -67,6 +78,9 @@ class ModelSummary(BaseModel):
     headline: Headline | None = None
     active: bool
     analysis_threshold: float | None = None
+    analysis_thresholds: dict[str, float] = Field(
+        default_factory=dict, description="The locked analysis threshold of each class"
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -81,18 +95,27 @@ class ModelTable(BaseModel):
 THRESHOLD_DECIMALS = 6
 
 
+Score = Annotated[float, Field(ge=0, le=1)]
+
+
 class ThresholdUpdate(BaseModel):
+    """`PUT .../threshold`: one threshold for every class, or some classes' own thresholds."""
+
     model_config = ConfigDict(extra="forbid")
 
-    threshold: float = Field(
-        ge=0,
-        le=1,
-        description=f"Objects scored below it are left out of analyses ({THRESHOLD_DECIMALS} decimals kept)",
+    threshold: Score | Annotated[dict[Annotated[str, Field(min_length=1)], Score], Field(min_length=1)] = (
+        Field(
+            description="Objects scored below it are left out of analyses: one score for every class, or "
+            "{class: score} for the classes named (the others keep theirs); "
+            f"{THRESHOLD_DECIMALS} decimals kept",
+        )
     )
 
     @field_validator("threshold")
     @classmethod
-    def _rounded(cls, value: float) -> float:
+    def _rounded(cls, value: float | dict[str, float]) -> float | dict[str, float]:
+        if isinstance(value, dict):
+            return {name: round(score, THRESHOLD_DECIMALS) for name, score in value.items()}
         return round(value, THRESHOLD_DECIMALS)
 
 
@@ -112,6 +135,9 @@ class MetricsView(BaseModel):
     classes: list[str]
     threshold: float = Field(description="The threshold these figures are at")
     analysis_threshold: float | None
+    analysis_thresholds: dict[str, float] = Field(
+        default_factory=dict, description="The locked analysis threshold of each class"
+    )
     suggested_threshold: float | None
     suggested_thresholds: dict[str, float] = Field(default_factory=dict)
     thresholds: list[float]

@@ -73,6 +73,7 @@ class WarningCode(StrEnum):
     # Analyses
     IMAGE_SIZES_FAR_FROM_TRAINING = "image_sizes_far_from_training"
     FILES_SKIPPED = "files_skipped"
+    THRESHOLD_NOT_LOCKED = "threshold_not_locked"
 
 
 class Issue(BaseModel):

@@ -45,7 +45,13 @@ class ModelVersion(BaseModel):
     job_name: str
     failure_reason: str | None = None
     stop_requested: bool = False
-    analysis_threshold: float | None = Field(default=None, ge=0, le=1)
+    analysis_threshold: float | None = Field(
+        default=None, ge=0, le=1, description="The locked analysis threshold, when every class shares one"
+    )
+    analysis_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="The locked analysis threshold of each class (empty until one is locked)",
+    )
     suggested_threshold: float | None = Field(default=None, ge=0, le=1)
     suggested_thresholds: dict[str, float] = Field(default_factory=dict)
     active: bool = False
