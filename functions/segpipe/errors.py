@@ -98,6 +98,12 @@ class AnalysisNotRunning(ConflictError):
     code = "analysis_not_running"
 
 
+class AnalysisNotCompleted(ConflictError):
+    """The analysis has no merged results to show (it is queued, running, failed or stopped)."""
+
+    code = "analysis_not_completed"
+
+
 class IdempotencyKeyReused(ConflictError):
     code = "idempotency_key_reused"
 

@@ -371,6 +371,9 @@ class Arns:
         # SageMaker writes resource names in ARNs in lower case.
         return f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:training-job/{name.lower()}"
 
+    def processing_job(self, name: str) -> str:
+        return f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:processing-job/{name.lower()}"
+
 
 _MISSING_OBJECT = {"NoSuchKey", "404", "NotFound"}
 _S3_WRITES = {"PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"}
@@ -458,6 +461,9 @@ def _sagemaker_accesses(call: Call, arns: Arns, tags: Mapping[str, dict[str, str
     if op in {"DescribeTrainingJob", "StopTrainingJob"}:
         name = params["TrainingJobName"]
         return [Access(f"sagemaker:{op}", arns.training_job(name), _resource_tags(name, tags))]
+    if op in {"DescribeProcessingJob", "StopProcessingJob"}:
+        name = params["ProcessingJobName"]
+        return [Access(f"sagemaker:{op}", arns.processing_job(name), _resource_tags(name, tags))]
     if op in {"ListTrainingJobs", "Search"}:
         return [Access(f"sagemaker:{op}", "*")]
     raise UnmappedCall(f"sagemaker {op}")
@@ -505,9 +511,10 @@ class CallRecorder:
 
     def _on_params(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         service = model.service_model.service_name
-        if service == "sagemaker" and model.name == "CreateTrainingJob":
+        if service == "sagemaker" and model.name in {"CreateTrainingJob", "CreateProcessingJob"}:
             tags = {tag["Key"]: tag["Value"] for tag in params.get("Tags", [])}
-            self.job_tags[str(params.get("TrainingJobName", "")).lower()] = tags
+            name = params.get("TrainingJobName") or params.get("ProcessingJobName") or ""
+            self.job_tags[str(name).lower()] = tags
         if self._function is None:
             return
         call = Call(

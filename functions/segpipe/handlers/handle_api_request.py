@@ -19,11 +19,34 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from segpipe import __version__, errors
 from segpipe.handlers import http_errors, ui_assets
 from segpipe.handlers.http_errors import documented, documented_errors
-from segpipe.handlers.runtime import analysis_submit_deps, logger, metrics, models_deps, submit_deps, tracer
-from segpipe.logic import analysis_submit, models_api
+from segpipe.handlers.runtime import (
+    analyses_deps,
+    analysis_submit_deps,
+    logger,
+    metrics,
+    models_deps,
+    submit_deps,
+    tracer,
+)
+from segpipe.logic import analyses_api, analysis_submit, models_api
 from segpipe.logic.submit import fingerprint_of, preview, submit
-from segpipe.models.analysis import AnalysisAccepted, AnalysisReport, AnalysisRequest
-from segpipe.models.api import MetricsView, ModelTable, PredictionsPage, SubmitAccepted, ThresholdUpdate
+from segpipe.models.analysis import (
+    MAX_ANALYSIS,
+    AnalysisAccepted,
+    AnalysisReport,
+    AnalysisRequest,
+    AnalysisView,
+)
+from segpipe.models.api import (
+    AnalysedImagesPage,
+    AnalysedImageView,
+    AnalysisTable,
+    MetricsView,
+    ModelTable,
+    PredictionsPage,
+    SubmitAccepted,
+    ThresholdUpdate,
+)
 from segpipe.models.common import PROJECT_PATTERN
 from segpipe.models.report import ValidationReport
 from segpipe.models.request import TrainingRequest
@@ -75,6 +98,7 @@ app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=json
 ProjectParam = Annotated[str, Path(pattern=PROJECT_PATTERN, description="Project name")]
 VersionParam = Annotated[int, Path(ge=1, le=999_999, description="Version number")]
 StemParam = Annotated[str, Path(pattern=STEM_PATTERN, description="Image stem")]
+AnalysisParam = Annotated[int, Path(ge=1, le=MAX_ANALYSIS, description="Analysis number")]
 SplitParam = Literal["train", "test"]
 
 #: Error statuses every documented route can answer: a path segment no route accepts, a body over the
@@ -317,6 +341,65 @@ def deactivate(project: ProjectParam, version: VersionParam) -> ModelVersion:
 def stop(project: ProjectParam, version: VersionParam) -> Response[ModelVersion]:
     stopped = models_api.stop_training(project, version, deps=models_deps(settings))
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=stopped)
+
+
+@app.get(
+    "/projects/<project>/analyses",
+    summary="The analyses table",
+    responses={
+        **documented(200, "Every analysis of the project, newest first"),
+        **documented_errors(*ANY_ROUTE),
+    },
+)
+def list_analyses(project: ProjectParam) -> AnalysisTable:
+    return analyses_api.list_analyses(project, deps=analyses_deps(settings))
+
+
+@app.get(
+    "/projects/<project>/analyses/<analysis>",
+    summary="Status, progress, version and thresholds used, counts and outputs of an analysis",
+    responses={**documented(200, "The analysis"), **documented_errors(*ANY_ROUTE)},
+)
+def get_analysis(project: ProjectParam, analysis: AnalysisParam) -> AnalysisView:
+    return analyses_api.get_analysis(project, analysis, deps=analyses_deps(settings))
+
+
+@app.get(
+    "/projects/<project>/analyses/<analysis>/images",
+    summary="Analysed images with their counts and preview URLs",
+    responses={**documented(200, "A page of analysed images"), **documented_errors(*ANY_ROUTE, 409)},
+)
+def list_analysed_images(
+    project: ProjectParam,
+    analysis: AnalysisParam,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> AnalysedImagesPage:
+    return analyses_api.images_page(
+        project, analysis, offset=offset, limit=limit, deps=analyses_deps(settings)
+    )
+
+
+@app.get(
+    "/projects/<project>/analyses/<analysis>/images/<stem>",
+    summary="Kept objects of one analysed image",
+    responses={**documented(200, "The image's kept objects"), **documented_errors(*ANY_ROUTE, 409)},
+)
+def get_analysed_image(project: ProjectParam, analysis: AnalysisParam, stem: StemParam) -> AnalysedImageView:
+    return analyses_api.analysed_image(project, analysis, stem, deps=analyses_deps(settings))
+
+
+@app.post(
+    "/projects/<project>/analyses/<analysis>/stop",
+    summary="Stop a queued or running analysis",
+    responses={
+        **documented(202, "Stopping: the processing job was asked to stop"),
+        **documented_errors(*WITH_BODY, 409),
+    },
+)
+def stop_analysis(project: ProjectParam, analysis: AnalysisParam) -> Response[AnalysisView]:
+    stopping = analyses_api.stop_analysis(project, analysis, deps=analyses_deps(settings))
+    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=stopping)
 
 
 @app.get("/", include_in_schema=False)

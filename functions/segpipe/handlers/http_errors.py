@@ -112,11 +112,12 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
         "(`unknown_class`)."
     ),
     404: (
-        "`version_not_found` or `object_not_found`; `route_not_found` when a path "
+        "`version_not_found`, `analysis_not_found` or `object_not_found`; `route_not_found` when a path "
         "segment holds characters no route accepts."
     ),
     409: (
-        "The version is not in a state that allows this (`version_not_completed`, `version_not_running`), "
+        "The version or analysis is not in a state that allows this (`version_not_completed`, "
+        "`version_not_running`, `analysis_not_completed`, `analysis_not_running`), "
         "or an Idempotency-Key was reused for another body (`idempotency_key_reused`)."
     ),
     413: "`body_too_large`: the body is larger than the API accepts.",

@@ -16,6 +16,8 @@ from segpipe.settings import ApiSettings, CommonSettings, SubmitSettings
 if TYPE_CHECKING:
     from botocore.config import Config
 
+    from segpipe.logic.analyses_api import AnalysesDeps
+    from segpipe.logic.analysis_state import AnalysisStateDeps
     from segpipe.logic.analysis_submit import AnalysisSubmitDeps
     from segpipe.logic.job_state import JobStateDeps
     from segpipe.logic.models_api import ModelsDeps
@@ -207,3 +209,29 @@ def job_state_deps(settings: CommonSettings) -> JobStateDeps:
 
     _, artifacts, registry = _stores(settings)
     return JobStateDeps(registry=registry, artifacts=artifacts, clock=utcnow)
+
+
+def analysis_state_deps(settings: CommonSettings) -> AnalysisStateDeps:
+    from segpipe.logic.analysis_state import AnalysisStateDeps
+
+    _, artifacts, _ = _stores(settings)
+    return AnalysisStateDeps(
+        analyses=analysis_registry(settings),
+        artifacts=artifacts,
+        clock=utcnow,
+        jobs=processing_jobs(),
+        stack=settings.STACK_NAME,
+    )
+
+
+def analyses_deps(settings: ApiSettings) -> AnalysesDeps:
+    from segpipe.logic.analyses_api import AnalysesDeps
+
+    _, artifacts, _ = _stores(settings)
+    return AnalysesDeps(
+        analyses=analysis_registry(settings),
+        artifacts=artifacts,
+        jobs=processing_jobs(),
+        clock=utcnow,
+        presign_seconds=settings.PRESIGN_EXPIRES_SECONDS,
+    )

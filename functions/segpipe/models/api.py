@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from segpipe.models.analysis import AnalysisReport
+from segpipe.models.analysis import AnalysedImage, AnalysisReport, AnalysisRow
 from segpipe.models.common import ModelType, VersionStatus
 from segpipe.models.report import ValidationReport
 from segpipe.models.trainer_io import AveragePrecision, Bootstrap, Progress, Selection, ThresholdPoint
@@ -187,3 +187,42 @@ class PredictionIndexEntry(BaseModel):
 
 class PredictionIndex(BaseModel):
     images: list[PredictionIndexEntry]
+
+
+# --- Analyses (GET routes) ---------------------------------------------------------------------
+
+
+class AnalysisTable(BaseModel):
+    """`GET /projects/{p}/analyses`: newest first."""
+
+    project: str
+    analyses: list[AnalysisRow]
+
+
+class AnalysedImageEntry(BaseModel):
+    """One analysed image in a page of them (a row of the merged `images.csv`)."""
+
+    file_name: str = Field(description="Path relative to the analysed folder")
+    stem: str
+    width: int
+    height: int
+    objects: int = Field(description="Kept objects, over all classes")
+    counts: dict[str, int] = Field(default_factory=dict, description="Kept objects per class")
+    preview_url: str | None = Field(default=None, description="A URL for the image's preview PNG")
+    mask_url: str | None = Field(default=None, description="A URL for the image's label TIFF")
+    objects_url: str = Field(description="API path of this image's objects")
+
+
+class AnalysedImagesPage(BaseModel):
+    project: str
+    analysis: int
+    total: int
+    offset: int
+    images: list[AnalysedImageEntry]
+
+
+class AnalysedImageView(AnalysedImage):
+    """`GET /projects/{p}/analyses/{n}/images/{stem}`: the kept objects, in the viewer's shape."""
+
+    preview_url: str | None = Field(default=None, description="A URL for the image's preview PNG")
+    mask_url: str | None = Field(default=None, description="A URL for the image's label TIFF")
