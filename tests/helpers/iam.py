@@ -461,12 +461,31 @@ def _sagemaker_accesses(call: Call, arns: Arns, tags: Mapping[str, dict[str, str
     if op in {"DescribeTrainingJob", "StopTrainingJob"}:
         name = params["TrainingJobName"]
         return [Access(f"sagemaker:{op}", arns.training_job(name), _resource_tags(name, tags))]
+    if op == "CreateProcessingJob":
+        return _create_processing_accesses(params, arns)
     if op in {"DescribeProcessingJob", "StopProcessingJob"}:
         name = params["ProcessingJobName"]
         return [Access(f"sagemaker:{op}", arns.processing_job(name), _resource_tags(name, tags))]
-    if op in {"ListTrainingJobs", "Search"}:
+    if op in {"ListTrainingJobs", "ListProcessingJobs", "Search"}:
         return [Access(f"sagemaker:{op}", "*")]
     raise UnmappedCall(f"sagemaker {op}")
+
+
+def _create_processing_accesses(params: Mapping[str, Any], arns: Arns) -> list[Access]:
+    """CreateProcessingJob's authorisation: the job with its request tags (as AddTags too), the
+    instance types and run time as condition keys, and passing the execution role."""
+    job = arns.processing_job(params["ProcessingJobName"])
+    request_tags = {tag["Key"]: tag["Value"] for tag in params.get("Tags", [])}
+    context: dict[str, ContextValue] = {f"aws:RequestTag/{k}": v for k, v in request_tags.items()}
+    context["sagemaker:InstanceTypes"] = [params["ProcessingResources"]["ClusterConfig"]["InstanceType"]]
+    context["sagemaker:MaxRuntimeInSeconds"] = str(params["StoppingCondition"]["MaxRuntimeInSeconds"])
+    found = [Access("sagemaker:CreateProcessingJob", job, context)]
+    if request_tags:
+        found.append(Access("sagemaker:AddTags", job, {**context, "aws:TagKeys": sorted(request_tags)}))
+    found.append(
+        Access("iam:PassRole", params["RoleArn"], {"iam:PassedToService": "sagemaker.amazonaws.com"})
+    )
+    return found
 
 
 _MAPPERS = {"s3": _s3_accesses, "dynamodb": _dynamodb_accesses, "sagemaker": _sagemaker_accesses}
