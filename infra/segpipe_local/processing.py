@@ -84,6 +84,7 @@ class LocalProcessingJob(BaseModel):
     processing_end_time: datetime | None = None
     last_modified_time: datetime = Field(default_factory=lambda: datetime.now(UTC))
     stop_requested: bool = False
+    runtime_exceeded: bool = Field(default=False, description="Stopped by MaxRuntimeInSeconds")
     hosts_done: list[str] = Field(default_factory=list, description="Hosts whose container exited 0")
     resumed: int = Field(default=0, description="Times the job restarted after the stack stopped")
 
@@ -288,7 +289,7 @@ class ProcessingRunner:
             self._jobs[job.name] = job
             if job.status in TERMINAL:
                 continue
-            if job.stop_requested:  # asked to stop before the stack went down
+            if job.stop_requested or job.runtime_exceeded:  # was stopping when the stack went down
                 self._finish(job, "Stopped")
                 continue
             job.resumed += 1
@@ -362,14 +363,14 @@ class ProcessingRunner:
         for index, host in enumerate(job.hosts):
             if host in job.hosts_done:
                 continue
-            if job.stop_requested:
+            if job.stop_requested or job.runtime_exceeded:
                 self._finish(job, "Stopped")
                 return
             code = self._run_host(job, index, host)
             message = self._message(job, host)
             if self._shutting_down.is_set() and not job.stop_requested:
                 return  # resumes on the next start
-            if job.stop_requested:
+            if job.stop_requested or job.runtime_exceeded:
                 self._finish(job, "Stopped", message=message)
                 return
             if code != 0:
@@ -414,13 +415,33 @@ class ProcessingRunner:
             if job.stop_requested:  # asked to stop while the inputs were downloading
                 process.send_signal(signal.SIGTERM)
             syncer.start()
-            code = process.wait()
+            code = self._wait(job, process)
         stop_sync.set()
         syncer.join()
         self._upload_outputs(job, host, mode="Continuous")
         with self._lock:
             self._processes.pop(job.name, None)
         return code
+
+    def _wait(self, job: LocalProcessingJob, process: subprocess.Popen[bytes]) -> int:
+        """The container's exit code. Past MaxRuntimeInSeconds (counted from the job's start, over
+        every host) it gets SIGTERM, then SIGKILL 30 s later, and the job ends Stopped: "after the
+        condition is met, the processing job is stopped" (ProcessingStoppingCondition)."""
+        started = job.processing_start_time or datetime.now(UTC)
+        limit = started.timestamp() + job.request.StoppingCondition.MaxRuntimeInSeconds
+        try:
+            return process.wait(timeout=max(0.0, limit - datetime.now(UTC).timestamp()))
+        except subprocess.TimeoutExpired:
+            logger.warning("%s ran past MaxRuntimeInSeconds; stopping it", job.name)
+            with self._lock:
+                job.runtime_exceeded = True
+                self._save(job)
+            process.send_signal(signal.SIGTERM)
+        try:
+            return process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
 
     def _materialise(self, job: LocalProcessingJob, processing: Path, index: int) -> None:
         hosts = len(job.hosts)

@@ -371,6 +371,18 @@ def test_stop_ends_stopped(stack: Stack, s3: FakeS3) -> None:
     assert again.value.response["Error"]["Code"] == "ValidationException"
 
 
+def test_a_job_past_its_max_runtime_is_stopped(stack: Stack, s3: FakeS3) -> None:
+    job = _job(s3, mode="sleep")
+    job["StoppingCondition"]["MaxRuntimeInSeconds"] = 2
+
+    stack.sagemaker.create_processing_job(**job)
+    final = stack.wait("segpipe-lab-a1-0123abcd", {"Stopped", "Completed", "Failed"}, timeout=40)
+
+    assert final["ProcessingJobStatus"] == "Stopped"
+    elapsed = final["ProcessingEndTime"] - final["ProcessingStartTime"]
+    assert elapsed.total_seconds() < 30  # SIGTERM, not the 60 s sleep
+
+
 def test_a_restart_resumes_a_running_job_and_keeps_the_finished_ones(
     s3: FakeS3, tmp_path: Path, container: Path
 ) -> None:
