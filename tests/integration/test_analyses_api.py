@@ -161,6 +161,13 @@ def test_a_running_analysis_is_stopped_then_ends_stopped(seeded: Aws) -> None:
     assert (again, body["error"]["code"]) == (409, "analysis_not_running")
 
 
+def test_a_queued_analysis_without_a_job_is_stopped_at_once(seeded: Aws) -> None:
+    status, view = seeded.api("POST", f"{A}/3/stop")
+
+    assert (status, view["status"]) == (202, "stopped")
+    assert view["status_history"][-1]["reason"] == "Stopped before its processing job started."
+
+
 def test_an_ended_or_unknown_analysis_cannot_be_stopped(seeded: Aws) -> None:
     assert seeded.api("POST", f"{A}/1/stop")[1]["error"]["code"] == "analysis_not_running"
     assert seeded.api("POST", f"{A}/9/stop")[0] == 404

@@ -1,7 +1,7 @@
 """Least privilege, measured: every AWS call the real handlers make in a full life cycle (submit over
-HTTP and by upload, ingest a completed and a broken job, review, threshold, activate, continue from
-a base, stop) must be granted by template.yaml's policy for that function, and each function uses
-exactly the actions listed here.
+HTTP and by upload, ingest a completed and a broken job, review, threshold, activate, analyse over
+HTTP and by upload, continue from a base, stop) must be granted by template.yaml's policy for that
+function, and each function uses exactly the actions listed here.
 
 The `aws` fixture applies the same check to every integration test (tests/integration/conftest.py)
 and writes what the whole suite used to tests/artifacts/iam-actions-*.json.
@@ -15,6 +15,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from segpipe.models import keys
+from tests.helpers.analyses import analysis_body, put_images
 from tests.helpers.datasets import DatasetBuilder
 from tests.helpers.iam import Access, Call, UnmappedCall, accesses, actions_in_use, check_calls, decision
 from tests.helpers.outputs import evaluation, output_archive, prediction
@@ -40,7 +41,9 @@ ACTIONS_IN_USE = {
         "s3:ListBucket",
         "s3:PutObject",
         "sagemaker:AddTags",
+        "sagemaker:CreateProcessingJob",
         "sagemaker:CreateTrainingJob",
+        "sagemaker:DescribeProcessingJob",  # an analysis retried with its Idempotency-Key
         "sagemaker:StopTrainingJob",
     ],
     "JobStateFunction": [
@@ -62,7 +65,9 @@ ACTIONS_IN_USE = {
         "s3:ListBucket",
         "s3:PutObject",
         "sagemaker:AddTags",
+        "sagemaker:CreateProcessingJob",
         "sagemaker:CreateTrainingJob",
+        "sagemaker:DescribeProcessingJob",
         "sagemaker:DescribeTrainingJob",
     ],
 }
@@ -113,7 +118,19 @@ def _life_cycle(aws: Aws) -> None:
     assert code == 200 and page["images"]
     assert aws.api("GET", page["images"][0]["predictions_url"])[0] == 200
     assert aws.api("PUT", "/projects/lab/models/1/threshold", body={"threshold": 0.6})[0] == 200
+    assert aws.api("PUT", "/projects/lab/models/1/threshold", body={"threshold": {"nucleus": 0.5}})[0] == 200
     assert aws.api("POST", "/projects/lab/models/1/activate")[0] == 200
+
+    # And the active version analyses a folder of images over HTTP (retried) and by upload (twice)
+    put_images(aws, "plate-1")
+    assert aws.api("POST", "/projects/lab/analyses/preview", body=analysis_body())[0] == 200
+    retry = {"idempotency-key": "analysis-1"}
+    assert aws.api("POST", "/projects/lab/analyses", body=analysis_body(), headers=retry)[0] == 202
+    assert aws.api("POST", "/projects/lab/analyses", body=analysis_body(), headers=retry)[0] == 202
+    analysis_key = keys.analysis_request_key("lab", "plate-one")
+    aws.s3.put_object(Bucket=aws.bucket, Key=analysis_key, Body=_json(analysis_body()))
+    assert aws.deliver_object_created(analysis_key)["analysis"]["analysis"] == 2
+    assert aws.deliver_object_created(analysis_key)["analysis"]["repeated"] is True
     assert aws.api("POST", "/projects/lab/models/1/deactivate")[0] == 200
 
     # And a training continued from version 1 is watched while it runs, then stopped
@@ -160,6 +177,11 @@ def test_the_life_cycle_touches_every_prefix_it_should(aws: Aws) -> None:
     created = [call for call in aws.recorder.calls if call.operation == "CreateTrainingJob"]
     channels = {channel["ChannelName"] for call in created for channel in call.params["InputDataConfig"]}
     assert channels == {"dataset", "split", "base"}
+    assert any(function == "ApiFunction" and "/images/plate-1/" in text for function, text in seen)  # headers
+    assert any(function == "SubmitFunction" and "/analysis-reports/" in text for function, text in seen)
+    assert any(
+        function == "ApiFunction" and "/analyses/1/job/analyze.json" in text for function, text in seen
+    )
 
 
 def test_a_call_the_template_does_not_grant_is_reported() -> None:

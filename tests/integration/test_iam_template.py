@@ -310,3 +310,126 @@ def test_only_uploaded_requests_are_read_at_a_version(function: str, key: str, a
     verdict = decision(_function(function), Access("s3:GetObjectVersion", f"{OBJECT}/{key}"))
 
     assert (verdict == "allowed") is allowed
+
+
+# --- analyses: processing jobs -----------------------------------------------------------------------
+
+PROCESSING_JOB = ARNS.processing_job("segpipe-lab-a3-0123abcd")
+
+
+@pytest.mark.parametrize("function", ["ApiFunction", "SubmitFunction"])
+@pytest.mark.parametrize(
+    ("tags", "allowed"),
+    [
+        ({"segpipe:stack": STACK, "segpipe:analysis": "3"}, True),
+        ({"segpipe:stack": "other", "segpipe:analysis": "3"}, False),
+        ({"segpipe:analysis": "3"}, False),
+        ({"segpipe:stack": STACK, "owner": "me"}, False),
+    ],
+)
+def test_processing_jobs_start_only_with_this_stacks_tag(
+    function: str, tags: dict[str, str], allowed: bool
+) -> None:
+    statements = _function(function)
+    for action in ("sagemaker:CreateProcessingJob", "sagemaker:AddTags"):
+        assert (decision(statements, Access(action, PROCESSING_JOB, _create(tags))) == "allowed") is allowed
+    foreign = ARNS.processing_job("someone-elses-job")
+    assert decision(statements, Access("sagemaker:CreateProcessingJob", foreign, _create(tags))) != "allowed"
+    assert (
+        decision(
+            _function("JobStateFunction"),
+            Access("sagemaker:CreateProcessingJob", PROCESSING_JOB, _create(tags)),
+        )
+        != "allowed"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "readable"),
+    [
+        ("images/plate-1/a.tif", True),
+        ("images/plate-1/day 2/b.png", True),
+        ("analyses/3/job/analyze.json", True),
+        ("models/1/output/segpipe-lab-v1-0123abcd/output/model.tar.gz", True),
+        ("analyses/3/coco.json", False),
+        ("analysis-requests/run.json", False),
+        ("analysis-reports/run.json", False),
+    ],
+)
+def test_an_analysis_reads_only_its_inputs(key: str, readable: bool) -> None:
+    verdict = decision(_training_role(), Access("s3:GetObject", f"{OBJECT}/{key}"))
+
+    assert (verdict == "allowed") is readable
+
+
+@pytest.mark.parametrize(
+    ("key", "writable"),
+    [
+        ("analyses/3/shards/algo-1/coco.json", True),
+        ("analyses/3/images/well-1.json", True),
+        ("analyses/3/masks/well-1.tif", True),
+        ("analyses/3/progress/algo-1.json", True),
+        ("analyses/3/job/analyze.json", False),  # what the job was told to do stays as it was
+        ("analyses/3/coco.json", False),  # merged by the job-state Lambda
+        ("analyses/3/summary.json", False),
+        ("images/plate-1/a.tif", False),
+        ("analysis-requests/run.json", False),
+        ("analysis-reports/run.json", False),
+    ],
+)
+def test_an_analysis_writes_only_its_shards_images_masks_and_progress(key: str, writable: bool) -> None:
+    verdict = decision(_training_role(), Access("s3:PutObject", f"{OBJECT}/{key}"))
+
+    assert (verdict == "allowed") is writable
+
+
+@pytest.mark.parametrize(
+    ("prefix", "listable"),
+    [
+        ("projects/lab/images/plate-1/", True),
+        ("projects/lab/analyses/3/job/", True),
+        ("projects/lab/analyses/3/", False),
+        ("projects/lab/analysis-requests/", False),
+    ],
+)
+def test_an_analysis_lists_only_its_input_prefixes(prefix: str, listable: bool) -> None:
+    verdict = decision(_training_role(), Access("s3:ListBucket", ARNS.bucket(BUCKET), {"s3:prefix": prefix}))
+
+    assert (verdict == "allowed") is listable
+
+
+@pytest.mark.parametrize(
+    ("function", "key", "allowed"),
+    [
+        ("ApiFunction", "analyses/3/job/analyze.json", True),
+        ("SubmitFunction", "analyses/3/job/analyze.json", True),
+        ("SubmitFunction", "analysis-reports/run.json", True),
+        ("ApiFunction", "analysis-reports/run.json", False),
+        ("ApiFunction", "analyses/3/coco.json", False),
+        ("SubmitFunction", "analyses/3/shards/algo-1/coco.json", False),
+        ("ApiFunction", "images/plate-1/a.tif", False),
+        ("SubmitFunction", "analysis-requests/run.json", False),
+    ],
+)
+def test_submitting_an_analysis_writes_only_its_config_and_report(
+    function: str, key: str, allowed: bool
+) -> None:
+    verdict = decision(_function(function), Access("s3:PutObject", f"{OBJECT}/{key}"))
+
+    assert (verdict == "allowed") is allowed
+
+
+def test_only_the_s3_function_reads_analysis_requests_at_a_version() -> None:
+    key = f"{OBJECT}/analysis-requests/run.json"
+    assert decision(_function("SubmitFunction"), Access("s3:GetObjectVersion", key)) == "allowed"
+    assert decision(_function("ApiFunction"), Access("s3:GetObjectVersion", key)) != "allowed"
+
+
+def test_uploads_to_analysis_requests_trigger_the_submit_function() -> None:
+    from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel  # noqa: F401
+
+    event = load_template()["Resources"]["SubmitFunction"]["Properties"]["Events"]["RequestUploaded"]
+    keys = event["Properties"]["Pattern"]["detail"]["object"]["key"]
+    assert {"wildcard": "projects/*/analysis-requests/*.json"} in keys
+    assert event["Properties"]["RetryPolicy"]["MaximumRetryAttempts"] > 0
+    assert "DeadLetterConfig" in event["Properties"]

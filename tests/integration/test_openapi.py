@@ -13,6 +13,7 @@ from botocore.awsrequest import AWSResponse
 from jsonschema import Draft202012Validator
 
 from segpipe.models import keys
+from tests.helpers.analyses import analysis_body, put_images
 from tests.helpers.datasets import DatasetBuilder
 from tests.helpers.outputs import evaluation, output_archive, prediction
 from tests.integration.conftest import Aws, request_body, upload_dataset
@@ -29,6 +30,13 @@ ROUTES = {
     ("post", "/projects/{project}/models/{version}/activate"),
     ("post", "/projects/{project}/models/{version}/deactivate"),
     ("post", "/projects/{project}/models/{version}/stop"),
+    ("post", "/projects/{project}/analyses"),
+    ("post", "/projects/{project}/analyses/preview"),
+    ("get", "/projects/{project}/analyses"),
+    ("get", "/projects/{project}/analyses/{analysis}"),
+    ("get", "/projects/{project}/analyses/{analysis}/images"),
+    ("get", "/projects/{project}/analyses/{analysis}/images/{stem}"),
+    ("post", "/projects/{project}/analyses/{analysis}/stop"),
 }
 
 
@@ -76,6 +84,9 @@ def session(aws: Aws) -> Iterator[Aws]:
     aws.job_event(job, "InProgress")
     aws.job_event(job, "Completed")
     assert aws.api("GET", "/projects/lab/models/1")[1]["status"] == "completed"
+    assert aws.api("POST", "/projects/lab/models/1/activate")[0] == 200  # analyses use it
+    put_images(aws, "plate-1")
+    _seed_analyses(aws)
 
     from segpipe.handlers import runtime
 
@@ -88,9 +99,45 @@ def session(aws: Aws) -> Iterator[Aws]:
     events.unregister("before-call.sagemaker.StopTrainingJob", stopped)
 
 
+def _seed_analyses(aws: Aws) -> None:
+    """Analysis 7 completed (merged by the job-state handler), analysis 8 running (its job stoppable);
+    numbers the session's submissions over HTTP do not reach."""
+    from tests.helpers.analysis import sample_images
+    from tests.integration.analysis_seed import processing_event, seed_analysis
+
+    images = sample_images(3)
+    seed_analysis(aws, {"algo-1": images}, analysis=7, job_name="segpipe-lab-a7-00000007")
+    processing_event(aws, "segpipe-lab-a7-00000007", "Completed")
+    seed_analysis(aws, {"algo-1": images}, analysis=8, job_name="segpipe-lab-a8-00000008", shards=False)
+    aws.sagemaker.create_processing_job(
+        ProcessingJobName="segpipe-lab-a8-00000008",
+        ProcessingResources={
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.g5.xlarge", "VolumeSizeInGB": 30}
+        },
+        AppSpecification={"ImageUri": "image", "ContainerEntrypoint": ["analyze"]},
+        RoleArn="arn:aws:iam::000000000000:role/segpipe-sagemaker",
+        Tags=[{"Key": "segpipe:stack", "Value": "segpipe-test"}],
+    )
+    processing_event(aws, "segpipe-lab-a8-00000008", "InProgress")
+
+
 M = "/projects/{project}/models/{version}"
+A = "/projects/{project}/analyses"
+AN = "/projects/{project}/analyses/{analysis}"
 #: (method, route, concrete path, body or raw text, headers, the status the API answers)
 CALLS: list[tuple[str, str, str, Any, dict[str, str], int]] = [
+    ("post", A, "/projects/lab/analyses", analysis_body(), {}, 202),
+    ("post", A, "/projects/lab/analyses", analysis_body(), {"idempotency-key": "a"}, 202),
+    ("post", A, "/projects/lab/analyses", analysis_body(name="b"), {"idempotency-key": "a"}, 409),
+    ("post", A, "/projects/lab/analyses", analysis_body(images="plate-404"), {}, 422),
+    ("post", A, "/projects/lab/analyses", analysis_body(images="../x"), {}, 422),
+    ("post", A, "/projects/lab/analyses", "{", {}, 400),
+    ("post", A, "/projects/lab/analyses", "x" * 300_000, {}, 413),
+    ("post", A, "/projects/lab/analyses", "{}", {"content-type": "text/plain"}, 415),
+    ("post", A + "/preview", "/projects/lab/analyses/preview", analysis_body(), {}, 200),
+    ("post", A + "/preview", "/projects/lab/analyses/preview", analysis_body(version=0), {}, 422),
+    ("post", A + "/preview", "/projects/lab/analyses/preview", "[" * 50 + "]" * 50, {}, 400),
+    ("post", A + "/preview", "/projects/-lab/analyses/preview", analysis_body(), {}, 422),
     (
         "post",
         "/projects/{project}/trainings",
@@ -193,6 +240,8 @@ CALLS: list[tuple[str, str, str, Any, dict[str, str], int]] = [
         409,
     ),
     ("put", M + "/threshold", "/projects/lab/models/1/threshold", {"threshold": 0.3}, {}, 200),
+    ("put", M + "/threshold", "/projects/lab/models/1/threshold", {"threshold": {"nucleus": 0.4}}, {}, 200),
+    ("put", M + "/threshold", "/projects/lab/models/1/threshold", {"threshold": {"cell": 0.4}}, {}, 400),
     ("put", M + "/threshold", "/projects/lab/models/2/threshold", {"threshold": 0.3}, {}, 409),
     ("put", M + "/threshold", "/projects/lab/models/1/threshold", {"threshold": 3}, {}, 422),
     ("put", M + "/threshold", "/projects/lab/models/1/threshold", b"\xff", {}, 400),
@@ -203,6 +252,22 @@ CALLS: list[tuple[str, str, str, Any, dict[str, str], int]] = [
     ("post", M + "/stop", "/projects/lab/models/2/stop", None, {}, 202),
     ("post", M + "/stop", "/projects/lab/models/1/stop", None, {}, 409),
     ("post", M + "/stop", "/projects/lab/models/1/stop", "{}", {"content-type": "application/xml"}, 415),
+    ("get", "/projects/{project}/analyses", "/projects/lab/analyses", None, {}, 200),
+    ("get", "/projects/{project}/analyses", "/projects/-lab/analyses", None, {}, 422),
+    ("get", AN, "/projects/lab/analyses/7", None, {}, 200),
+    ("get", AN, "/projects/lab/analyses/8", None, {}, 200),
+    ("get", AN, "/projects/lab/analyses/9", None, {}, 404),
+    ("get", AN, "/projects/lab/analyses/0", None, {}, 422),
+    ("get", AN + "/images", "/projects/lab/analyses/7/images", None, {}, 200),
+    ("get", AN + "/images", "/projects/lab/analyses/8/images", None, {}, 409),
+    ("get", AN + "/images", "/projects/lab/analyses/9/images", None, {}, 404),
+    ("get", AN + "/images/{stem}", "/projects/lab/analyses/7/images/sub_0__img-00", None, {}, 200),
+    ("get", AN + "/images/{stem}", "/projects/lab/analyses/7/images/nothing", None, {}, 404),
+    ("get", AN + "/images/{stem}", "/projects/lab/analyses/8/images/sub_0__img-00", None, {}, 409),
+    ("post", AN + "/stop", "/projects/lab/analyses/8/stop", None, {}, 202),
+    ("post", AN + "/stop", "/projects/lab/analyses/7/stop", None, {}, 409),
+    ("post", AN + "/stop", "/projects/lab/analyses/9/stop", None, {}, 404),
+    ("post", AN + "/stop", "/projects/lab/analyses/7/stop", "{}", {"content-type": "text/plain"}, 415),
 ]
 
 
@@ -261,6 +326,25 @@ def test_a_submission_documents_its_422_as_the_report_envelope_or_the_error_enve
     }
     responses = document["paths"]["/projects/{project}/trainings"]["post"]["responses"]
     assert set(responses["202"]["headers"]) == {"Location"}
+
+
+def test_an_analysis_documents_its_422_as_the_analysis_report_envelope_or_the_error_envelope(
+    aws: Aws,
+) -> None:
+    document = _document(aws)
+
+    refused = _schema(document, "post", "/projects/{project}/analyses", 422)
+    accepted = _schema(document, "post", "/projects/{project}/analyses", 202)
+
+    assert [option["$ref"] for option in refused["anyOf"]] == [
+        "#/components/schemas/RejectedAnalysis",
+        "#/components/schemas/ErrorBody",
+    ]
+    assert accepted == {"$ref": "#/components/schemas/AnalysisAccepted"}
+    envelope = document["components"]["schemas"]["RejectedAnalysis"]
+    assert envelope["properties"]["report"]["$ref"] == "#/components/schemas/AnalysisReport"
+    responses = document["paths"]["/projects/{project}/analyses"]["post"]["responses"]
+    assert set(responses["202"]["headers"]) == {"Location"} and "503" in responses
 
 
 def test_stopping_is_documented_as_the_202_it_answers(aws: Aws) -> None:

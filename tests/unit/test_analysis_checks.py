@@ -297,3 +297,38 @@ def test_an_estimate_over_max_hours() -> None:
     check = world.check(compute={"max_hours": 0.1})
     assert "estimate_exceeds_max_hours" in warnings(check)
     assert check.ok
+
+
+def test_the_analysis_estimate_scales_with_pixels_and_hosts_and_states_its_basis() -> None:
+    from segpipe.logic.estimate import ANALYSIS_STARTUP_HOURS, estimate_analysis
+    from segpipe.models.common import Preset
+
+    one = estimate_analysis(
+        preset=Preset.SAM_VIT_BASE, megapixels=10_000, instance_type="ml.g5.xlarge", instance_count=1
+    )
+    four = estimate_analysis(
+        preset=Preset.SAM_VIT_BASE, megapixels=10_000, instance_type="ml.g5.xlarge", instance_count=4
+    )
+    more = estimate_analysis(
+        preset=Preset.SAM_VIT_BASE, megapixels=20_000, instance_type="ml.g5.xlarge", instance_count=1
+    )
+
+    assert one.hours > four.hours > ANALYSIS_STARTUP_HOURS
+    assert (more.hours - ANALYSIS_STARTUP_HOURS) == pytest.approx(
+        2 * (one.hours - ANALYSIS_STARTUP_HOURS), rel=0.02
+    )
+    assert one.hourly_usd == 1.408 and four.hourly_usd == pytest.approx(4 * 1.408)
+    assert one.cost_usd == pytest.approx(one.hours * 1.408, rel=0.02)
+    assert "overlapping windows" in one.basis and "post-processing" in one.basis and not one.spot
+    unknown = estimate_analysis(
+        preset=Preset.TINY, megapixels=1, instance_type="ml.x9.huge", instance_count=1
+    )
+    assert (
+        unknown.cost_usd == 0.0 and unknown.hourly_usd is None and "not in the price table" in unknown.basis
+    )
+
+
+def test_the_reports_estimate_says_how_many_headers_gave_its_megapixels() -> None:
+    check = with_images(World(), 5).check()
+    assert check.report.details.estimate is not None
+    assert "the mean of 5 sampled image headers x 5 images" in check.report.details.estimate.basis

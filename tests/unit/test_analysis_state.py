@@ -12,7 +12,7 @@ from segpipe.models import keys
 from segpipe.models.analysis import OUTPUT_NAMES, AnalysisStatus
 from segpipe.models.processing import ProcessingJobDescription
 from tests.helpers.analysis import analysis_item, config, put_shards, sample_images
-from tests.unit.analysis_fakes import MemoryAnalyses, MemoryProcessingJobs
+from tests.unit.analysis_fakes import DescribedJobs, MemoryAnalyses
 from tests.unit.fakes import MemoryArtifacts
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
@@ -34,7 +34,7 @@ def _deps(*, shards: bool = True, instances: int = 1) -> AnalysisStateDeps:
         analyses=analyses,
         artifacts=artifacts,
         clock=lambda: NOW,
-        jobs=MemoryProcessingJobs(),
+        jobs=DescribedJobs(),
         stack="stack-a",
     )
 
@@ -153,7 +153,7 @@ def test_a_failure_keeps_the_containers_sentence_before_sagemakers_reason() -> N
 
 def test_a_failure_event_without_the_message_asks_describe_for_it() -> None:
     deps = _deps()
-    assert isinstance(deps.jobs, MemoryProcessingJobs)
+    assert isinstance(deps.jobs, DescribedJobs)
     deps.jobs.descriptions[JOB] = ProcessingJobDescription(
         ProcessingJobName=JOB, ProcessingJobStatus="Failed", ExitMessage=SENTENCE
     )
@@ -202,3 +202,18 @@ def test_events_of_unknown_jobs_and_other_stacks_are_ignored() -> None:
     assert not stranger.applied and stranger.note == "no analysis has this job"
     assert not other_stack.applied and other_stack.note == "another stack's job"
     assert _item(deps).status is AnalysisStatus.QUEUED
+
+
+def test_a_completed_event_without_a_start_time_never_starts_after_it_ended() -> None:
+    deps = _deps()
+
+    apply_processing_state(
+        ProcessingJobDescription(
+            ProcessingJobName=JOB, ProcessingJobStatus="Completed", ProcessingEndTime=ENDED
+        ),
+        deps=deps,
+    )
+
+    item = _item(deps)
+    assert item.status is AnalysisStatus.COMPLETED
+    assert item.started_at == item.ended_at == ENDED

@@ -202,7 +202,11 @@ def analysed_image(project: str, number: int, stem: str, *, deps: AnalysesDeps) 
 
 
 def stop_analysis(project: str, number: int, *, deps: AnalysesDeps) -> AnalysisView:
-    """Ask the analysis's processing job to stop; its `Stopped` event then ends the analysis."""
+    """Ask the analysis's processing job to stop; its `Stopped` event then ends the analysis.
+
+    A queued analysis whose job was never created (its submission stopped half-way) has nothing to
+    stop: it is ended here, and a retried submission, which only starts the job of a queued
+    analysis, leaves it so."""
     analysis = _analysis(project, number, deps)
     if analysis.status.terminal:
         raise AnalysisNotRunning(
@@ -210,6 +214,14 @@ def stop_analysis(project: str, number: int, *, deps: AnalysesDeps) -> AnalysisV
             "only a queued or running analysis can be stopped.",
             status=analysis.status.value,
         )
-    deps.jobs.stop(analysis.job_name)
-    deps.analyses.request_analysis_stop(project, number)
+    if analysis.status is AnalysisStatus.QUEUED and deps.jobs.describe(analysis.job_name) is None:
+        deps.analyses.transition_analysis(
+            project, number, AnalysisStatus.STOPPED, deps.clock(), reason=NEVER_STARTED
+        )
+    else:
+        deps.jobs.stop(analysis.job_name)
+        deps.analyses.request_analysis_stop(project, number)
     return _view(_analysis(project, number, deps), deps)
+
+
+NEVER_STARTED = "Stopped before its processing job started."

@@ -99,6 +99,7 @@ def check_analysis(request: AnalysisRequest, *, project: str, sources: AnalysisS
     if version is not None:
         _resolve_thresholds(request, version=version, details=details, issues=issues)
     images = _list_images(request, project=project, store=sources.images, issues=issues)
+    findings = HeaderFindings()
     if images:
         check_output_names(images, issues=issues, what="images", outputs="objects, masks")
         findings = _sample_headers(images, project=project, folder=request.images, store=sources.images)
@@ -108,12 +109,16 @@ def check_analysis(request: AnalysisRequest, *, project: str, sources: AnalysisS
             _check_channels(version, findings=findings, artifacts=sources.artifacts, issues=issues)
             _check_sizes(version, findings=findings, issues=issues)
     if version is not None and images:
-        details.estimate = estimate.estimate_analysis(
+        estimated = estimate.estimate_analysis(
             preset=_preset(version),
             megapixels=details.megapixels,
             instance_type=request.compute.instance_type,
             instance_count=request.compute.instance_count,
         )
+        sampled = (
+            f"megapixels: the mean of {len(findings.headers)} sampled image headers x {len(images)} images"
+        )
+        details.estimate = estimated.model_copy(update={"basis": f"{estimated.basis}; {sampled}"})
         check_estimate(
             request.compute,
             details.estimate,

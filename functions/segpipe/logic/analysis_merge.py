@@ -219,6 +219,16 @@ def _number(cell: str, *, integer: bool) -> bool:
     return integer or not math.isinf(value)
 
 
+def _all_numbers(row: list[str], indices: list[int]) -> bool:
+    """The fast path of the cell check: every measured cell a finite-or-NaN number (ids and labels
+    are checked as integers where they are used)."""
+    try:
+        values = [float(row[index]) for index in indices]
+    except ValueError:
+        return False
+    return math.inf not in values and -math.inf not in values
+
+
 def _parse_objects(
     data: bytes, host: str, coco: ShardCoco, config: AnalyzeConfig
 ) -> tuple[list[str], dict[int, list[str]], dict[int, int]]:
@@ -233,12 +243,14 @@ def _parse_objects(
     annotations = {annotation.id: annotation for annotation in coco.annotations}
     rows: dict[int, list[str]] = {}
     labels: dict[int, int] = {}
+    measured = [index for index, column in enumerate(header) if column not in _TEXT_OBJECT_COLUMNS]
     for number, row in enumerate(body, start=2):
-        for column, cell in zip(header, row, strict=True):
-            if column not in _TEXT_OBJECT_COLUMNS and not _number(
-                cell, integer=column in _INTEGER_OBJECT_COLUMNS
-            ):
-                raise _malformed(host, "objects.csv", f"has {cell[:40]!r} as {column} on row {number}")
+        if not _all_numbers(row, measured):
+            for column, cell in zip(header, row, strict=True):
+                if column not in _TEXT_OBJECT_COLUMNS and not _number(
+                    cell, integer=column in _INTEGER_OBJECT_COLUMNS
+                ):
+                    raise _malformed(host, "objects.csv", f"has {cell[:40]!r} as {column} on row {number}")
         ident = int(row[at["id"]])
         annotation = annotations.get(ident)
         if annotation is None or ident in rows:

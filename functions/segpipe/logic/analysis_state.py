@@ -80,12 +80,11 @@ def apply_processing_state(job: ProcessingJobDescription, *, deps: AnalysisState
 
     now = deps.clock()
     outcome = outcome.model_copy(update={"before": current.status, "after": target})
-    if target.terminal:
-        _record_start(job, current, now, deps)
     if target is AnalysisStatus.RUNNING:
         applied = deps.analyses.transition_analysis(project, number, target, job.ProcessingStartTime or now)
         return outcome.model_copy(update={"applied": applied})
     ended = job.ProcessingEndTime or now
+    _record_start(job, current, ended, deps)
     if target is AnalysisStatus.COMPLETED:
         return _complete(current, ended, deps, outcome)
     reason = _failure_reason(job, deps) if target is AnalysisStatus.FAILED else None
@@ -94,14 +93,15 @@ def apply_processing_state(job: ProcessingJobDescription, *, deps: AnalysisState
 
 
 def _record_start(
-    job: ProcessingJobDescription, current: Analysis, now: datetime, deps: AnalysisStateDeps
+    job: ProcessingJobDescription, current: Analysis, ended: datetime, deps: AnalysisStateDeps
 ) -> None:
     """A job that ended after it started was running, even when its `InProgress` event is late or
-    lost: record that first, so every order of the same events leaves the same item."""
+    lost: record that first, so every order of the same events leaves the same item. A completed
+    job's event without a start time: it started, at the latest, when it ended."""
     ran = job.ProcessingStartTime is not None or job.ProcessingJobStatus == "Completed"
     if current.status is AnalysisStatus.QUEUED and ran:
         deps.analyses.transition_analysis(
-            current.project, current.analysis, AnalysisStatus.RUNNING, job.ProcessingStartTime or now
+            current.project, current.analysis, AnalysisStatus.RUNNING, job.ProcessingStartTime or ended
         )
 
 
