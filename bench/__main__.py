@@ -14,6 +14,7 @@ BENCHMARKS = (
     "bench_cold_start",
     "bench_validate",
     "bench_postprocess",
+    "bench_analysis",
     "bench_eval",
     "bench_trainer",
     "bench_heads",

@@ -247,13 +247,24 @@ def test_every_measurement_matches_regionprops_on_the_written_mask_and_image(
                 assert float(row[column]) == pytest.approx(value, rel=1e-9, abs=1e-9), column
 
 
+def _touching_discs(*, size: int, objects: int, seed: int) -> np.ndarray:
+    """int32 labels 1..N of discs (radius 3-14) at random places; later ones cover earlier ones, so
+    many touch and some are cut into odd shapes, or into pieces that stay one label."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[:size, :size]
+    labels = np.zeros((size, size), dtype=np.int32)
+    for index in range(1, objects + 1):
+        radius, (row, col) = rng.uniform(3, 14), rng.uniform(0, size, 2)
+        labels[(rows - row) ** 2 + (cols - col) ** 2 < radius**2] = index
+    return np.unique(labels, return_inverse=True)[1].reshape(labels.shape).astype(np.int32)
+
+
 def test_measurements_match_regionprops_on_crowded_multichannel_objects() -> None:
     from skimage.measure import regionprops
 
-    from bench.bench_postprocess import dense_scene
     from segpipe_trainer.measure import measure_objects
 
-    labels = dense_scene(size=160, objects=40, seed=3).labels
+    labels = _touching_discs(size=160, objects=40, seed=3)
     pixels = np.random.default_rng(1).integers(0, 4000, (2, *labels.shape)).astype(np.uint16)
 
     measured = measure_objects(labels, pixels)
@@ -497,3 +508,38 @@ def test_the_layout_follows_sagemaker_processing_and_the_local_root(tmp_path: Pa
     assert current_host(tmp_path / "absent.json") == "algo-1"
     (tmp_path / "rc.json").write_text(json.dumps({"current_host": "algo-3", "hosts": ["algo-1", "algo-3"]}))
     assert current_host(tmp_path / "rc.json") == "algo-3"
+
+
+def test_a_host_given_no_images_writes_empty_shard_files(archive: Path, tmp_path: Path) -> None:
+    """More instances than files under ShardedByS3Key leaves a host without images: it still reports."""
+    root = make_processing_root(tmp_path / "processing", archive=archive, images={}, config=analyze_config())
+
+    summary = analyze.run(ProcessingPaths(root=root))
+
+    header, rows = _csv(_shard(root) / "objects.csv")
+    assert (summary.images, summary.objects, summary.hosts) == (0, 0, ["algo-1"])
+    assert _coco(root)["images"] == [] and rows == []
+    assert header == object_columns(channels=1, pixel_size=None)
+    assert (
+        AnalysisProgress.model_validate_json(
+            (root / "output" / "progress" / "algo-1.json").read_text()
+        ).images_total
+        == 0
+    )
+
+
+def test_a_model_of_other_classes_than_the_analysis_fails_with_a_sentence(
+    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_processing_root(
+        tmp_path / "processing",
+        archive=archive,
+        images=synthetic_images(1),
+        config=analyze_config(classes=["nucleus"], thresholds={"nucleus": 0.5}),
+    )
+
+    code = _run_main(root, monkeypatch)
+
+    message = (tmp_path / "output" / "message").read_text()
+    assert code == analyze.EXIT_FAILED
+    assert message.startswith("The model (instance, classes ['round', 'long']) is not the one the analysis")

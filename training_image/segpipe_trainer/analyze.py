@@ -10,8 +10,13 @@ for this host (`current_host` of `/opt/ml/config/resourceconfig.json`, default `
 - `output/progress/{host}.json` after every image.
 
 Each image is read and normalised as the trainer reads its images, predicted whole by the trainer's
-sliding window, turned into objects by the version's post-processing, and its objects below their
-class's frozen threshold are dropped. A failure writes one sentence to `/opt/ml/output/message`
+sliding window, turned into objects by the version's post-processing (Predictor.instances with the
+card's head; semantic models: connected class regions), and its objects below their class's frozen
+threshold are dropped. The kept objects are numbered 1..N in label order: the mask holds these labels
+(semantic: each region's class index) and coco.json, objects.csv and images/{stem}.json list them in
+that order. Measurements (segpipe_trainer.measure) are of the kept objects' label image (for semantic
+models, of the regions, not of the class mask) over the raw pixels, channels matched to the model's.
+A failure writes one sentence to `/opt/ml/output/message`
 (the job's ExitMessage) and exits 1; SIGTERM (StopProcessingJob) exits 143 at once.
 The local stack sets `SEGPIPE_PROCESSING_ROOT` in place of `/opt/ml/processing`.
 """
@@ -48,6 +53,7 @@ from segpipe.models.analysis import (
 )
 from segpipe.models.coco import CocoAnnotation, CocoCategory, CocoImage
 from segpipe.models.trainer_io import ModelCard, prediction_stem
+from segpipe_trainer import accel
 from segpipe_trainer.cli import configure_logging
 from segpipe_trainer.distributed import Runtime
 from segpipe_trainer.errors import TrainerError, failure_sentence
@@ -144,7 +150,10 @@ def load_model(model_dir: Path, *, work_dir: Path, runtime: Runtime) -> LoadedMo
         min_area=card.min_object_area,
         instance_head=card.instance_head,
     )
-    return LoadedModel(card=card, predictor=accelerated(predictor, compile_model=False))
+    # As the trainer predicts: as many windows per batch as the GPU holds, compiled where that pays
+    # (CUDA, unless SEGPIPE_COMPILE=off; a failed compilation falls back to eager).
+    compiles = accel.AccelOptions.from_environment().compiles(runtime.device)
+    return LoadedModel(card=card, predictor=accelerated(predictor, compile_model=compiles))
 
 
 def find_images(folder: Path) -> list[str]:
@@ -443,17 +452,21 @@ def check_card(card: ModelCard, *, config: AnalyzeConfig) -> None:
         )
 
 
-def run(paths: ProcessingPaths, *, runtime: Runtime | None = None) -> AnalysisSummary:
-    """Analyse this host's images and write its outputs; the host's summary."""
+def run(
+    paths: ProcessingPaths, *, runtime: Runtime | None = None, loaded: LoadedModel | None = None
+) -> AnalysisSummary:
+    """Analyse this host's images and write its outputs; the host's summary. `loaded` skips loading
+    the model input (benchmarks time the two apart)."""
     started = time.monotonic()
     config = read_config(paths.config_file)
     host = current_host(paths.resource_config)
     file_names = find_images(paths.images_input)
     write_progress(paths, host=host, done=0, total=len(file_names))
-    runtime = runtime or Runtime.from_environment()
-    runtime.start()
-    with tempfile.TemporaryDirectory(prefix="segpipe-analyze-") as work:
-        loaded = load_model(paths.model_input, work_dir=Path(work), runtime=runtime)
+    if loaded is None:
+        runtime = runtime or Runtime.from_environment()
+        runtime.start()
+        with tempfile.TemporaryDirectory(prefix="segpipe-analyze-") as work:
+            loaded = load_model(paths.model_input, work_dir=Path(work), runtime=runtime)
     check_card(loaded.card, config=config)
     logger.info(
         "Analysing %d images on %s with version %d of %s (%s)",
