@@ -271,3 +271,12 @@ def test_semantic_like_shards_without_pixel_size_merge() -> None:
 
     assert summary.per_class["nucleus"].area_um2 is None
     assert "area_um2" not in _rows(_outputs(artifacts)["objects.csv"])[0]
+
+
+def test_a_huge_hostile_header_is_quoted_short() -> None:
+    artifacts = _prepared()
+    artifacts.objects[_shard_key("images.csv")] = ("x," * 100_000 + "y\r\n").encode()
+
+    with pytest.raises(ShardMalformed) as caught:
+        merge_shards(artifacts, project="lab", analysis=1)
+    assert len(caught.value.message) < 600 and caught.value.message.endswith("....")

@@ -129,7 +129,13 @@ class Shard:
 # --- reading ---------------------------------------------------------------------------------
 
 
+#: A problem quotes what it found (a header, a cell); cut so that the failure reason stays a sentence.
+MAX_PROBLEM = 400
+
+
 def _malformed(host: str, name: str, problem: str, **context: Any) -> ShardMalformed:
+    if len(problem) > MAX_PROBLEM:
+        problem = problem[: MAX_PROBLEM - 3] + "..."
     return ShardMalformed(
         f"The results of instance {host} cannot be merged: {name} {problem}.",
         host=host,

@@ -120,7 +120,7 @@ def _complete(
             "analysis %s/%s cannot be merged: %s", current.project, current.analysis, error.message
         )
         applied = deps.analyses.transition_analysis(
-            current.project, current.analysis, AnalysisStatus.FAILED, ended, reason=error.message
+            current.project, current.analysis, AnalysisStatus.FAILED, ended, reason=error.message[:1024]
         )
         return outcome.model_copy(
             update={"after": AnalysisStatus.FAILED, "applied": applied, "note": error.code}
