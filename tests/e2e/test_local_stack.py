@@ -450,11 +450,22 @@ def test_segpipe_analyze_fails_with_the_report_when_refused(stack: LocalConfig, 
 
 
 def test_a_restart_keeps_everything(
-    running: RunningStack, api: SegpipeClient, trained: int, state_dir: Path
+    running: RunningStack,
+    stack: LocalConfig,
+    api: SegpipeClient,
+    trained: int,
+    analysable: int,
+    state_dir: Path,
 ) -> None:
     before = api.request("GET", f"/projects/{PROJECT}/models")
     metrics_before = api.metrics(PROJECT, trained)
     analyses_before = api.request("GET", f"/projects/{PROJECT}/analyses")
+    # and an analysis still running when the stack stops: it runs again after the restart
+    _put_images(stack, "fresh/across-restart", _fresh_images(seed=106, count=12))
+    body = {"name": "across a restart", "images": "fresh/across-restart"}
+    accepted = api.request("POST", f"/projects/{PROJECT}/analyses", body)
+    in_flight = accepted["analysis"]
+    _wait_analysis(api, in_flight, {"running", "completed", "failed", "stopped"})
 
     running.stop()  # then a new stack on the same data folder, on new ports
     restarted = local_config(data_dir=state_dir)
@@ -471,10 +482,16 @@ def test_a_restart_keeps_everything(
             again.request("GET", page["images"][0]["predictions_url"])["file_name"]
             == page["images"][0]["file_name"]
         )
+        resumed = _wait_analysis(again, in_flight, {"completed", "failed", "stopped"})
+        assert resumed["status"] == "completed", resumed["failure_reason"]
+        assert resumed["summary"]["images"] == 12
+        job = json.loads((state_dir / "processing-jobs" / accepted["job_name"] / "job.json").read_text())
+        assert job["resumed"] == 1  # it was interrupted (the container needs seconds to start) and ran again
         analyses_after = again.request("GET", f"/projects/{PROJECT}/analyses")
         assert [
             (row["analysis"], row["status"], row["objects"], row["thresholds"])
             for row in analyses_after["analyses"]
+            if row["analysis"] != in_flight
         ] == [
             (row["analysis"], row["status"], row["objects"], row["thresholds"])
             for row in analyses_before["analyses"]
