@@ -4,6 +4,7 @@
     segpipe import-masks SOURCE DEST [--semantic-classes FILE] [--class-name NAME]
     segpipe local up [--port 8000] [--data-dir ~/.segpipe]
     segpipe train --dataset PATH --classes a,b [--project P] [--api-url URL --bucket B]
+    segpipe analyze --images PATH [--project P] [--version N] [--threshold [CLASS=]SCORE]
     segpipe ui --api-url URL [--port 8080]
 
 Each subcommand is one `_add_<name>` function that declares its arguments and one `_run_<name>`
@@ -238,6 +239,15 @@ def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
 
 
+def _add_analyze(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _delegate(
+        "analyze",
+        "segpipe_local.cli:analyze_main",
+        "upload a folder of images, analyse it with an active version, print the counts",
+        commands,
+    )
+
+
 def _add_ui(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _delegate(
         "ui", "segpipe_local.cli:ui_main", "the review page of a deployed stack (SigV4 proxy)", commands
@@ -249,5 +259,6 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]
     _add_import_masks,
     _add_local,
     _add_train,
+    _add_analyze,
     _add_ui,
 )

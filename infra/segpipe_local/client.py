@@ -1,5 +1,6 @@
-"""A small client for segpipe: upload a dataset folder, submit a training over HTTP, follow it
-to the end. Talks to the local stack, or to a deployed one with SigV4-signed requests."""
+"""A small client for segpipe: upload a dataset (or images) folder, submit a training (or an
+analysis) over HTTP, follow it to the end. Talks to the local stack, or to a deployed one with
+SigV4-signed requests."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import boto3
 
+from segpipe.models.analysis import IMAGE_SUFFIXES, AnalysisAccepted, AnalysisView
 from segpipe.models.api import MetricsView, SubmitAccepted
 from segpipe.models.version import ModelVersion
 
@@ -101,23 +103,100 @@ class SegpipeClient:
         timeout: float = 3600.0,
     ) -> ModelVersion:
         """Follow a version until it ends (completed, failed or stopped)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            current = self.version(project, version)
-            if on_update:
-                on_update(current)
-            if current.status.terminal:
-                return current
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"version {version} is still {current.status.value} after {timeout:.0f} s")
-            time.sleep(poll)
+        return _follow(
+            lambda: self.version(project, version),
+            f"version {version}",
+            on_update,
+            poll=poll,
+            timeout=timeout,
+        )
+
+    # --- analyses --------------------------------------------------------------------------------
+
+    def submit_analysis(
+        self, project: str, request: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> AnalysisAccepted:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return AnalysisAccepted.model_validate(
+            self.request("POST", f"/projects/{project}/analyses", request, headers)
+        )
+
+    def analysis(self, project: str, analysis: int) -> AnalysisView:
+        return AnalysisView.model_validate(self.request("GET", f"/projects/{project}/analyses/{analysis}"))
+
+    def wait_analysis(
+        self,
+        project: str,
+        analysis: int,
+        *,
+        on_update: Callable[[AnalysisView], None] | None = None,
+        poll: float = 1.0,
+        timeout: float = 3600.0,
+    ) -> AnalysisView:
+        """Follow an analysis until it ends (completed, failed or stopped)."""
+        return _follow(
+            lambda: self.analysis(project, analysis),
+            f"analysis {analysis}",
+            on_update,
+            poll=poll,
+            timeout=timeout,
+        )
+
+
+class _Followed(Protocol):
+    @property
+    def status(self) -> Any: ...
+
+
+Followed = TypeVar("Followed", bound=_Followed)
+
+
+def _follow(
+    read: Callable[[], Followed],
+    what: str,
+    on_update: Callable[[Followed], None] | None,
+    *,
+    poll: float,
+    timeout: float,
+) -> Followed:
+    deadline = time.monotonic() + timeout
+    while True:
+        current = read()
+        if on_update:
+            on_update(current)
+        if current.status.terminal:
+            return current
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} is still {current.status.value} after {timeout:.0f} s")
+        time.sleep(poll)
 
 
 def upload_dataset(s3: Any, *, bucket: str, project: str, name: str, folder: Path, workers: int = 8) -> int:
     """Upload a dataset folder (annotations.json and its images) to projects/{p}/datasets/{name}/."""
     files = [path for path in sorted(folder.rglob("*")) if path.is_file() and not path.name.startswith(".")]
     prefix = f"projects/{project}/datasets/{name}/"
+    return _upload(s3, bucket=bucket, prefix=prefix, folder=folder, files=files, workers=workers)
 
+
+def image_files(folder: Path) -> list[Path]:
+    """The files an analysis reads: PNG, JPEG and TIFF under `folder`, recursively (not hidden)."""
+    return [
+        path
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+        and path.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    ]
+
+
+def upload_images(s3: Any, *, bucket: str, project: str, name: str, folder: Path, workers: int = 8) -> int:
+    """Upload the images of a folder to projects/{p}/images/{name}/ (the folder an analysis names)."""
+    files = image_files(folder)
+    prefix = f"projects/{project}/images/{name}/"
+    return _upload(s3, bucket=bucket, prefix=prefix, folder=folder, files=files, workers=workers)
+
+
+def _upload(s3: Any, *, bucket: str, prefix: str, folder: Path, files: list[Path], workers: int = 8) -> int:
     def put(path: Path) -> None:
         kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         s3.upload_file(

@@ -3,7 +3,9 @@
 Starts the stack (or uses one already running on the same ports), makes a synthetic
 fluorescence dataset, uploads it with boto3, previews and submits a training over HTTP,
 shows the epochs as they pass, then prints the training details, the statistics on train and
-test, the suggested threshold, and where to look at the predictions.
+test, the suggested threshold, and where to look at the predictions. Then it locks the
+suggested threshold, activates the version, and analyses a few freshly made images (ones the
+model never saw) with it: the objects per class, and where objects.csv is.
 """
 
 from __future__ import annotations
@@ -20,15 +22,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from segpipe_local.aws import client
-from segpipe_local.client import ApiError, SegpipeClient, upload_dataset
+from segpipe_local.client import ApiError, SegpipeClient, upload_dataset, upload_images
 from segpipe_local.config import LocalConfig
-from segpipe_local.demo_data import make_dataset
-from segpipe_local.progress import ProgressLine, print_results
+from segpipe_local.demo_data import make_dataset, make_images
+from segpipe_local.progress import AnalysisProgressLine, ProgressLine, print_analysis, print_results
 
 PROJECT = "demo"
 DATASET = "nuclei-demo"
 #: Settings that train a useful tiny model on two CPU cores in about two minutes.
 TRAINING = {"epochs": 14, "tile_size": 128}  # then a refit on every training image: about 2 x 14
+IMAGES = "new-tiles"
+#: New tiles to analyse: a few seconds of inference on two CPU cores.
+NEW_IMAGES = 3
+STEPS = 8
 
 
 def _running(config: LocalConfig) -> bool:
@@ -51,7 +57,7 @@ def _stack(config: LocalConfig) -> Iterator[bool]:
 
 
 def _step(number: int, text: str) -> None:
-    print(f"[{number}/6] {text}", flush=True)
+    print(f"[{number}/{STEPS}] {text}", flush=True)
 
 
 def run(config: LocalConfig, *, epochs: int) -> int:
@@ -102,9 +108,59 @@ def run(config: LocalConfig, *, epochs: int) -> int:
         _step(6, "Results")
         page = f"{config.api_url}/ui/#/projects/{PROJECT}/models/{final.version}"
         print_results(final, api.metrics(PROJECT, final.version), page=page)
+        if analyse(config, api, final.version, final.suggested_threshold) != 0:
+            return 1
     if own:
         print("(The stack has stopped; `.venv/bin/segpipe local up` brings it back with everything kept.)")
     print(f"\nDemo finished in {time.monotonic() - started:.0f} s.")
+    return 0
+
+
+def analyse(config: LocalConfig, api: SegpipeClient, version: int, threshold: float | None) -> int:
+    """Lock the threshold, activate the version, and analyse a few new images with it."""
+    started = time.monotonic()
+    if threshold is not None:
+        api.request("PUT", f"/projects/{PROJECT}/models/{version}/threshold", {"threshold": threshold})
+    for row in api.request("GET", f"/projects/{PROJECT}/models?active=true")["models"]:
+        if row["version"] != version:  # an earlier demo's version: this one is used from now on
+            api.request("POST", f"/projects/{PROJECT}/models/{row['version']}/deactivate")
+    api.request("POST", f"/projects/{PROJECT}/models/{version}/activate")
+    locked = f"threshold {threshold:.2f} locked, " if threshold is not None else ""
+    _step(7, f"Version {version}: {locked}activated for analysis")
+    with tempfile.TemporaryDirectory(prefix="segpipe-demo-") as scratch:
+        drawn = make_images(Path(scratch) / IMAGES, count=NEW_IMAGES)
+        upload_images(
+            client("s3", config),
+            bucket=config.bucket,
+            project=PROJECT,
+            name=IMAGES,
+            folder=Path(scratch) / IMAGES,
+        )
+    made = ", ".join(f"{count} {name}" for name, count in sorted(drawn.items()))
+    try:
+        accepted = api.submit_analysis(
+            PROJECT,
+            {"name": f"demo {time.strftime('%H:%M:%S')}", "images": IMAGES, "version": version},
+            idempotency_key=str(uuid.uuid4()),
+        )
+    except ApiError as error:
+        print(f"the analysis was refused: {error}", file=sys.stderr)
+        return 1
+    _step(
+        8,
+        f"Analysing {NEW_IMAGES} new tiles the model never saw (drawn: {made}); analysis {accepted.analysis}",
+    )
+    line = AnalysisProgressLine()
+    final = api.wait_analysis(PROJECT, accepted.analysis, on_update=line.update, poll=1.0, timeout=600)
+    line.close()
+    if final.status.value != "completed":
+        print(
+            f"analysis {final.analysis} ended {final.status.value}: {final.failure_reason}", file=sys.stderr
+        )
+        return 1
+    page = f"{config.api_url}/ui/#/projects/{PROJECT}/analyses/{final.analysis}"
+    print_analysis(final, bucket=config.bucket, page=page)
+    print(f"(The analysis added {time.monotonic() - started:.0f} s to the demo.)")
     return 0
 
 

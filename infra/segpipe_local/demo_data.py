@@ -160,3 +160,18 @@ def make_dataset(
     }
     (folder / "annotations.json").write_text(json.dumps(document))
     return document
+
+
+def make_images(folder: Path, *, count: int = 3, size: int = 256, seed: int = 2024) -> dict[str, int]:
+    """Write `count` new 16-bit TIFF tiles (a seed the dataset never uses: images the model never
+    saw) into `folder`; returns the objects drawn in each, by class name, over all images."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = {int(str(category["id"])): str(category["name"]) for category in CATEGORIES}
+    drawn: dict[str, int] = {}
+    for index in range(count):
+        pixels, blobs = make_tile(rng, size)
+        tifffile.imwrite(folder / f"new_tile{index + 1}.tif", pixels, compression="zlib")
+        for blob in blobs:
+            drawn[names[blob.category]] = drawn.get(names[blob.category], 0) + 1
+    return drawn

@@ -106,20 +106,33 @@ def _millis(value: Any) -> Any:
     return value
 
 
-def job_state_change_event(description: dict[str, Any], *, region: str = "us-east-1") -> dict[str, Any]:
-    """`SageMaker Training Job State Change`: the detail resembles DescribeTrainingJob, with times as epoch
-    milliseconds and Tags as a {key: value} map."""
+def with_datetimes(description: dict[str, Any]) -> dict[str, Any]:
+    """A Describe*Job answer as the JSON API sends it (times as epoch seconds) with its times as
+    datetimes, so the event carries them as epoch milliseconds like SageMaker's own."""
+    return {
+        key: datetime.fromtimestamp(value, tz=UTC)
+        if key.endswith("Time") and isinstance(value, int | float)
+        else value
+        for key, value in description.items()
+    }
+
+
+def _sagemaker_state_change(
+    description: dict[str, Any], *, kind: str, resource: str, region: str
+) -> dict[str, Any]:
+    """A SageMaker job state change: the detail resembles the Describe*Job answer, with times as
+    epoch milliseconds and Tags as a {key: value} map."""
     detail = {key: _millis(value) for key, value in description.items() if key != "ResponseMetadata"}
     tags = detail.get("Tags", {})
     if isinstance(tags, list):
         detail["Tags"] = {item["Key"]: item["Value"] for item in tags}
-    name = detail["TrainingJobName"]
-    arn = detail.get("TrainingJobArn") or f"arn:aws:sagemaker:{region}:{ACCOUNT}:training-job/{name}"
-    detail["TrainingJobArn"] = arn
+    name = detail[f"{kind}JobName"]
+    arn = detail.get(f"{kind}JobArn") or f"arn:aws:sagemaker:{region}:{ACCOUNT}:{resource}/{name}"
+    detail[f"{kind}JobArn"] = arn
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
-        "detail-type": "SageMaker Training Job State Change",
+        "detail-type": f"SageMaker {kind} Job State Change",
         "source": "aws.sagemaker",
         "account": ACCOUNT,
         "time": _now(),
@@ -127,3 +140,15 @@ def job_state_change_event(description: dict[str, Any], *, region: str = "us-eas
         "resources": [arn],
         "detail": detail,
     }
+
+
+def job_state_change_event(description: dict[str, Any], *, region: str = "us-east-1") -> dict[str, Any]:
+    """`SageMaker Training Job State Change`, from a DescribeTrainingJob answer (plus Tags)."""
+    return _sagemaker_state_change(description, kind="Training", resource="training-job", region=region)
+
+
+def processing_job_state_change_event(
+    description: dict[str, Any], *, region: str = "us-east-1"
+) -> dict[str, Any]:
+    """`SageMaker Processing Job State Change`, from a DescribeProcessingJob answer (plus Tags)."""
+    return _sagemaker_state_change(description, kind="Processing", resource="processing-job", region=region)

@@ -1,12 +1,16 @@
-"""Terminal output shared by `make demo` and `segpipe train`: an epoch progress bar while a
-version trains, then its details and statistics."""
+"""Terminal output shared by `make demo`, `segpipe train` and `segpipe analyze`: an epoch (or
+images) progress bar while a version trains (or an analysis runs), then its details and
+statistics (or its counts per class and where its outputs are)."""
 
 from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import TextIO
 
+from segpipe.models import keys
+from segpipe.models.analysis import AnalysisView
 from segpipe.models.api import MetricsView, SplitMetrics
 from segpipe.models.trainer_io import Metrics
 from segpipe.models.version import ModelVersion
@@ -127,3 +131,89 @@ def _interval(metrics: MetricsView, name: str) -> str:
         f" ({intervals.confidence:.0%} interval {point.low:.3f} to {point.high:.3f}, bootstrap of "
         f"{intervals.images} test images, {intervals.draws} draws)"
     )
+
+
+class AnalysisProgressLine:
+    """Redraws one line while an analysis runs: status, a bar of images done, elapsed time."""
+
+    def __init__(self, stream: TextIO = sys.stdout) -> None:
+        self._stream = stream
+        self._start = time.monotonic()
+        self._last = ""
+        self._tty = stream.isatty()
+
+    def update(self, view: AnalysisView) -> None:
+        elapsed = time.monotonic() - self._start
+        clock = f"{int(elapsed // 60)}:{int(elapsed % 60):02d}"
+        done, total = view.images_done, view.images
+        if done is None or not total:
+            text = f"  {view.status.value:<9}"
+        else:
+            filled = min(BAR, round(BAR * done / total))
+            text = (
+                f"  {view.status.value:<9} images {done:>4}/{total:<4} [{'#' * filled}{'-' * (BAR - filled)}]"
+            )
+        if self._tty:
+            if text + clock != self._last:
+                self._stream.write("\r" + f"{text}  {clock}".ljust(90))
+                self._last = text + clock
+        elif text != self._last:  # a log, not a terminal: one line per change
+            self._stream.write(text.rstrip() + "\n")
+            self._last = text
+        self._stream.flush()
+
+    def close(self) -> None:
+        if self._tty:
+            self._stream.write("\n")
+        self._stream.flush()
+
+
+def print_analysis(
+    view: AnalysisView,
+    *,
+    bucket: str,
+    saved: dict[str, Path] | None = None,
+    page: str,
+    stream: TextIO = sys.stdout,
+) -> None:
+    """The counts per class of a finished analysis, and where its outputs are."""
+    write = stream.write
+    summary = view.summary
+    write(f"\nAnalysis {view.analysis} ({view.name}) of images/{view.images_folder}")
+    write(f" with version {view.version}\n")
+    if summary is not None:
+        write(f"  {summary.images} images, {summary.megapixels:.2f} megapixels, {summary.seconds:.1f} s\n")
+    thresholds = ", ".join(f"{name} {score:.2f}" for name, score in view.thresholds.items())
+    write(f"  thresholds: {thresholds}\n\n")
+    microns = summary is not None and summary.pixel_size is not None
+    write(
+        f"  {'class':<16} {'objects':>8} {'area (px)':>12}"
+        + (f" {'area (µm²)':>12}" if microns else "")
+        + "\n"
+    )
+    per_class = summary.per_class if summary is not None else {}
+    total = 0
+    for name in view.classes:
+        totals = per_class.get(name)
+        objects = totals.objects if totals else view.objects.get(name, 0)
+        total += objects
+        area = f"{totals.area:12.0f}" if totals else f"{'-':>12}"
+        extra = ""
+        if microns:
+            extra = f" {totals.area_um2:12.1f}" if totals and totals.area_um2 is not None else f" {'-':>12}"
+        write(f"  {name:<16} {objects:>8} {area}{extra}\n")
+    write(f"  {'all classes':<16} {total:>8}\n\n")
+    prefix = keys.analysis_prefix(view.project, view.analysis)
+    write(f"Results in s3://{bucket}/{prefix}\n")
+    described = {
+        "objects.csv": "one row per object, with its measurements",
+        "images.csv": "one row per image: objects and area per class",
+        "coco.json": "the kept objects as a COCO dataset (correct them, train on them)",
+        "summary.json": "version, thresholds, counts, timing",
+    }
+    for name, what in described.items():
+        where = f"  -> {saved[name]}" if saved and name in saved else ""
+        write(f"  {name:<13} {what}{where}\n")
+    write(f"  {'masks/':<13} one label image per analysed image ({{stem}}.tif)\n")
+    write(f"Look at them: {page}\n")
+    stream.flush()

@@ -22,16 +22,17 @@ import tarfile
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
 from segpipe.models.jobs import CreateTrainingJob, JobStatus
-from segpipe_local.events import ACCOUNT, job_state_change_event
+from segpipe_local.events import ACCOUNT, job_state_change_event, with_datetimes
 
 logger = logging.getLogger(__name__)
 
 TERMINAL = {"Completed", "Failed", "Stopped"}
+RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
 
 class JobError(Exception):
@@ -116,7 +117,16 @@ def _invalid(value: str, where: str, constraint: str) -> JobError:
     )
 
 
-def check_environment(environment: dict[str, str]) -> None:
+def parse_request(model: type[RequestModel], params: dict[str, Any]) -> RequestModel:
+    """A Create*Job request checked by its pydantic contract, as SageMaker checks its API model:
+    the first problem becomes a ValidationException."""
+    try:
+        return model.model_validate(params)
+    except ValidationError as error:
+        raise JobError("ValidationException", str(error.errors()[0]["msg"])) from error
+
+
+def check_environment(environment: dict[str, str], allowed: frozenset[str] = JOB_ENVIRONMENT) -> None:
     if len(environment) > ENVIRONMENT_MAX_ENTRIES:
         raise _invalid(
             f"{len(environment)} entries",
@@ -124,12 +134,11 @@ def check_environment(environment: dict[str, str]) -> None:
             f"Map must have at most {ENVIRONMENT_MAX_ENTRIES} entries",
         )
     for name, value in environment.items():
-        if name not in JOB_ENVIRONMENT:
+        if name not in allowed:
             raise _invalid(
                 name,
                 "environment",
-                "Map keys must be variables the local runner passes to a job: "
-                + ", ".join(sorted(JOB_ENVIRONMENT)),
+                "Map keys must be variables the local runner passes to a job: " + ", ".join(sorted(allowed)),
             )
         if len(value) > ENVIRONMENT_VALUE_MAX:
             raise _invalid(
@@ -162,6 +171,28 @@ def _split_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+def list_keys(s3: Any, uri: str) -> list[str]:
+    """Every key under an S3Prefix URI, sorted (S3 lists in key order)."""
+    bucket, prefix = _split_uri(uri)
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+def download_keys(s3: Any, uri: str, keys: list[str], target: Path) -> None:
+    """Copy `keys` (under the prefix of `uri`) into `target`, keeping the path below the prefix;
+    a single object (a model.tar.gz) lands under its own name. Nothing is written outside
+    `target`."""
+    bucket, prefix = _split_uri(uri)
+    target.mkdir(parents=True, exist_ok=True)
+    for key in keys:
+        relative = key[len(prefix) :].lstrip("/") or key.rsplit("/", 1)[-1]
+        if not relative or ".." in Path(relative).parts or relative.endswith("/"):
+            continue  # a folder marker, or a path that would leave the target
+        destination = target / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, key, str(destination))
+
+
 def train_command() -> list[str]:
     """The trainer's entry point, as SageMaker runs it (`train` on PATH)."""
     script = Path(sys.executable).with_name("train")
@@ -191,10 +222,7 @@ class JobRunner:
     # --- the SageMaker API ----------------------------------------------------------------------
 
     def create(self, params: dict[str, Any]) -> dict[str, Any]:
-        try:
-            request = CreateTrainingJob.model_validate(params)
-        except ValidationError as error:
-            raise JobError("ValidationException", str(error.errors()[0]["msg"])) from error
+        request = parse_request(CreateTrainingJob, params)
         check_environment(request.Environment)
         check_channels([channel.ChannelName for channel in request.InputDataConfig])
         with self._lock:
@@ -302,7 +330,7 @@ class JobRunner:
         )
 
     def _emit(self, job: LocalJob) -> None:
-        description = job.describe(self._region)
+        description = with_datetimes(job.describe(self._region))
         description["Tags"] = {tag.Key: tag.Value for tag in job.request.Tags}
         event = job_state_change_event(description, region=self._region)
         self._events.put_events(
@@ -399,18 +427,7 @@ class JobRunner:
             (root / folder).mkdir(parents=True, exist_ok=True)
 
     def _download(self, uri: str, target: Path) -> None:
-        bucket, prefix = _split_uri(uri)
-        target.mkdir(parents=True, exist_ok=True)
-        pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        for page in pages:
-            for item in page.get("Contents", []):
-                # Under a prefix: the path below it; a single object (a base model.tar.gz): its name.
-                relative = item["Key"][len(prefix) :].lstrip("/") or item["Key"].rsplit("/", 1)[-1]
-                destination = target / relative
-                if ".." in Path(relative).parts:
-                    continue
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                self._s3.download_file(bucket, item["Key"], str(destination))
+        download_keys(self._s3, uri, list_keys(self._s3, uri), target)
 
     def _sync_checkpoints(self, job: LocalJob, root: Path, stop: threading.Event) -> None:
         """SageMaker uploads /opt/ml/checkpoints continuously while a job runs."""

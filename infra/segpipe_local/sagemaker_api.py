@@ -1,5 +1,5 @@
-"""SageMaker's JSON 1.1 protocol for the training-job operations segpipe uses, served locally so
-boto3 (and the AWS CLI) talk to the local runner as they would to SageMaker."""
+"""SageMaker's JSON 1.1 protocol for the training- and processing-job operations segpipe uses,
+served locally so boto3 (and the AWS CLI) talk to the local runners as they would to SageMaker."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from segpipe_local.local_origin import guard, is_loopback
+from segpipe_local.processing import ProcessingRunner
 from segpipe_local.runner import JobError, JobRunner
 
 logger = logging.getLogger(__name__)
@@ -21,13 +22,20 @@ CONTENT_TYPE = "application/x-amz-json-1.1"
 
 
 class SageMakerApi:
-    def __init__(self, runner: JobRunner) -> None:
+    def __init__(self, runner: JobRunner, processing: ProcessingRunner | None = None) -> None:
         self._operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "CreateTrainingJob": runner.create,
             "DescribeTrainingJob": lambda body: runner.describe(body["TrainingJobName"]),
             "StopTrainingJob": lambda body: runner.stop(body["TrainingJobName"]),
             "ListTrainingJobs": lambda _: runner.list(),
         }
+        if processing is not None:
+            self._operations |= {
+                "CreateProcessingJob": processing.create,
+                "DescribeProcessingJob": lambda body: processing.describe(body["ProcessingJobName"]),
+                "StopProcessingJob": lambda body: processing.stop(body["ProcessingJobName"]),
+                "ListProcessingJobs": processing.list,
+            }
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
@@ -58,10 +66,14 @@ def _error(status: int, code: str, message: str) -> Response:
 class SageMakerServer:
     """The API on a loopback port only: whoever reaches it starts processes on this machine."""
 
-    def __init__(self, runner: JobRunner, *, host: str, port: int) -> None:
+    def __init__(
+        self, runner: JobRunner, *, host: str, port: int, processing: ProcessingRunner | None = None
+    ) -> None:
         if not is_loopback(host):
             raise ValueError(f"the local SageMaker API listens on a loopback address only, not {host!r}")
-        self._server: BaseWSGIServer = make_server(host, port, SageMakerApi(runner), threaded=True)
+        self._server: BaseWSGIServer = make_server(
+            host, port, SageMakerApi(runner, processing), threaded=True
+        )
         guard(self._server, host=host)  # and refuses a foreign Host (DNS rebinding)
         self._thread = threading.Thread(target=self._server.serve_forever, name="sagemaker-api", daemon=True)
 

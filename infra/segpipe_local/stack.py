@@ -1,5 +1,6 @@
 """The whole system on one machine: moto (S3, DynamoDB, EventBridge, SQS), the HTTP gateway, the
-event dispatcher and the training-job runner, around the real handlers and the real trainer."""
+event dispatcher and the training- and processing-job runners, around the real handlers, the real
+trainer and the real `analyze`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from segpipe_local.config import LocalConfig
 from segpipe_local.dispatcher import Dispatcher
 from segpipe_local.functions import LocalFunction, function_output_to, functions_from_template
 from segpipe_local.gateway import GatewayServer
+from segpipe_local.processing import ProcessingRunner
 from segpipe_local.runner import JobRunner
 from segpipe_local.sagemaker_api import SageMakerServer
 from segpipe_local.snapshot import Snapshot, Snapshotter
@@ -79,10 +81,16 @@ class LocalStack:
         runner = JobRunner(
             s3=client("s3", config), events=client("events", config), data_dir=data, region=config.region
         )
-        api = SageMakerServer(runner, host=config.backend_host, port=config.sagemaker_port)
+        processing = ProcessingRunner(
+            s3=client("s3", config), events=client("events", config), data_dir=data, region=config.region
+        )
+        api = SageMakerServer(
+            runner, host=config.backend_host, port=config.sagemaker_port, processing=processing
+        )
         api.start()
         runner.start()
-        self._started += [snapshotter, api, runner]
+        processing.start()
+        self._started += [snapshotter, api, runner, processing]
 
         functions = functions_from_template(function_handlers(load_template()), region=config.region)
         dispatcher = Dispatcher(client("sqs", config), queues, functions, on_delivered=snapshotter.changed)
@@ -101,7 +109,7 @@ class LocalStack:
         while self._started:
             part = self._started.pop()
             try:
-                part.stop_all() if isinstance(part, JobRunner) else part.stop()
+                part.stop_all() if isinstance(part, JobRunner | ProcessingRunner) else part.stop()
             except Exception:
                 logger.warning("stopping %s failed", type(part).__name__, exc_info=True)
         if self._output is not None:

@@ -200,3 +200,33 @@ def test_it_refuses_a_foreign_host(sagemaker: Any, runner: JobRunner) -> None:
 
     assert answer.status == 403 and json.loads(answer.read())["error"]["code"] == "host_not_allowed"
     assert _jobs_saved(runner) == jobs
+
+
+class RecordedEvents:
+    def __init__(self) -> None:
+        self.details: list[dict[str, Any]] = []
+
+    def put_events(self, *, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+        import json
+
+        self.details += [json.loads(entry["Detail"]) for entry in Entries]
+        return {"FailedEntryCount": 0, "Entries": []}
+
+
+def test_training_job_events_carry_times_as_epoch_milliseconds(tmp_path: Path) -> None:
+    # SageMaker's events give times in epoch milliseconds; Describe* answers (JSON) in seconds
+    import time
+
+    from segpipe.models.jobs import JobDescription
+
+    events = RecordedEvents()
+    runner = JobRunner(s3=None, events=events, data_dir=tmp_path, region="us-east-1")
+    before = time.time()
+
+    runner.create(_job("segpipe-lab-v9-times"))
+
+    detail = events.details[-1]
+    assert isinstance(detail["CreationTime"], int)
+    assert before * 1000 - 1000 <= detail["CreationTime"] <= time.time() * 1000
+    parsed = JobDescription.model_validate(detail)
+    assert parsed.LastModifiedTime is not None and abs(parsed.LastModifiedTime.timestamp() - before) < 60

@@ -1,0 +1,491 @@
+"""The local processing-job runner: SageMaker Processing's API beside the training runner, running
+the real `analyze` entry point as a process under the `/opt/ml/processing` layout.
+
+For each instance (`algo-1`, `algo-2`, ...) the runner makes that host's folder, writes
+`config/resourceconfig.json`, downloads the inputs (an input with `ShardedByS3Key` gives host i
+every N-th of the sorted keys: SageMaker's "approximately 1/N of the objects"), and runs
+`analyze` with `SEGPIPE_PROCESSING_ROOT` pointing at the host's `processing/` folder. Continuous
+outputs are uploaded while it runs, EndOfJob outputs once every instance has finished. The hosts
+run one after another (the stack's machine has two cores; one process already uses both).
+
+A container that fails leaves one sentence in `/opt/ml/output/message` (`{root}/../output/message`
+locally); as on SageMaker its first KB is the job's `ExitMessage`, and the job's `FailureReason`
+is `AlgorithmError: ` and that sentence.
+
+Jobs survive a restart of the stack (`processing-jobs/{name}/job.json`). A job interrupted by the
+stack stopping resumes on the next start: hosts that had finished keep their outputs on disk and
+are not run again; the host that was running starts over from a clean folder (`analyze` has no
+checkpoints, and its outputs depend only on its inputs). A job asked to stop before the restart
+ends `Stopped`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from segpipe.models.jobs import JobStatus
+from segpipe.models.processing import PROCESSING_ROOT, CreateProcessingJob, ProcessingOutput
+from segpipe_local.events import ACCOUNT, processing_job_state_change_event, with_datetimes
+from segpipe_local.runner import (
+    TERMINAL,
+    JobError,
+    _invalid,
+    _split_uri,
+    check_environment,
+    download_keys,
+    list_keys,
+    parse_request,
+)
+
+logger = logging.getLogger(__name__)
+
+#: The variables a processing job may set in `analyze`'s environment (see runner.JOB_ENVIRONMENT).
+PROCESSING_ENVIRONMENT = frozenset({"SEGPIPE_PROJECT", "SEGPIPE_VERSION", "SEGPIPE_ANALYSIS"})
+#: The only entry point the local runner starts: it runs commands on this machine.
+ENTRY_POINTS = (["analyze"],)
+PROCESSING_ROOT_VARIABLE = "SEGPIPE_PROCESSING_ROOT"
+#: SageMaker keeps the first KB of the message file (ExitMessage, FailureReason: 1024 characters).
+MESSAGE_MAX = 1024
+NAME_PATTERN = re.compile(r"[A-Za-z0-9](-*[A-Za-z0-9]){0,62}")
+CONTINUOUS_SECONDS = 1.0
+
+
+def host_names(count: int) -> list[str]:
+    return [f"algo-{index}" for index in range(1, count + 1)]
+
+
+def shard(keys: list[str], *, host_index: int, hosts: int) -> list[str]:
+    """The keys host `host_index` (0-based) of `hosts` gets under ShardedByS3Key: every N-th of
+    the sorted keys, so each host gets about 1/N of them and together they get each once."""
+    return sorted(keys)[host_index::hosts]
+
+
+class LocalProcessingJob(BaseModel):
+    request: CreateProcessingJob
+    status: JobStatus = "InProgress"
+    failure_reason: str | None = None
+    exit_message: str | None = None
+    creation_time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    processing_start_time: datetime | None = None
+    processing_end_time: datetime | None = None
+    last_modified_time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    stop_requested: bool = False
+    runtime_exceeded: bool = Field(default=False, description="Stopped by MaxRuntimeInSeconds")
+    hosts_done: list[str] = Field(default_factory=list, description="Hosts whose container exited 0")
+    resumed: int = Field(default=0, description="Times the job restarted after the stack stopped")
+
+    @property
+    def name(self) -> str:
+        return self.request.ProcessingJobName
+
+    @property
+    def hosts(self) -> list[str]:
+        return host_names(self.request.ProcessingResources.ClusterConfig.InstanceCount)
+
+    def arn(self, region: str) -> str:
+        return f"arn:aws:sagemaker:{region}:{ACCOUNT}:processing-job/{self.name.lower()}"
+
+    def describe(self, region: str) -> dict[str, Any]:
+        """DescribeProcessingJob's answer."""
+        request = self.request.model_dump(exclude_none=True)
+        answer: dict[str, Any] = {
+            "ProcessingJobName": self.name,
+            "ProcessingJobArn": self.arn(region),
+            "ProcessingJobStatus": self.status,
+            "ProcessingInputs": request["ProcessingInputs"],
+            "ProcessingOutputConfig": request["ProcessingOutputConfig"],
+            "ProcessingResources": request["ProcessingResources"],
+            "StoppingCondition": request["StoppingCondition"],
+            "AppSpecification": request["AppSpecification"],
+            "Environment": request["Environment"],
+            "RoleArn": request["RoleArn"],
+            "CreationTime": self.creation_time.timestamp(),
+            "LastModifiedTime": self.last_modified_time.timestamp(),
+        }
+        if self.failure_reason:
+            answer["FailureReason"] = self.failure_reason
+        if self.exit_message:
+            answer["ExitMessage"] = self.exit_message
+        if self.processing_start_time:
+            answer["ProcessingStartTime"] = self.processing_start_time.timestamp()
+        if self.processing_end_time:
+            answer["ProcessingEndTime"] = self.processing_end_time.timestamp()
+        return answer
+
+    def summary(self, region: str) -> dict[str, Any]:
+        """A ListProcessingJobs summary."""
+        keys = (
+            "ProcessingJobName", "ProcessingJobArn", "CreationTime", "ProcessingEndTime",
+            "LastModifiedTime", "ProcessingJobStatus", "FailureReason", "ExitMessage",
+        )  # fmt: skip
+        description = self.describe(region)
+        return {key: description[key] for key in keys if key in description}
+
+
+def _local_path(value: str, where: str) -> PurePosixPath:
+    """SageMaker's rule: a LocalPath lies under /opt/ml/processing/; here it also becomes a folder,
+    so never `..` in it."""
+    path = PurePosixPath(value)
+    if not value.startswith(PROCESSING_ROOT + "/") or ".." in path.parts or len(value) > 256:
+        raise _invalid(value, where, f"Member must be a path under {PROCESSING_ROOT}/ without '..'")
+    return path.relative_to(PROCESSING_ROOT)
+
+
+def check_processing_job(request: CreateProcessingJob) -> None:
+    """What CreateProcessingJob refuses beyond the pydantic contract, and what the local runner
+    must refuse because it runs the job on this machine."""
+    check_environment(request.Environment, PROCESSING_ENVIRONMENT)
+    entry = request.AppSpecification.ContainerEntrypoint
+    if entry not in ENTRY_POINTS:
+        raise _invalid(
+            " ".join(entry),
+            "appSpecification.containerEntrypoint",
+            "the local runner runs only the entry point: " + ", ".join(" ".join(e) for e in ENTRY_POINTS),
+        )
+    names = [item.InputName for item in request.ProcessingInputs]
+    outputs = [item.OutputName for item in request.ProcessingOutputConfig.Outputs]
+    for what, listed in (("processingInputs", names), ("processingOutputConfig.outputs", outputs)):
+        if len(set(listed)) != len(listed):
+            raise _invalid(", ".join(listed), what, "Names must be unique")
+    for index, item in enumerate(request.ProcessingInputs, start=1):
+        where = f"processingInputs.{index}.member.s3Input"
+        _local_path(item.S3Input.LocalPath, f"{where}.localPath")
+        if item.S3Input.S3InputMode == "Pipe" or item.S3Input.S3DataType == "ManifestFile":
+            raise _invalid(item.InputName, where, "the local runner serves S3Prefix inputs in File mode")
+        _s3_uri(item.S3Input.S3Uri, f"{where}.s3Uri")
+    for index, output in enumerate(request.ProcessingOutputConfig.Outputs, start=1):
+        where = f"processingOutputConfig.outputs.{index}.member.s3Output"
+        _local_path(output.S3Output.LocalPath, f"{where}.localPath")
+        _s3_uri(output.S3Output.S3Uri, f"{where}.s3Uri")
+
+
+def _s3_uri(value: str, where: str) -> None:
+    if not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?", value):
+        raise _invalid(
+            value, where, "Member must satisfy regular expression pattern: (https|s3)://([^/]+)/?(.*)"
+        )
+
+
+def analyze_command() -> list[str]:
+    """The `analyze` entry point, as SageMaker runs ContainerEntrypoint (on PATH)."""
+    script = Path(sys.executable).with_name("analyze")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from segpipe_trainer.analyze import main; main()"]
+
+
+class ProcessingRunner:
+    def __init__(self, *, s3: Any, events: Any, data_dir: Path, region: str) -> None:
+        self._s3 = s3
+        self._events = events
+        self._root = data_dir / "processing-jobs"
+        self._region = region
+        self._jobs: dict[str, LocalProcessingJob] = {}
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._lock = threading.RLock()
+        self._shutting_down = threading.Event()
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        #: Modification times of the files already uploaded, per (job, host, output).
+        self._uploaded_times: dict[tuple[str, str, str], dict[str, int]] = {}
+        self._worker = threading.Thread(target=self._work, name="processing-runner", daemon=True)
+        self._load()
+
+    # --- the SageMaker API ----------------------------------------------------------------------
+
+    def create(self, params: dict[str, Any]) -> dict[str, Any]:
+        request = parse_request(CreateProcessingJob, params)
+        check_processing_job(request)
+        with self._lock:
+            existing = self._jobs.get(request.ProcessingJobName)
+            if existing is not None:
+                raise JobError(
+                    "ResourceInUse",
+                    "Job name must be unique within an AWS account and region, and a job with this name "
+                    f"already exists ({existing.arn(self._region)})",
+                )
+            job = LocalProcessingJob(request=request)
+            self._jobs[job.name] = job
+            self._save(job)
+        self._emit(job)
+        self._queue.put(job.name)
+        return {"ProcessingJobArn": job.arn(self._region)}
+
+    def _job(self, name: str) -> LocalProcessingJob:
+        job = self._jobs.get(name)
+        if job is None:
+            raise JobError("ValidationException", f"Could not find requested job with name {name}")
+        return job
+
+    def describe(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            return self._job(name).describe(self._region)
+
+    def stop(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            job = self._job(name)
+            if job.status in TERMINAL or job.status == "Stopping":
+                raise JobError("ValidationException", f"The job {name} is not in progress.")
+            job.stop_requested = True
+            process = self._processes.get(name)
+            if process is None:  # waiting for the worker (or between hosts): it never starts
+                self._finish(job, "Stopped")
+                return {}
+            self._update(job, status="Stopping")
+        process.send_signal(signal.SIGTERM)
+        return {}
+
+    def list(self, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        params = params or {}
+        contains = str(params.get("NameContains") or "").lower()
+        status = params.get("StatusEquals")
+        newest_first = params.get("SortOrder", "Descending") == "Descending"
+        with self._lock:
+            jobs = [
+                job
+                for job in self._jobs.values()
+                if contains in job.name.lower() and (status is None or job.status == status)
+            ]
+            jobs.sort(key=lambda j: j.creation_time, reverse=newest_first)
+            return {"ProcessingJobSummaries": [job.summary(self._region) for job in jobs]}
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._worker.start()
+
+    def stop_all(self) -> None:
+        """Stop the runner: a running container gets SIGTERM; its job resumes on the next start."""
+        self._shutting_down.set()
+        with self._lock:
+            processes = list(self._processes.values())
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self._queue.put(None)
+
+    def _load(self) -> None:
+        if not self._root.exists():
+            return
+        for path in sorted(self._root.glob("*/job.json")):
+            job = LocalProcessingJob.model_validate_json(path.read_text())
+            self._jobs[job.name] = job
+            if job.status in TERMINAL:
+                continue
+            if job.stop_requested or job.runtime_exceeded:  # was stopping when the stack went down
+                self._finish(job, "Stopped")
+                continue
+            job.resumed += 1
+            self._update(job, status="InProgress")  # says so again: the job runs on
+            self._queue.put(job.name)
+
+    def _save(self, job: LocalProcessingJob) -> None:
+        directory = self._root / job.name
+        directory.mkdir(parents=True, exist_ok=True)
+        temporary = directory / "job.json.tmp"
+        temporary.write_text(job.model_dump_json(indent=2))
+        temporary.replace(directory / "job.json")
+
+    def _update(self, job: LocalProcessingJob, **changes: Any) -> None:
+        with self._lock:
+            for key, value in changes.items():
+                setattr(job, key, value)
+            job.last_modified_time = datetime.now(UTC)
+            self._save(job)
+        self._emit(job)
+
+    def _finish(
+        self, job: LocalProcessingJob, status: str, reason: str | None = None, message: str | None = None
+    ) -> None:
+        if job.status in TERMINAL:  # already ended (a stop while it was starting): one last event
+            return
+        self._update(
+            job,
+            status=status,
+            failure_reason=reason[:MESSAGE_MAX] if reason else None,
+            exit_message=message[:MESSAGE_MAX] if message else None,
+            processing_end_time=datetime.now(UTC),
+        )
+
+    def _emit(self, job: LocalProcessingJob) -> None:
+        description = with_datetimes(job.describe(self._region))
+        description["Tags"] = {tag.Key: tag.Value for tag in job.request.Tags}
+        event = processing_job_state_change_event(description, region=self._region)
+        self._events.put_events(
+            Entries=[
+                {
+                    "Source": event["source"],
+                    "DetailType": event["detail-type"],
+                    "Detail": json.dumps(event["detail"]),
+                    "Resources": event["resources"],
+                }
+            ]
+        )
+
+    # --- running a job --------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while (name := self._queue.get()) is not None:
+            job = self._jobs[name]
+            if job.status in TERMINAL:
+                continue
+            try:
+                self._run(job)
+            except Exception as error:
+                logger.exception("local processing job %s broke", name)
+                self._finish(job, "Failed", f"InternalServerError: the local runner failed: {error}")
+
+    def _host_root(self, job: LocalProcessingJob, host: str) -> Path:
+        """The host's `/opt/ml`."""
+        return self._root / job.name / "hosts" / host / "ml"
+
+    def _run(self, job: LocalProcessingJob) -> None:
+        if job.processing_start_time is None:
+            self._update(job, processing_start_time=datetime.now(UTC))
+        messages: list[str] = []
+        for index, host in enumerate(job.hosts):
+            if host in job.hosts_done:
+                continue
+            if job.stop_requested or job.runtime_exceeded:
+                self._finish(job, "Stopped")
+                return
+            code = self._run_host(job, index, host)
+            message = self._message(job, host)
+            if self._shutting_down.is_set() and not job.stop_requested:
+                return  # resumes on the next start
+            if job.stop_requested or job.runtime_exceeded:
+                self._finish(job, "Stopped", message=message)
+                return
+            if code != 0:
+                reason = message or f"the container exited with code {code}"
+                self._finish(job, "Failed", f"AlgorithmError: {reason}", message=message)
+                return
+            if message:
+                messages.append(message)
+            with self._lock:
+                job.hosts_done.append(host)
+                self._save(job)
+        for host in job.hosts:
+            self._upload_outputs(job, host, mode="EndOfJob")
+        self._finish(job, "Completed", message="\n".join(messages) or None)
+
+    def _run_host(self, job: LocalProcessingJob, index: int, host: str) -> int:
+        ml = self._host_root(job, host)
+        if ml.exists():
+            shutil.rmtree(ml)  # a host interrupted by a restart starts over from a clean folder
+        config = ml / "config"
+        config.mkdir(parents=True)
+        (config / "resourceconfig.json").write_text(
+            json.dumps({"current_host": host, "hosts": job.hosts, "network_interface_name": "eth0"})
+        )
+        (ml / "output").mkdir()
+        processing = ml / "processing"
+        self._materialise(job, processing, index)
+        environment = {
+            **os.environ,
+            **job.request.Environment,
+            PROCESSING_ROOT_VARIABLE: str(processing),
+            "PYTHONUNBUFFERED": "1",
+        }
+        environment.pop("SEGPIPE_ML_ROOT", None)
+        stop_sync = threading.Event()
+        syncer = threading.Thread(target=self._sync, args=(job, host, stop_sync), daemon=True)
+        with (self._root / job.name / f"{host}.log").open("ab") as log:
+            command = [*analyze_command(), *(job.request.AppSpecification.ContainerArguments or [])]
+            process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+            with self._lock:
+                self._processes[job.name] = process
+            if job.stop_requested:  # asked to stop while the inputs were downloading
+                process.send_signal(signal.SIGTERM)
+            syncer.start()
+            code = self._wait(job, process)
+        stop_sync.set()
+        syncer.join()
+        self._upload_outputs(job, host, mode="Continuous")
+        with self._lock:
+            self._processes.pop(job.name, None)
+        return code
+
+    def _wait(self, job: LocalProcessingJob, process: subprocess.Popen[bytes]) -> int:
+        """The container's exit code. Past MaxRuntimeInSeconds (counted from the job's start, over
+        every host) it gets SIGTERM, then SIGKILL 30 s later, and the job ends Stopped: "after the
+        condition is met, the processing job is stopped" (ProcessingStoppingCondition)."""
+        started = job.processing_start_time or datetime.now(UTC)
+        limit = started.timestamp() + job.request.StoppingCondition.MaxRuntimeInSeconds
+        try:
+            return process.wait(timeout=max(0.0, limit - datetime.now(UTC).timestamp()))
+        except subprocess.TimeoutExpired:
+            logger.warning("%s ran past MaxRuntimeInSeconds; stopping it", job.name)
+            with self._lock:
+                job.runtime_exceeded = True
+                self._save(job)
+            process.send_signal(signal.SIGTERM)
+        try:
+            return process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+
+    def _materialise(self, job: LocalProcessingJob, processing: Path, index: int) -> None:
+        hosts = len(job.hosts)
+        for item in job.request.ProcessingInputs:
+            source = item.S3Input
+            keys = list_keys(self._s3, source.S3Uri)
+            if source.S3DataDistributionType == "ShardedByS3Key":
+                keys = shard(keys, host_index=index, hosts=hosts)
+            target = processing / _local_path(source.LocalPath, item.InputName)
+            download_keys(self._s3, source.S3Uri, keys, target)
+        for output in job.request.ProcessingOutputConfig.Outputs:
+            (processing / _local_path(output.S3Output.LocalPath, output.OutputName)).mkdir(
+                parents=True, exist_ok=True
+            )
+
+    def _message(self, job: LocalProcessingJob, host: str) -> str | None:
+        path = self._host_root(job, host) / "output" / "message"
+        if not path.is_file():
+            return None
+        text = path.read_bytes()[:MESSAGE_MAX].decode("utf-8", errors="replace").strip()
+        return text or None
+
+    def _sync(self, job: LocalProcessingJob, host: str, stop: threading.Event) -> None:
+        """Continuous outputs are uploaded while the container runs."""
+        while not stop.wait(CONTINUOUS_SECONDS):
+            try:
+                self._upload_outputs(job, host, mode="Continuous")
+            except Exception:
+                logger.debug("continuous upload failed; retrying", exc_info=True)
+
+    def _upload_outputs(self, job: LocalProcessingJob, host: str, *, mode: str) -> None:
+        processing = self._host_root(job, host) / "processing"
+        every: list[ProcessingOutput] = job.request.ProcessingOutputConfig.Outputs
+        outputs = [output for output in every if output.S3Output.S3UploadMode == mode]
+        for output in outputs:
+            folder = processing / _local_path(output.S3Output.LocalPath, output.OutputName)
+            bucket, prefix = _split_uri(output.S3Output.S3Uri)
+            uploaded = self._uploaded_times.setdefault((job.name, host, output.OutputName), {})
+            for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+                if not path.is_file() or path.name.endswith(".tmp"):
+                    continue
+                relative = path.relative_to(folder).as_posix()
+                stamp = path.stat().st_mtime_ns
+                if uploaded.get(relative) == stamp:
+                    continue
+                self._s3.upload_file(str(path), bucket, prefix.rstrip("/") + "/" + relative)
+                uploaded[relative] = stamp
