@@ -6,11 +6,13 @@ Shapes: K is the number of classes; class maps are (K+1) x H x W with class 0 th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.segmentation import watershed
+
+from segpipe_trainer.kernels import component_boxes, flood_components, flood_like_scikit_image
 
 #: 8-connectivity for foreground components and seeds.
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -198,8 +200,11 @@ def instances_from_maps(
         count=count,
         min_size=max(min_area // 4, 1),
     )
-    _split_crowded(components, seeds=seeds, distance=distance)
-    return _score_objects(components, pixels=np.flatnonzero(foreground), probs=probs, min_area=min_area)
+    pixels = np.flatnonzero(foreground)
+    _split_crowded(
+        components, seeds=seeds, distance=np.ascontiguousarray(distance, dtype=np.float32), pixels=pixels
+    )
+    return _score_objects(components, pixels=pixels, probs=probs, min_area=min_area)
 
 
 @dataclass(frozen=True)
@@ -208,12 +213,16 @@ class _Seeds:
 
     labels: int32 H x W, 8-connected cores numbered 1..S (0 elsewhere)
     usable: bool [S+1], the cores large enough to seed an object
-    crowded: int64 [C], the foreground components that hold two or more usable seeds
+    owner: int64 [S+1], the foreground component of each core (owner[0] = 0)
+    crowded: int64 [C'], the foreground components that hold two or more usable seeds
+    components: C, the number of foreground components
     """
 
     labels: np.ndarray
     usable: np.ndarray
+    owner: np.ndarray
     crowded: np.ndarray
+    components: int
 
     @classmethod
     def find(cls, cores: np.ndarray, *, components: np.ndarray, count: int, min_size: int) -> _Seeds:
@@ -223,63 +232,117 @@ class _Seeds:
         seed_of_pixel = labels.ravel()[pixels]
         usable = np.bincount(seed_of_pixel, minlength=seed_count + 1) >= min_size
         usable[0] = False
-        component_of_seed = np.zeros(seed_count + 1, dtype=np.int64)
-        component_of_seed[seed_of_pixel] = components.ravel()[pixels]
-        per_component = np.bincount(component_of_seed[usable], minlength=count + 1)
-        return cls(labels=labels, usable=usable, crowded=np.flatnonzero(per_component >= 2))
+        owner = np.zeros(seed_count + 1, dtype=np.int64)
+        owner[seed_of_pixel] = components.ravel()[pixels]
+        per_component = np.bincount(owner[usable], minlength=count + 1)
+        return cls(
+            labels=labels,
+            usable=usable,
+            owner=owner,
+            crowded=np.flatnonzero(per_component >= 2),
+            components=count,
+        )
 
 
-def _split_crowded(labels: np.ndarray, *, seeds: _Seeds, distance: np.ndarray) -> None:
+def _split_crowded(labels: np.ndarray, *, seeds: _Seeds, distance: np.ndarray, pixels: np.ndarray) -> None:
     """Split, in place, every crowded component of int32 H x W `labels` by a seeded watershed.
 
     A piece grown from seed s is numbered `C + s` (C = number of components), above every existing
-    label; the other components keep their numbers. skimage's watershed costs about as much per call
-    as a small component's flooding, and its priority queue slows as it grows, so the components'
-    bounding boxes are packed, a background pixel apart, into canvases of about `_CANVAS_PIXELS`
-    pixels, and each canvas is flooded in one call.
+    label; the other components keep their numbers. `pixels`: flat indices of every foreground
+    pixel. The result is that of scikit-image's `watershed(-distance, markers, mask=component,
+    connectivity=2)` on canvases of about `_CANVAS_PIXELS` pixels into which the components'
+    bounding boxes are packed (as segpipe did before `kernels.flood_components`): one pass floods
+    every component in scikit-image's order, and the rare components where that order hangs on
+    scikit-image's heap (two pieces' markers of equal value) or the relief has NaN are flooded
+    again on their canvas by a replay of that heap.
     """
     if seeds.crowded.size == 0:
         return
-    boxes = ndi.find_objects(labels)
-    offset = len(boxes)
+    count = seeds.components
+    crowded = np.zeros(count + 1, dtype=bool)
+    crowded[seeds.crowded] = True
+    flat = labels.ravel()
+    inside = pixels[crowded[flat[pixels]]]
+    seed_at = seeds.labels.ravel()[inside]
+    is_marker = seeds.usable[seed_at]
+    markers = inside[is_marker]
+    flat[markers] = count + seed_at[is_marker]
+    relief_nan = bool(np.isnan(distance.ravel()[inside]).any())
+    if relief_nan:
+        tied = crowded
+    else:
+        tied = flood_components(labels, crowded, distance, inside, seeds.owner[1:])
+    if tied.any():
+        _replay(labels, seeds=seeds, distance=distance, inside=inside, tied=tied)
+
+
+def _replay(
+    labels: np.ndarray, *, seeds: _Seeds, distance: np.ndarray, inside: np.ndarray, tied: np.ndarray
+) -> None:
+    """Flood again, on the canvases of about `_CANVAS_PIXELS` pixels that hold them, the `tied`
+    components (bool [C+1]), with scikit-image's heap replayed."""
+    height, width = labels.shape
+    owner_of = _original_components(labels, seeds=seeds)
+    boxes = component_boxes(inside, owner_of(labels.ravel()[inside]), width, seeds.components)
     batch: list[tuple[int, tuple[slice, slice]]] = []
     batch_pixels = 0
+    batch_tied = False
     for component in seeds.crowded:
-        box = boxes[component - 1]
+        top, left, bottom, right = (int(value) for value in boxes[component])
+        box = (slice(top, bottom), slice(left, right))
         batch.append((int(component), box))
-        batch_pixels += (box[0].stop - box[0].start) * (box[1].stop - box[1].start)
+        batch_tied = batch_tied or bool(tied[component])
+        batch_pixels += (bottom - top) * (right - left)
         if batch_pixels >= _CANVAS_PIXELS:
-            _flood(labels, batch=batch, seeds=seeds, distance=distance, offset=offset)
-            batch, batch_pixels = [], 0
-    if batch:
-        _flood(labels, batch=batch, seeds=seeds, distance=distance, offset=offset)
+            if batch_tied:
+                _flood_canvas(labels, batch=batch, seeds=seeds, distance=distance)
+            batch, batch_pixels, batch_tied = [], 0, False
+    if batch and batch_tied:
+        _flood_canvas(labels, batch=batch, seeds=seeds, distance=distance)
 
 
-def _flood(
+def _original_components(labels: np.ndarray, *, seeds: _Seeds) -> Callable[[np.ndarray], np.ndarray]:
+    """A function giving, for label values, the foreground component they were (pieces above C)."""
+    count = seeds.components
+
+    def owner_of(values: np.ndarray) -> np.ndarray:
+        return np.where(values > count, seeds.owner[np.maximum(values - count, 0)], values)
+
+    return owner_of
+
+
+def _flood_canvas(
     labels: np.ndarray,
     *,
     batch: list[tuple[int, tuple[slice, slice]]],
     seeds: _Seeds,
     distance: np.ndarray,
-    offset: int,
 ) -> None:
-    """One watershed call for a batch of (component, bounding box), packed into one canvas."""
+    """One watershed, scikit-image's heap replayed, for a batch of (component, bounding box) packed
+    into one canvas as segpipe packed them for scikit-image."""
+    count = seeds.components
+    owner_of = _original_components(labels, seeds=seeds)
     places, canvas_shape = _shelf_pack(
         [(box[0].stop - box[0].start, box[1].stop - box[1].start) for _, box in batch]
     )
-    relief = np.zeros(canvas_shape, dtype=np.float64)
-    markers = np.zeros(canvas_shape, dtype=np.int32)
+    # A margin of one pixel all round keeps the flooding inside the canvas.
+    places = [
+        (slice(rows.start + 1, rows.stop + 1), slice(cols.start + 1, cols.stop + 1)) for rows, cols in places
+    ]
+    canvas_shape = (canvas_shape[0] + 2, canvas_shape[1] + 2)
+    relief = np.zeros(canvas_shape, dtype=np.float32)
+    pieces = np.zeros(canvas_shape, dtype=np.int32)
     mask = np.zeros(canvas_shape, dtype=bool)
     for (component, box), place in zip(batch, places, strict=True):
-        inside = labels[box] == component
+        inside = owner_of(labels[box]) == component
         seed_labels = seeds.labels[box]
         mask[place] = inside
         np.negative(distance[box], out=relief[place], where=inside)
-        markers[place] = np.where(inside & seeds.usable[seed_labels], seed_labels, 0)
-    pieces = watershed(relief, markers=markers, mask=mask, connectivity=2)
+        pieces[place] = np.where(inside & seeds.usable[seed_labels], seed_labels, 0)
+    flood_like_scikit_image(relief, pieces, mask)
     for (_, box), place in zip(batch, places, strict=True):
         inside = mask[place]
-        labels[box][inside] = offset + pieces[place][inside]
+        labels[box][inside] = count + pieces[place][inside]
 
 
 def _shelf_pack(shapes: list[tuple[int, int]]) -> tuple[list[tuple[slice, slice]], tuple[int, int]]:

@@ -1,0 +1,365 @@
+"""Compiled loops (numba) of post-processing: seeded watershed flooding and outline tracing.
+
+Each kernel is a plain loop over raveled arrays, compiled once per process (and cached on disk
+where the package directory is writable); the callers in postprocess.py and geometry.py prepare
+their inputs with numpy.
+"""
+
+from __future__ import annotations
+
+import numba
+import numba.experimental
+import numpy as np
+
+# --- seeded watershed ----------------------------------------------------------------------------
+
+
+#: Bit of a float32's sign.
+_SIGN = np.uint32(0x80000000)
+#: Queue keys of `flood_components`: (relief order key << _ITEM_BITS) | item number.
+_ITEM_BITS = 31
+_ITEM_MASK = (1 << _ITEM_BITS) - 1
+#: The 8 neighbours in scikit-image's order (raveled offsets by distance, then by offset), as
+#: (row, column) steps.
+_STEP_ROWS = np.array([-1, 0, 0, 1, -1, -1, 1, 1], dtype=np.int64)
+_STEP_COLS = np.array([0, -1, 1, 0, -1, 1, -1, 1], dtype=np.int64)
+
+
+@numba.njit(cache=True, inline="always")
+def _relief_key(distance_bits: np.uint32) -> np.int64:
+    """An integer in the order of -distance (the relief) for a float32 distance's bits; 0 and -0
+    are one value, as they compare equal."""
+    bits = np.int64(distance_bits) ^ 0x80000000
+    if bits == 0x80000000:
+        bits = 0
+    return bits ^ (((bits >> 31) * 0xFFFFFFFF) | 0x80000000)
+
+
+@numba.njit(cache=True)
+def flood_components(
+    labels: np.ndarray,
+    crowded: np.ndarray,
+    distance: np.ndarray,
+    pixels: np.ndarray,
+    owner: np.ndarray,
+) -> np.ndarray:
+    """Seeded watershed on `-distance`, 8-connected, of every crowded component, in place.
+
+    labels: int32 H x W, component c (1..C, C = len(crowded) - 1) where not yet flooded and a
+    piece number (above C) at the markers; crowded: bool [C+1], the components to flood; distance:
+    float32 H x W; pixels: flat indices, in raveled order, of every pixel of the crowded components;
+    owner[piece - C - 1]: the component of each piece. Every pixel of a crowded component receives
+    the piece number that reaches it first.
+
+    The order is scikit-image's `watershed(-distance, markers, mask, connectivity=2)` run on the
+    component: items of (value, age) popped lowest first, a neighbour labelled when it is pushed,
+    with the value max(its relief, the popped value) and the next age. Those keys are all distinct
+    but for the markers' (all of age 0), so any queue that pops in key order gives scikit-image's
+    result, except where two markers of different pieces of one component share a value: there
+    scikit-image's heap decides. Such components are returned (bool [C+1]) for the caller to replay
+    with `flood_like_scikit_image`. Components are flooded one after another (their pixels stay in
+    cache); each one's queue is coarse buckets (high bits of the relief key) with the current
+    bucket's items in a small binary heap.
+    """
+    components = crowded.size - 1
+    flat_labels = labels.ravel()
+    flat_distance = distance.ravel()
+    bits = flat_distance.view(np.uint32)
+    tied = np.zeros(components + 1, dtype=np.bool_)
+    # The pixels by component (a stable counting sort keeps each one's raveled order).
+    starts = np.zeros(components + 2, dtype=np.int64)
+    owners = np.empty(pixels.size, dtype=np.int64)
+    for i in range(pixels.size):
+        value = flat_labels[pixels[i]]
+        owners[i] = owner[value - components - 1] if value > components else value
+        starts[owners[i] + 1] += 1
+    largest = 0
+    for component in range(1, components + 1):
+        largest = max(largest, starts[component + 1])
+        starts[component + 1] += starts[component]
+    grouped = np.empty(pixels.size, dtype=np.int64)
+    filled = starts[:-1].copy()
+    for i in range(pixels.size):
+        grouped[filled[owners[i]]] = pixels[i]
+        filled[owners[i]] += 1
+    work = _Workspace(largest)
+    for component in range(1, components + 1):
+        if crowded[component] and starts[component + 1] > starts[component]:
+            tied[component] = _flood_one(
+                flat_labels,
+                flat_distance,
+                bits,
+                labels.shape,
+                components,
+                grouped[starts[component] : starts[component + 1]],
+                work,
+            )
+    return tied
+
+
+@numba.experimental.jitclass(
+    [
+        ("head", numba.int64[:]),
+        ("following", numba.int64[:]),
+        ("keys", numba.int64[:]),
+        ("where", numba.int64[:]),
+        ("heap", numba.int64[:]),
+    ]
+)
+class _Workspace:
+    """Arrays for flooding one component of at most `size` pixels, reused from one to the next."""
+
+    def __init__(self, size: int) -> None:
+        self.head = np.empty(size + 1, dtype=np.int64)
+        self.following = np.empty(size + 1, dtype=np.int64)
+        self.keys = np.empty(size + 1, dtype=np.int64)
+        self.where = np.empty(size + 1, dtype=np.int64)
+        self.heap = np.empty(size + 1, dtype=np.int64)
+
+
+@numba.njit(cache=True)
+def _flood_one(
+    flat_labels: np.ndarray,
+    distance: np.ndarray,
+    bits: np.ndarray,
+    shape: tuple[int, int],
+    components: int,
+    pixels: np.ndarray,
+    work: _Workspace,
+) -> bool:
+    """Flood one component (its pixels, raveled order); whether its order hung on a marker tie."""
+    height, width = shape
+    head, following, keys, where, heap = work.head, work.following, work.keys, work.where, work.heap
+    low = high = -distance[pixels[0]]
+    for index in pixels:
+        value = -distance[index]
+        if not np.isfinite(value):
+            return True  # replayed: scikit-image's comparisons decide
+        low, high = min(low, value), max(high, value)
+    # Buckets by value, linearly: a non-decreasing function of the value, as the queue needs.
+    buckets = max(pixels.size // 2, 1)
+    scale = (buckets - 1) / (high - low) if high > low else 0.0
+    head[:buckets] = -1
+    component = -1
+    pushed = 0
+    for index in pixels:
+        if flat_labels[index] <= components:
+            component = flat_labels[index]
+    for index in pixels:
+        if flat_labels[index] <= components:
+            continue
+        # Markers without an unflooded neighbour flood nothing: they are not queued.
+        row, col = index // width, index % width
+        for step in range(8):
+            r, c = row + _STEP_ROWS[step], col + _STEP_COLS[step]
+            if 0 <= r < height and 0 <= c < width and flat_labels[r * width + c] == component:
+                keys[pushed], where[pushed] = _relief_key(bits[index]), index
+                bucket = int((-distance[index] - low) * scale)
+                following[pushed] = head[bucket]
+                head[bucket] = pushed
+                pushed += 1
+                break
+    queued_markers = pushed
+    tied = False
+    # The markers of one value pop one after another (no other item has age 0): the piece of the
+    # first one of the current value.
+    group_key, group_piece = np.int64(-1), np.int64(-1)
+    items = 0
+    current = -1
+    while True:
+        while items == 0:
+            current += 1
+            if current == buckets:
+                return tied
+            item = head[current]
+            while item >= 0:
+                items = _heap_push(heap, items, (keys[item] << _ITEM_BITS) | item)
+                item = following[item]
+        top = heap[0]
+        items = _heap_pop(heap, items)
+        item = top & _ITEM_MASK
+        level = keys[item]
+        index = where[item]
+        label = flat_labels[index]
+        if item < queued_markers:
+            if level != group_key:
+                group_key, group_piece = level, label
+            elif label != group_piece:
+                tied = True
+        row, col = index // width, index % width
+        for step in range(8):
+            r, c = row + _STEP_ROWS[step], col + _STEP_COLS[step]
+            if not (0 <= r < height and 0 <= c < width):
+                continue
+            neighbour = r * width + c
+            if flat_labels[neighbour] != component:
+                continue
+            flat_labels[neighbour] = label
+            key = _relief_key(bits[neighbour])
+            if key >= level:
+                bucket = int((-distance[neighbour] - low) * scale)
+            else:
+                key, bucket = level, current
+            keys[pushed], where[pushed] = key, neighbour
+            if bucket == current:
+                items = _heap_push(heap, items, (key << _ITEM_BITS) | pushed)
+            else:
+                following[pushed] = head[bucket]
+                head[bucket] = pushed
+            pushed += 1
+
+
+@numba.njit(cache=True, inline="always")
+def _heap_push(heap: np.ndarray, items: int, key: np.int64) -> int:
+    child = items
+    while child > 0:
+        parent = (child - 1) // 2
+        if heap[parent] <= key:
+            break
+        heap[child] = heap[parent]
+        child = parent
+    heap[child] = key
+    return items + 1
+
+
+@numba.njit(cache=True, inline="always")
+def _heap_pop(heap: np.ndarray, items: int) -> int:
+    items -= 1
+    moving = heap[items]
+    i = 0
+    while True:
+        child = 2 * i + 1
+        if child >= items:
+            break
+        if child + 1 < items and heap[child + 1] < heap[child]:
+            child += 1
+        if heap[child] >= moving:
+            break
+        heap[i] = heap[child]
+        i = child
+    heap[i] = moving
+    return items
+
+
+# --- scikit-image's heap, replayed ---------------------------------------------------------------
+
+
+@numba.njit(cache=True, inline="always")
+def _before(values: np.ndarray, a: int, b: int, markers: int) -> bool:
+    """Whether heap item a comes before item b: lower value first, then lower age.
+
+    Items are numbered in push order: the `markers` first (age 0), then age 2, 3, ...
+    """
+    if values[a] != values[b]:
+        return bool(values[a] < values[b])
+    return max(a - markers, -1) < max(b - markers, -1)
+
+
+@numba.njit(cache=True)
+def flood_like_scikit_image(relief: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> None:
+    """Seeded watershed of a 2-D float32 `relief`, 8-connected, in place on int32 `labels`.
+
+    `labels` holds the markers (nonzero) and receives every `mask` pixel the markers reach;
+    `mask` (bool) must be False along the array's border. The same algorithm as scikit-image's
+    `watershed(relief, markers, mask=mask, connectivity=2)` on the unpadded arrays, step for step:
+    one binary heap of (value, age) items, the markers pushed in raveled order with age 0 and their
+    own value, a neighbour labelled when it is pushed, with the value max(its relief, the popped
+    item's value) and the next age; so its output is the same label image, ties included. The
+    heap holds item numbers (push order), which stand for the age.
+    """
+    flat_relief = relief.ravel()
+    flat_labels = labels.ravel()
+    flat_mask = mask.ravel()
+    width = relief.shape[1]
+    offsets = np.array([-width, -1, 1, width, -width - 1, -width + 1, width - 1, width + 1], dtype=np.int64)
+    seeds = np.flatnonzero(flat_labels)
+    markers = seeds.size
+    capacity = markers + int(np.count_nonzero(flat_mask))
+    values = np.empty(capacity, dtype=np.float32)
+    pixel = np.empty(capacity, dtype=np.int64)
+    heap = np.empty(capacity, dtype=np.int64)
+    items = 0
+    pushed = 0
+    for index in seeds:
+        values[pushed], pixel[pushed] = flat_relief[index], index
+        items = _push(heap, values, items, pushed, markers)
+        pushed += 1
+    while items > 0:
+        top = heap[0]
+        items = _pop(heap, values, items, markers)
+        value, index = values[top], pixel[top]
+        label = flat_labels[index]
+        for offset in offsets:
+            neighbour = index + offset
+            if not flat_mask[neighbour] or flat_labels[neighbour] != 0:
+                continue
+            flat_labels[neighbour] = label
+            # As scikit-image writes it (NaN included): at least the popped item's value.
+            pushed_value = flat_relief[neighbour]
+            if pushed_value < value:
+                pushed_value = value
+            values[pushed], pixel[pushed] = pushed_value, neighbour
+            items = _push(heap, values, items, pushed, markers)
+            pushed += 1
+
+
+@numba.njit(cache=True, inline="always")
+def _push(heap: np.ndarray, values: np.ndarray, items: int, item: int, markers: int) -> int:
+    """Sift `item` up from the end of the heap (the same comparisons as swapping it up)."""
+    child = items
+    while child > 0:
+        parent = (child + 1) // 2 - 1
+        if not _before(values, item, heap[parent], markers):
+            break
+        heap[child] = heap[parent]
+        child = parent
+    heap[child] = item
+    return items + 1
+
+
+@numba.njit(cache=True, inline="always")
+def _pop(heap: np.ndarray, values: np.ndarray, items: int, markers: int) -> int:
+    """Drop the top item: the last one moves to the top and sifts down."""
+    items -= 1
+    if items == 0:
+        return 0
+    moving = heap[items]
+    i = 0
+    while True:
+        left, right = 2 * i + 1, 2 * i + 2
+        if left >= items:
+            break
+        smallest, best = i, moving
+        if _before(values, heap[left], moving, markers):
+            smallest, best = left, heap[left]
+        if right < items and _before(values, heap[right], best, markers):
+            smallest, best = right, heap[right]
+        if smallest == i:
+            break
+        heap[i] = best
+        i = smallest
+    heap[i] = moving
+    return items
+
+
+# --- label-image measurements --------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def component_boxes(pixels: np.ndarray, labels: np.ndarray, width: int, count: int) -> np.ndarray:
+    """int64 [count+1, 4] (top, left, bottom, right), bottom and right exclusive, of the pixels
+    (flat indices) of each label 1..count; (0, 0, 0, 0) for labels without pixels."""
+    boxes = np.zeros((count + 1, 4), dtype=np.int64)
+    seen = np.zeros(count + 1, dtype=np.bool_)
+    for i in range(pixels.size):
+        label = labels[i]
+        row, col = pixels[i] // width, pixels[i] % width
+        if not seen[label]:
+            seen[label] = True
+            boxes[label, 0], boxes[label, 1], boxes[label, 2], boxes[label, 3] = row, col, row + 1, col + 1
+        else:
+            boxes[label, 0] = min(boxes[label, 0], row)
+            boxes[label, 1] = min(boxes[label, 1], col)
+            boxes[label, 2] = max(boxes[label, 2], row + 1)
+            boxes[label, 3] = max(boxes[label, 3], col + 1)
+    return boxes
