@@ -20,6 +20,7 @@ from skimage import measure
 
 from segpipe.models.coco import CocoAnnotation, Rle
 from segpipe.models.trainer_io import PredictedObject
+from segpipe_trainer.kernels import label_boxes, trace_outlines
 
 if TYPE_CHECKING:
     from segpipe_trainer.postprocess import Instances
@@ -167,23 +168,35 @@ def objects_from_instances(
     """One PredictedObject per label scored at least `score_floor`, in label order.
 
     Each carries its category name (`class_names[classes[n] - 1]`), score, outline rings (holes
-    filled), bbox `[x, y, w, h]` and area in pixels.
+    filled), bbox `[x, y, w, h]` and area in pixels. The outlines are those of `mask_to_polygons`
+    on each object's mask, traced for all objects in one pass over the label image
+    (`kernels.trace_outlines`); an object with a hole and several pieces takes `mask_to_polygons`'
+    own path, as a piece inside the hole would vanish when the hole is filled.
     """
-    labels = instances.labels
-    areas = np.bincount(labels.ravel(), minlength=len(instances.classes))
+    labels = np.ascontiguousarray(instances.labels, dtype=np.int32)
+    boxes = label_boxes(labels, instances.count)
+    present = boxes[1:, 2] > 0
+    targets = np.flatnonzero(present & (instances.scores[1:] >= score_floor)) + 1
+    vertices, ring_starts, ring_target, areas, awkward = trace_outlines(labels, targets, boxes)
+    coordinates = (vertices.ravel() * 0.5).tolist()
+    bounds = (2 * ring_starts).tolist()
+    rings: list[list[list[float]]] = [[] for _ in range(targets.size)]
+    for ring, target in enumerate(ring_target.tolist()):
+        rings[target].append(coordinates[bounds[ring] : bounds[ring + 1]])
     objects = []
-    for label, box in enumerate(ndi.find_objects(labels), start=1):
-        score = float(instances.scores[label])
-        if box is None or score < score_floor:
-            continue
-        rows, cols = box
+    for index, label in enumerate(targets.tolist()):
+        top, left, bottom, right = boxes[label].tolist()
+        segmentation = rings[index]
+        if awkward[index]:
+            crop = labels[top:bottom, left:right] == label
+            segmentation = _rings(crop, x0=left, y0=top)
         objects.append(
             PredictedObject(
                 category=class_names[int(instances.classes[label]) - 1],
-                score=min(max(score, 0.0), 1.0),
-                segmentation=_rings(labels[box] == label, x0=cols.start, y0=rows.start),
-                bbox=bounding_box(rows, cols),
-                area=float(areas[label]),
+                score=min(max(float(instances.scores[label]), 0.0), 1.0),
+                segmentation=segmentation,
+                bbox=bounding_box(slice(top, bottom), slice(left, right)),
+                area=float(areas[index]),
             )
         )
     return objects

@@ -363,3 +363,176 @@ def component_boxes(pixels: np.ndarray, labels: np.ndarray, width: int, count: i
             boxes[label, 2] = max(boxes[label, 2], row + 1)
             boxes[label, 3] = max(boxes[label, 3], col + 1)
     return boxes
+
+
+@numba.njit(cache=True)
+def label_boxes(labels: np.ndarray, count: int) -> np.ndarray:
+    """int64 [count+1, 4] (top, left, bottom, right), bottom and right exclusive, of each label
+    1..count of an int32 H x W label image; (0, 0, 0, 0) for labels without pixels."""
+    height, width = labels.shape
+    boxes = np.zeros((count + 1, 4), dtype=np.int64)
+    boxes[:, 0] = height
+    boxes[:, 1] = width
+    for row in range(height):
+        for col in range(width):
+            label = labels[row, col]
+            if label > 0:
+                box = boxes[label]
+                box[0] = min(box[0], row)
+                box[1] = min(box[1], col)
+                box[2] = max(box[2], row + 1)
+                box[3] = max(box[3], col + 1)
+    for label in range(count + 1):
+        if boxes[label, 2] == 0:
+            boxes[label] = 0
+    return boxes
+
+
+# --- outlines ------------------------------------------------------------------------------------
+
+#: Crack sides of a pixel, in the order a clockwise walk (object on the right, rows down) turns
+#: right: 0 top (walked east), 1 right (south), 2 bottom (west), 3 left (north); the step of each.
+_FORWARD_ROWS = np.array([0, 1, 0, -1], dtype=np.int64)
+_FORWARD_COLS = np.array([1, 0, -1, 0], dtype=np.int64)
+#: Twice the (x, y) of each side's mid-point, from twice the pixel's (col, row).
+_MID_X2 = np.array([1, 2, 1, 0], dtype=np.int64)
+_MID_Y2 = np.array([0, 1, 2, 1], dtype=np.int64)
+
+
+@numba.njit(cache=True, inline="always")
+def _label_at(labels: np.ndarray, row: int, col: int) -> int:
+    if 0 <= row < labels.shape[0] and 0 <= col < labels.shape[1]:
+        return labels[row, col]
+    return 0
+
+
+@numba.njit(cache=True)
+def trace_outlines(
+    labels: np.ndarray, targets: np.ndarray, boxes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Outer outlines of the `targets` (labels) of an int32 H x W label image, holes filled.
+
+    boxes: int64 [N+1, 4] from `label_boxes`. For each target, one ring per 4-connected piece: the
+    walk along the cracks between its pixels and the rest (object on the right: clockwise on
+    screen), whose vertices are the cracks' mid-points where the walk's direction changes, as
+    marching squares draws it through edge mid-points with collinear vertices dropped. A walk
+    around a hole (it turns left four times more than right) is no outline.
+
+    Returns (vertices int64 [V, 2], twice each vertex's (x, y); ring_starts int64 [R+1], each
+    ring's first vertex; ring_target int64 [R], the index in `targets` of each ring's object;
+    areas int64 [T], pixels of each target; awkward bool [T], the targets with a hole and two or
+    more rings, where a piece may lie in another's hole and filling would swallow it: those are
+    for the caller to outline its other way).
+    """
+    visited = np.zeros(labels.shape, dtype=np.int32)
+    vertices = np.empty((1024, 2), dtype=np.int64)
+    ring_starts = [0]
+    ring_target = [0][:0]
+    areas = np.zeros(targets.size, dtype=np.int64)
+    awkward = np.zeros(targets.size, dtype=np.bool_)
+    sides = np.empty(1024, dtype=np.int64)
+    rows = np.empty(1024, dtype=np.int64)
+    cols = np.empty(1024, dtype=np.int64)
+    count = 0
+    for t in range(targets.size):
+        label = targets[t]
+        top, left, bottom, right = boxes[label, 0], boxes[label, 1], boxes[label, 2], boxes[label, 3]
+        rings = 0
+        holes = 0
+        for row in range(top, bottom):
+            for col in range(left, right):
+                if labels[row, col] != label:
+                    continue
+                areas[t] += 1
+                if visited[row, col] == label or _label_at(labels, row - 1, col) == label:
+                    continue
+                walked, turns, sides, rows, cols = _walk(labels, visited, label, row, col, sides, rows, cols)
+                if turns < 0:
+                    holes += 1
+                    continue
+                rings += 1
+                vertices, count = _corners_of_walk(vertices, count, sides, rows, cols, walked)
+                ring_starts.append(count)
+                ring_target.append(t)
+        awkward[t] = holes > 0 and rings > 1
+    return (
+        vertices[:count],
+        np.array(ring_starts, dtype=np.int64),
+        np.array(ring_target, dtype=np.int64),
+        areas,
+        awkward,
+    )
+
+
+@numba.njit(cache=True)
+def _walk(
+    labels: np.ndarray,
+    visited: np.ndarray,
+    label: int,
+    row: int,
+    col: int,
+    sides: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
+    """Walk the cracks of one boundary from the top crack of pixel (row, col), marking each top
+    crack walked in `visited`; (cracks walked, right turns minus left turns, and the buffers of
+    each crack's side, row and column, grown as needed)."""
+    side = 0
+    start_row, start_col = row, col
+    walked = 0
+    turns = 0
+    while True:
+        if walked == sides.size:
+            sides, rows, cols = _grown(sides), _grown(rows), _grown(cols)
+        sides[walked], rows[walked], cols[walked] = side, row, col
+        walked += 1
+        if side == 0:
+            visited[row, col] = label
+        ahead_row, ahead_col = row + _FORWARD_ROWS[side], col + _FORWARD_COLS[side]
+        outward = (side + 3) % 4
+        if _label_at(labels, ahead_row, ahead_col) != label:
+            side = (side + 1) % 4
+            turns += 1
+        elif _label_at(labels, ahead_row + _FORWARD_ROWS[outward], ahead_col + _FORWARD_COLS[outward]) != label:
+            row, col = ahead_row, ahead_col
+        else:
+            row, col = ahead_row + _FORWARD_ROWS[outward], ahead_col + _FORWARD_COLS[outward]
+            side = outward
+            turns -= 1
+        if side == 0 and row == start_row and col == start_col:
+            return walked, turns, sides, rows, cols
+
+
+@numba.njit(cache=True)
+def _corners_of_walk(
+    vertices: np.ndarray, count: int, sides: np.ndarray, rows: np.ndarray, cols: np.ndarray, walked: int
+) -> tuple[np.ndarray, int]:
+    """Append the walk's corners (doubled coordinates) to `vertices`; (vertices, new count)."""
+    corners = 0
+    for i in range(walked):
+        if sides[i - 1 if i > 0 else walked - 1] != sides[i + 1 if i + 1 < walked else 0]:
+            corners += 1
+    while count + walked > vertices.shape[0]:
+        vertices = _grown_rows(vertices)
+    every = corners < 3
+    for i in range(walked):
+        if every or sides[i - 1 if i > 0 else walked - 1] != sides[i + 1 if i + 1 < walked else 0]:
+            vertices[count, 0] = 2 * cols[i] + _MID_X2[sides[i]]
+            vertices[count, 1] = 2 * rows[i] + _MID_Y2[sides[i]]
+            count += 1
+    return vertices, count
+
+
+@numba.njit(cache=True)
+def _grown(array: np.ndarray) -> np.ndarray:
+    bigger = np.empty(2 * array.size, dtype=array.dtype)
+    bigger[: array.size] = array
+    return bigger
+
+
+@numba.njit(cache=True)
+def _grown_rows(array: np.ndarray) -> np.ndarray:
+    bigger = np.empty((2 * array.shape[0], array.shape[1]), dtype=array.dtype)
+    bigger[: array.shape[0]] = array
+    return bigger
