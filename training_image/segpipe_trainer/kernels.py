@@ -26,10 +26,10 @@ _STEP_COLS = np.array([0, -1, 1, 0, -1, 1, -1, 1], dtype=np.int64)
 
 
 @numba.njit(cache=True, inline="always")
-def _relief_key(distance_bits: np.uint32) -> np.int64:
+def _relief_key(distance_bits: int) -> int:
     """An integer in the order of -distance (the relief) for a float32 distance's bits; 0 and -0
     are one value, as they compare equal."""
-    bits = np.int64(distance_bits) ^ 0x80000000
+    bits = int(distance_bits) ^ 0x80000000
     if bits == 0x80000000:
         bits = 0
     return bits ^ (((bits >> 31) * 0xFFFFFFFF) | 0x80000000)
@@ -39,49 +39,72 @@ def _relief_key(distance_bits: np.uint32) -> np.int64:
 def flood_components(
     labels: np.ndarray,
     crowded: np.ndarray,
+    seeds: np.ndarray,
+    usable: np.ndarray,
     distance: np.ndarray,
     pixels: np.ndarray,
-    owner: np.ndarray,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Seeded watershed on `-distance`, 8-connected, of every crowded component, in place.
 
-    labels: int32 H x W, component c (1..C, C = len(crowded) - 1) where not yet flooded and a
-    piece number (above C) at the markers; crowded: bool [C+1], the components to flood; distance:
-    float32 H x W; pixels: flat indices, in raveled order, of every pixel of the crowded components;
-    owner[piece - C - 1]: the component of each piece. Every pixel of a crowded component receives
-    the piece number that reaches it first.
+    labels: int32 H x W of components 1..C (C = len(crowded) - 1); crowded: bool [C+1], the
+    components to split; seeds: int32 H x W of cores 1..S; usable: bool [S+1], the cores that seed
+    a piece; distance: float32 H x W; pixels: flat indices, in raveled order, of every labelled
+    pixel. Every pixel of a crowded component receives the number C + s of the piece grown from
+    the usable core s that reaches it first.
 
-    The order is scikit-image's `watershed(-distance, markers, mask, connectivity=2)` run on the
-    component: items of (value, age) popped lowest first, a neighbour labelled when it is pushed,
-    with the value max(its relief, the popped value) and the next age. Those keys are all distinct
-    but for the markers' (all of age 0), so any queue that pops in key order gives scikit-image's
-    result, except where two markers of different pieces of one component share a value: there
-    scikit-image's heap decides. Such components are returned (bool [C+1]) for the caller to replay
-    with `flood_like_scikit_image`. Components are flooded one after another (their pixels stay in
-    cache); each one's queue is coarse buckets (high bits of the relief key) with the current
-    bucket's items in a small binary heap.
+    The order is scikit-image's `watershed(-distance, markers, mask=component, connectivity=2)`:
+    items of (value, age) popped lowest first, a neighbour labelled when it is pushed, with the
+    value max(its relief, the popped value) and the next age. Those keys are all distinct but for
+    the markers' (all of age 0), so any queue that pops in key order gives scikit-image's result,
+    except where two markers of different pieces of one component share a value: there
+    scikit-image's heap decides. Components are flooded one after another (their pixels stay in
+    cache); each one's queue is buckets by value with the current bucket's items in a small
+    binary heap.
+
+    Returns (tied bool [C+1], the crowded components whose order hung on such a tie or on a
+    non-finite relief, for the caller to flood again with `flood_like_scikit_image`; boxes int64
+    [C+1, 4] (top, left, bottom, right) of the crowded components).
     """
     components = crowded.size - 1
+    width = labels.shape[1]
     flat_labels = labels.ravel()
+    flat_seeds = seeds.ravel()
     flat_distance = distance.ravel()
     bits = flat_distance.view(np.uint32)
     tied = np.zeros(components + 1, dtype=np.bool_)
-    # The pixels by component (a stable counting sort keeps each one's raveled order).
+    boxes = np.zeros((components + 1, 4), dtype=np.int64)
+    # The crowded pixels by component (a stable counting sort keeps each one's raveled order);
+    # the markers take their piece's number.
     starts = np.zeros(components + 2, dtype=np.int64)
-    owners = np.empty(pixels.size, dtype=np.int64)
-    for i in range(pixels.size):
-        value = flat_labels[pixels[i]]
-        owners[i] = owner[value - components - 1] if value > components else value
-        starts[owners[i] + 1] += 1
+    for index in pixels:
+        component = flat_labels[index]
+        if not crowded[component]:
+            continue
+        row, col = index // width, index % width
+        box = boxes[component]
+        if starts[component + 1] == 0:
+            box[0], box[1], box[2], box[3] = row, col, row + 1, col + 1
+        else:
+            box[0] = min(box[0], row)
+            box[1] = min(box[1], col)
+            box[2] = max(box[2], row + 1)
+            box[3] = max(box[3], col + 1)
+        starts[component + 1] += 1
     largest = 0
     for component in range(1, components + 1):
         largest = max(largest, starts[component + 1])
         starts[component + 1] += starts[component]
-    grouped = np.empty(pixels.size, dtype=np.int64)
+    grouped = np.empty(starts[components + 1], dtype=np.int64)
     filled = starts[:-1].copy()
-    for i in range(pixels.size):
-        grouped[filled[owners[i]]] = pixels[i]
-        filled[owners[i]] += 1
+    for index in pixels:
+        component = flat_labels[index]
+        if not crowded[component]:
+            continue
+        grouped[filled[component]] = index
+        filled[component] += 1
+        seed = flat_seeds[index]
+        if usable[seed]:
+            flat_labels[index] = components + seed
     work = _Workspace(largest)
     for component in range(1, components + 1):
         if crowded[component] and starts[component + 1] > starts[component]:
@@ -94,7 +117,7 @@ def flood_components(
                 grouped[starts[component] : starts[component + 1]],
                 work,
             )
-    return tied
+    return tied, boxes
 
 
 @numba.experimental.jitclass(
@@ -127,38 +150,18 @@ def _flood_one(
     pixels: np.ndarray,
     work: _Workspace,
 ) -> bool:
-    """Flood one component (its pixels, raveled order); whether its order hung on a marker tie."""
-    height, width = shape
-    head, following, keys, where, heap = work.head, work.following, work.keys, work.where, work.heap
-    low = high = -distance[pixels[0]]
-    for index in pixels:
-        value = -distance[index]
-        if not np.isfinite(value):
-            return True  # replayed: scikit-image's comparisons decide
-        low, high = min(low, value), max(high, value)
+    """Flood one component (its pixels, raveled order); whether its order hung on a marker tie
+    (or on a non-finite relief, which is left for the replay)."""
+    width = shape[1]
+    finite, low, high = _relief_range(distance, pixels)
+    if not finite:
+        return True
     # Buckets by value, linearly: a non-decreasing function of the value, as the queue needs.
     buckets = max(pixels.size // 2, 1)
     scale = (buckets - 1) / (high - low) if high > low else 0.0
-    head[:buckets] = -1
-    component = -1
-    pushed = 0
-    for index in pixels:
-        if flat_labels[index] <= components:
-            component = flat_labels[index]
-    for index in pixels:
-        if flat_labels[index] <= components:
-            continue
-        # Markers without an unflooded neighbour flood nothing: they are not queued.
-        row, col = index // width, index % width
-        for step in range(8):
-            r, c = row + _STEP_ROWS[step], col + _STEP_COLS[step]
-            if 0 <= r < height and 0 <= c < width and flat_labels[r * width + c] == component:
-                keys[pushed], where[pushed] = _relief_key(bits[index]), index
-                bucket = int((-distance[index] - low) * scale)
-                following[pushed] = head[bucket]
-                head[bucket] = pushed
-                pushed += 1
-                break
+    work.head[:buckets] = -1
+    component = _unflooded_label(flat_labels, pixels, components)
+    pushed = _queue_markers(flat_labels, distance, bits, shape, pixels, component, low, scale, work)
     queued_markers = pushed
     tied = False
     # The markers of one value pop one after another (no other item has age 0): the piece of the
@@ -171,15 +174,10 @@ def _flood_one(
             current += 1
             if current == buckets:
                 return tied
-            item = head[current]
-            while item >= 0:
-                items = _heap_push(heap, items, (keys[item] << _ITEM_BITS) | item)
-                item = following[item]
-        top = heap[0]
-        items = _heap_pop(heap, items)
-        item = top & _ITEM_MASK
-        level = keys[item]
-        index = where[item]
+            items = _load_bucket(work, current)
+        item = work.heap[0] & _ITEM_MASK
+        items = _heap_pop(work.heap, items)
+        level, index = work.keys[item], work.where[item]
         label = flat_labels[index]
         if item < queued_markers:
             if level != group_key:
@@ -188,29 +186,104 @@ def _flood_one(
                 tied = True
         row, col = index // width, index % width
         for step in range(8):
-            r, c = row + _STEP_ROWS[step], col + _STEP_COLS[step]
-            if not (0 <= r < height and 0 <= c < width):
-                continue
-            neighbour = r * width + c
-            if flat_labels[neighbour] != component:
+            neighbour = _neighbour(shape, row, col, step)
+            if neighbour < 0 or flat_labels[neighbour] != component:
                 continue
             flat_labels[neighbour] = label
             key = _relief_key(bits[neighbour])
+            bucket = current
             if key >= level:
                 bucket = int((-distance[neighbour] - low) * scale)
             else:
-                key, bucket = level, current
-            keys[pushed], where[pushed] = key, neighbour
-            if bucket == current:
-                items = _heap_push(heap, items, (key << _ITEM_BITS) | pushed)
-            else:
-                following[pushed] = head[bucket]
-                head[bucket] = pushed
+                key = level
+            items = _enqueue(work, items, current, bucket, key, neighbour, pushed)
             pushed += 1
 
 
 @numba.njit(cache=True, inline="always")
-def _heap_push(heap: np.ndarray, items: int, key: np.int64) -> int:
+def _neighbour(shape: tuple[int, int], row: int, col: int, step: int) -> int:
+    """Flat index of the neighbour `step` (scikit-image's order) of (row, col); -1 off the image."""
+    r, c = row + _STEP_ROWS[step], col + _STEP_COLS[step]
+    if 0 <= r < shape[0] and 0 <= c < shape[1]:
+        return r * shape[1] + c
+    return -1
+
+
+@numba.njit(cache=True, inline="always")
+def _relief_range(distance: np.ndarray, pixels: np.ndarray) -> tuple[bool, float, float]:
+    """(all finite, lowest, highest) relief (-distance) over the pixels."""
+    low = high = -distance[pixels[0]]
+    for index in pixels:
+        value = -distance[index]
+        if not np.isfinite(value):
+            return False, low, high
+        low, high = min(low, value), max(high, value)
+    return True, low, high
+
+
+@numba.njit(cache=True, inline="always")
+def _unflooded_label(flat_labels: np.ndarray, pixels: np.ndarray, components: int) -> int:
+    """The component number still on the pixels that are no marker."""
+    for index in pixels:
+        if flat_labels[index] <= components:
+            return flat_labels[index]
+    return -1
+
+
+@numba.njit(cache=True, inline="always")
+def _queue_markers(
+    flat_labels: np.ndarray,
+    distance: np.ndarray,
+    bits: np.ndarray,
+    shape: tuple[int, int],
+    pixels: np.ndarray,
+    component: int,
+    low: float,
+    scale: float,
+    work: _Workspace,
+) -> int:
+    """Queue, in raveled order, the markers with an unflooded neighbour (the others would flood
+    nothing); how many."""
+    pushed = 0
+    for index in pixels:
+        if flat_labels[index] == component:
+            continue
+        row, col = index // shape[1], index % shape[1]
+        for step in range(8):
+            neighbour = _neighbour(shape, row, col, step)
+            if neighbour >= 0 and flat_labels[neighbour] == component:
+                bucket = int((-distance[index] - low) * scale)
+                _enqueue(work, 0, -1, bucket, _relief_key(bits[index]), index, pushed)
+                pushed += 1
+                break
+    return pushed
+
+
+@numba.njit(cache=True, inline="always")
+def _enqueue(work: _Workspace, items: int, current: int, bucket: int, key: int, index: int, item: int) -> int:
+    """Queue item number `item` (pixel `index`, order key `key`): into the heap if its bucket is
+    the current one, else onto its bucket; the heap's new size."""
+    work.keys[item], work.where[item] = key, index
+    if bucket == current:
+        return _heap_push(work.heap, items, (key << _ITEM_BITS) | item)
+    work.following[item] = work.head[bucket]
+    work.head[bucket] = item
+    return items
+
+
+@numba.njit(cache=True, inline="always")
+def _load_bucket(work: _Workspace, bucket: int) -> int:
+    """Move a bucket's items into the (empty) heap; its size."""
+    items = 0
+    item = work.head[bucket]
+    while item >= 0:
+        items = _heap_push(work.heap, items, (work.keys[item] << _ITEM_BITS) | item)
+        item = work.following[item]
+    return items
+
+
+@numba.njit(cache=True, inline="always")
+def _heap_push(heap: np.ndarray, items: int, key: int) -> int:
     child = items
     while child > 0:
         parent = (child - 1) // 2
@@ -346,23 +419,31 @@ def _pop(heap: np.ndarray, values: np.ndarray, items: int, markers: int) -> int:
 
 
 @numba.njit(cache=True)
-def component_boxes(pixels: np.ndarray, labels: np.ndarray, width: int, count: int) -> np.ndarray:
-    """int64 [count+1, 4] (top, left, bottom, right), bottom and right exclusive, of the pixels
-    (flat indices) of each label 1..count; (0, 0, 0, 0) for labels without pixels."""
-    boxes = np.zeros((count + 1, 4), dtype=np.int64)
-    seen = np.zeros(count + 1, dtype=np.bool_)
-    for i in range(pixels.size):
-        label = labels[i]
-        row, col = pixels[i] // width, pixels[i] % width
-        if not seen[label]:
-            seen[label] = True
-            boxes[label, 0], boxes[label, 1], boxes[label, 2], boxes[label, 3] = row, col, row + 1, col + 1
-        else:
-            boxes[label, 0] = min(boxes[label, 0], row)
-            boxes[label, 1] = min(boxes[label, 1], col)
-            boxes[label, 2] = max(boxes[label, 2], row + 1)
-            boxes[label, 3] = max(boxes[label, 3], col + 1)
-    return boxes
+def label_sums(
+    labels: np.ndarray, pixels: np.ndarray, probs: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(area int64 [size], sums float64 [K, size]) over the `pixels` (flat indices) of an int32
+    label image: each label's pixel count and its sums of `probs[1..K]` (float32 (K+1) x H x W),
+    added in pixel order as `np.bincount` adds them."""
+    flat_labels = labels.ravel()
+    classes = probs.shape[0] - 1
+    flat_probs = probs.reshape(probs.shape[0], -1)
+    area = np.zeros(size, dtype=np.int64)
+    sums = np.zeros((classes, size), dtype=np.float64)
+    for index in pixels:
+        label = flat_labels[index]
+        area[label] += 1
+        for k in range(classes):
+            sums[k, label] += np.float64(flat_probs[k + 1, index])
+    return area, sums
+
+
+@numba.njit(cache=True)
+def relabel(labels: np.ndarray, pixels: np.ndarray, renumber: np.ndarray) -> None:
+    """labels[p] = renumber[labels[p]] at the `pixels` (flat indices), in place."""
+    flat_labels = labels.ravel()
+    for index in pixels:
+        flat_labels[index] = renumber[flat_labels[index]]
 
 
 @numba.njit(cache=True)
@@ -494,7 +575,9 @@ def _walk(
         if _label_at(labels, ahead_row, ahead_col) != label:
             side = (side + 1) % 4
             turns += 1
-        elif _label_at(labels, ahead_row + _FORWARD_ROWS[outward], ahead_col + _FORWARD_COLS[outward]) != label:
+        elif (
+            _label_at(labels, ahead_row + _FORWARD_ROWS[outward], ahead_col + _FORWARD_COLS[outward]) != label
+        ):
             row, col = ahead_row, ahead_col
         else:
             row, col = ahead_row + _FORWARD_ROWS[outward], ahead_col + _FORWARD_COLS[outward]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from segpipe_trainer.kernels import component_boxes, flood_components, flood_like_scikit_image
+from segpipe_trainer.kernels import flood_components, flood_like_scikit_image, label_sums, relabel
 
 #: 8-connectivity for foreground components and seeds.
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -258,39 +258,25 @@ def _split_crowded(labels: np.ndarray, *, seeds: _Seeds, distance: np.ndarray, p
     """
     if seeds.crowded.size == 0:
         return
-    count = seeds.components
-    crowded = np.zeros(count + 1, dtype=bool)
+    crowded = np.zeros(seeds.components + 1, dtype=bool)
     crowded[seeds.crowded] = True
-    flat = labels.ravel()
-    inside = pixels[crowded[flat[pixels]]]
-    seed_at = seeds.labels.ravel()[inside]
-    is_marker = seeds.usable[seed_at]
-    markers = inside[is_marker]
-    flat[markers] = count + seed_at[is_marker]
-    relief_nan = bool(np.isnan(distance.ravel()[inside]).any())
-    if relief_nan:
-        tied = crowded
-    else:
-        tied = flood_components(labels, crowded, distance, inside, seeds.owner[1:])
+    tied, boxes = flood_components(labels, crowded, seeds.labels, seeds.usable, distance, pixels)
     if tied.any():
-        _replay(labels, seeds=seeds, distance=distance, inside=inside, tied=tied)
+        _replay(labels, seeds=seeds, distance=distance, tied=tied, boxes=boxes)
 
 
 def _replay(
-    labels: np.ndarray, *, seeds: _Seeds, distance: np.ndarray, inside: np.ndarray, tied: np.ndarray
+    labels: np.ndarray, *, seeds: _Seeds, distance: np.ndarray, tied: np.ndarray, boxes: np.ndarray
 ) -> None:
     """Flood again, on the canvases of about `_CANVAS_PIXELS` pixels that hold them, the `tied`
-    components (bool [C+1]), with scikit-image's heap replayed."""
-    height, width = labels.shape
-    owner_of = _original_components(labels, seeds=seeds)
-    boxes = component_boxes(inside, owner_of(labels.ravel()[inside]), width, seeds.components)
+    components (bool [C+1]; `boxes` int64 [C+1, 4] top, left, bottom, right), with
+    scikit-image's heap replayed."""
     batch: list[tuple[int, tuple[slice, slice]]] = []
     batch_pixels = 0
     batch_tied = False
     for component in seeds.crowded:
         top, left, bottom, right = (int(value) for value in boxes[component])
-        box = (slice(top, bottom), slice(left, right))
-        batch.append((int(component), box))
+        batch.append((int(component), (slice(top, bottom), slice(left, right))))
         batch_tied = batch_tied or bool(tied[component])
         batch_pixels += (bottom - top) * (right - left)
         if batch_pixels >= _CANVAS_PIXELS:
@@ -365,30 +351,22 @@ def _shelf_pack(shapes: list[tuple[int, int]]) -> tuple[list[tuple[slice, slice]
 
 
 def _score_objects(labels: np.ndarray, *, pixels: np.ndarray, probs: np.ndarray, min_area: int) -> Instances:
-    """Instances from an int32 H x W label image with gaps in its numbering.
+    """Instances from an int32 H x W label image with gaps in its numbering (renumbered in place).
 
     Class = argmax of the mean class probabilities, score = that mean; objects under `min_area`
     pixels are dropped. Only `pixels` (flat indices of every labelled pixel) are visited.
     """
-    label_of_pixel = labels.ravel()[pixels]
-    size = int(label_of_pixel.max(initial=0)) + 1
-    area = np.bincount(label_of_pixel, minlength=size)
-    sums = np.stack(
-        [
-            np.bincount(label_of_pixel, weights=probs[k].ravel()[pixels], minlength=size)
-            for k in range(1, len(probs))
-        ]
-    )
+    size = int(labels.ravel()[pixels].max(initial=0)) + 1
+    area, sums = label_sums(labels, pixels, np.ascontiguousarray(probs, dtype=np.float32), size)
     means = sums / np.maximum(area, 1)
     best = np.argmax(means, axis=0)
     keep = area >= max(min_area, 1)
     keep[0] = False
     renumber = np.zeros(size, dtype=np.int32)
     renumber[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    out = np.zeros(labels.shape, dtype=np.int32)
-    out.ravel()[pixels] = renumber[label_of_pixel]
+    relabel(labels, pixels, renumber)
     return Instances(
-        labels=out,
+        labels=labels,
         classes=np.concatenate([[0], best[keep] + 1]).astype(np.int64),
         scores=np.concatenate([[0.0], means[best[keep], np.flatnonzero(keep)]]).astype(np.float32),
     )
