@@ -8,7 +8,6 @@ their inputs with numpy.
 from __future__ import annotations
 
 import numba
-import numba.experimental
 import numpy as np
 
 # --- seeded watershed ----------------------------------------------------------------------------
@@ -95,7 +94,9 @@ def flood_components(
         largest = max(largest, starts[component + 1])
         starts[component + 1] += starts[component]
     grouped = np.empty(starts[components + 1], dtype=np.int64)
-    filled = starts[:-1].copy()
+    filled = np.empty(components + 1, dtype=np.int64)
+    for component in range(components + 1):
+        filled[component] = starts[component]
     for index in pixels:
         component = flat_labels[index]
         if not crowded[component]:
@@ -105,7 +106,7 @@ def flood_components(
         seed = flat_seeds[index]
         if usable[seed]:
             flat_labels[index] = components + seed
-    work = _Workspace(largest)
+    work = np.empty((5, largest + 1), dtype=np.int64)
     for component in range(1, components + 1):
         if crowded[component] and starts[component + 1] > starts[component]:
             tied[component] = _flood_one(
@@ -120,24 +121,9 @@ def flood_components(
     return tied, boxes
 
 
-@numba.experimental.jitclass(
-    [
-        ("head", numba.int64[:]),
-        ("following", numba.int64[:]),
-        ("keys", numba.int64[:]),
-        ("where", numba.int64[:]),
-        ("heap", numba.int64[:]),
-    ]
-)
-class _Workspace:
-    """Arrays for flooding one component of at most `size` pixels, reused from one to the next."""
-
-    def __init__(self, size: int) -> None:
-        self.head = np.empty(size + 1, dtype=np.int64)
-        self.following = np.empty(size + 1, dtype=np.int64)
-        self.keys = np.empty(size + 1, dtype=np.int64)
-        self.where = np.empty(size + 1, dtype=np.int64)
-        self.heap = np.empty(size + 1, dtype=np.int64)
+#: Rows of the int64 workspace of `_flood_one`, one column per pixel of the largest component:
+#: bucket heads, the next item on each item's bucket, each item's order key, pixel, and the heap.
+_HEAD, _FOLLOWING, _KEYS, _WHERE, _HEAP = 0, 1, 2, 3, 4
 
 
 @numba.njit(cache=True)
@@ -148,7 +134,7 @@ def _flood_one(
     shape: tuple[int, int],
     components: int,
     pixels: np.ndarray,
-    work: _Workspace,
+    work: np.ndarray,
 ) -> bool:
     """Flood one component (its pixels, raveled order); whether its order hung on a marker tie
     (or on a non-finite relief, which is left for the replay)."""
@@ -159,7 +145,8 @@ def _flood_one(
     # Buckets by value, linearly: a non-decreasing function of the value, as the queue needs.
     buckets = max(pixels.size // 2, 1)
     scale = (buckets - 1) / (high - low) if high > low else 0.0
-    work.head[:buckets] = -1
+    for bucket in range(buckets):
+        work[_HEAD, bucket] = -1
     component = _unflooded_label(flat_labels, pixels, components)
     pushed = _queue_markers(flat_labels, distance, bits, shape, pixels, component, low, scale, work)
     queued_markers = pushed
@@ -175,9 +162,9 @@ def _flood_one(
             if current == buckets:
                 return tied
             items = _load_bucket(work, current)
-        item = work.heap[0] & _ITEM_MASK
-        items = _heap_pop(work.heap, items)
-        level, index = work.keys[item], work.where[item]
+        item = work[_HEAP, 0] & _ITEM_MASK
+        items = _heap_pop(work[_HEAP], items)
+        level, index = work[_KEYS, item], work[_WHERE, item]
         label = flat_labels[index]
         if item < queued_markers:
             if level != group_key:
@@ -240,7 +227,7 @@ def _queue_markers(
     component: int,
     low: float,
     scale: float,
-    work: _Workspace,
+    work: np.ndarray,
 ) -> int:
     """Queue, in raveled order, the markers with an unflooded neighbour (the others would flood
     nothing); how many."""
@@ -260,25 +247,25 @@ def _queue_markers(
 
 
 @numba.njit(cache=True, inline="always")
-def _enqueue(work: _Workspace, items: int, current: int, bucket: int, key: int, index: int, item: int) -> int:
+def _enqueue(work: np.ndarray, items: int, current: int, bucket: int, key: int, index: int, item: int) -> int:
     """Queue item number `item` (pixel `index`, order key `key`): into the heap if its bucket is
     the current one, else onto its bucket; the heap's new size."""
-    work.keys[item], work.where[item] = key, index
+    work[_KEYS, item], work[_WHERE, item] = key, index
     if bucket == current:
-        return _heap_push(work.heap, items, (key << _ITEM_BITS) | item)
-    work.following[item] = work.head[bucket]
-    work.head[bucket] = item
+        return _heap_push(work[_HEAP], items, (key << _ITEM_BITS) | item)
+    work[_FOLLOWING, item] = work[_HEAD, bucket]
+    work[_HEAD, bucket] = item
     return items
 
 
 @numba.njit(cache=True, inline="always")
-def _load_bucket(work: _Workspace, bucket: int) -> int:
+def _load_bucket(work: np.ndarray, bucket: int) -> int:
     """Move a bucket's items into the (empty) heap; its size."""
     items = 0
-    item = work.head[bucket]
+    item = work[_HEAD, bucket]
     while item >= 0:
-        items = _heap_push(work.heap, items, (work.keys[item] << _ITEM_BITS) | item)
-        item = work.following[item]
+        items = _heap_push(work[_HEAP], items, (work[_KEYS, item] << _ITEM_BITS) | item)
+        item = work[_FOLLOWING, item]
     return items
 
 
@@ -452,8 +439,8 @@ def label_boxes(labels: np.ndarray, count: int) -> np.ndarray:
     1..count of an int32 H x W label image; (0, 0, 0, 0) for labels without pixels."""
     height, width = labels.shape
     boxes = np.zeros((count + 1, 4), dtype=np.int64)
-    boxes[:, 0] = height
-    boxes[:, 1] = width
+    for label in range(count + 1):
+        boxes[label, 0], boxes[label, 1] = height, width
     for row in range(height):
         for col in range(width):
             label = labels[row, col]
@@ -465,7 +452,7 @@ def label_boxes(labels: np.ndarray, count: int) -> np.ndarray:
                 box[3] = max(box[3], col + 1)
     for label in range(count + 1):
         if boxes[label, 2] == 0:
-            boxes[label] = 0
+            boxes[label, 0] = boxes[label, 1] = 0
     return boxes
 
 
@@ -507,8 +494,9 @@ def trace_outlines(
     """
     visited = np.zeros(labels.shape, dtype=np.int32)
     vertices = np.empty((1024, 2), dtype=np.int64)
-    ring_starts = [0]
-    ring_target = [0][:0]
+    ring_starts = np.zeros(64, dtype=np.int64)
+    ring_target = np.zeros(64, dtype=np.int64)
+    ring_count = 0
     areas = np.zeros(targets.size, dtype=np.int64)
     awkward = np.zeros(targets.size, dtype=np.bool_)
     sides = np.empty(1024, dtype=np.int64)
@@ -533,13 +521,16 @@ def trace_outlines(
                     continue
                 rings += 1
                 vertices, count = _corners_of_walk(vertices, count, sides, rows, cols, walked)
-                ring_starts.append(count)
-                ring_target.append(t)
+                if ring_count + 1 == ring_starts.size:
+                    ring_starts, ring_target = _grown(ring_starts), _grown(ring_target)
+                ring_target[ring_count] = t
+                ring_count += 1
+                ring_starts[ring_count] = count
         awkward[t] = holes > 0 and rings > 1
     return (
         vertices[:count],
-        np.array(ring_starts, dtype=np.int64),
-        np.array(ring_target, dtype=np.int64),
+        ring_starts[: ring_count + 1],
+        ring_target[:ring_count],
         areas,
         awkward,
     )
@@ -609,13 +600,18 @@ def _corners_of_walk(
 
 @numba.njit(cache=True)
 def _grown(array: np.ndarray) -> np.ndarray:
+    """A copy twice as long (the rest uninitialised)."""
     bigger = np.empty(2 * array.size, dtype=array.dtype)
-    bigger[: array.size] = array
+    for i in range(array.size):
+        bigger[i] = array[i]
     return bigger
 
 
 @numba.njit(cache=True)
 def _grown_rows(array: np.ndarray) -> np.ndarray:
+    """A copy with twice the rows (the rest uninitialised)."""
     bigger = np.empty((2 * array.shape[0], array.shape[1]), dtype=array.dtype)
-    bigger[: array.shape[0]] = array
+    for i in range(array.shape[0]):
+        for j in range(array.shape[1]):
+            bigger[i, j] = array[i, j]
     return bigger
