@@ -9,8 +9,9 @@ class probabilities, the distance map (distance head) and the flows (flow head).
 Stages, each timed on its own: maps -> instances for the distance head (`instances_from_maps`) and
 for the flow head (`instances_from_flows`); instances -> outlines and measurements
 (`objects_from_instances`: polygon rings, bbox, area, score, class of every object kept, which is
-what a prediction or an analysis writes). The total is the distance head's path (maps to kept
-objects). Each figure is the median CPU time of this process over repeated runs after one warm-up
+what a prediction writes) and centroids (`measure_labels`: area, bbox, centroid); semantic
+regions (`regions_from_semantic`, the semantic models' maps -> objects). The total is the distance
+head's whole path: maps to instances, outlines and measurements, centroids. Each figure is the median CPU time of this process over repeated runs after one warm-up
 (which also compiles the numba kernels), pinned to one core; the code is single-threaded.
 
 Prints a table and one JSON line, and writes the JSON to bench/out/postprocess.json.
@@ -46,6 +47,8 @@ NUM_CLASSES = 2
 #: Share of the objects in each vertical band (left to right).
 BAND_SHARES = (0.1, 0.2, 0.3, 0.4)
 GOAL_MS_PER_MP = 40.0
+#: The stages of the distance head's whole path, maps to kept objects with outlines and measurements.
+TOTAL_OF = ("maps_to_instances_distance", "outlines_and_measurements", "centroids")
 OUT = Path(__file__).resolve().parent / "out" / "postprocess.json"
 
 
@@ -125,8 +128,10 @@ def measure(scene: Scene) -> dict[str, Any]:
         "outlines_and_measurements": median_cpu_ms(
             partial(objects_from_instances, found, class_names=["a", "b"], score_floor=0.0)
         ),
+        "centroids": median_cpu_ms(partial(measure_labels, found.labels, count=found.count)),
+        "semantic_regions": median_cpu_ms(partial(regions_from_semantic, scene.probs)),
     }
-    total = stages["maps_to_instances_distance"] + stages["outlines_and_measurements"]
+    total = sum(stages[name] for name in TOTAL_OF)
     return {
         "size": [width, height],
         "objects_true": int(scene.labels.max()),
@@ -161,10 +166,7 @@ def main() -> None:
         "goal_ms_per_mp": GOAL_MS_PER_MP,
         "scenes": results,
     }
-    print(
-        f"Post-processing, {report['how']}; "
-        "total = maps to instances (distance head) + outlines and measurements"
-    )
+    print(f"Post-processing, {report['how']}; total = {' + '.join(TOTAL_OF)}")
     print(f"{'scene':<28} {'stage':<30} {'ms':>8} {'ms/MP':>8}")
     for result in results:
         width, height = result["size"]

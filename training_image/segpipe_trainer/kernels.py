@@ -615,3 +615,20 @@ def _grown_rows(array: np.ndarray) -> np.ndarray:
         for j in range(array.shape[1]):
             bigger[i, j] = array[i, j]
     return bigger
+
+
+@numba.njit(cache=True)
+def label_moments(labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(area int64 [count+1], row sums float64 [count+1], column sums float64 [count+1]) of each
+    label 0..count of an int32 H x W label image, in one pass."""
+    height, width = labels.shape
+    area = np.zeros(count + 1, dtype=np.int64)
+    row_sum = np.zeros(count + 1, dtype=np.float64)
+    col_sum = np.zeros(count + 1, dtype=np.float64)
+    for row in range(height):
+        for col in range(width):
+            label = labels[row, col]
+            area[label] += 1
+            row_sum[label] += row
+            col_sum[label] += col
+    return area, row_sum, col_sum
