@@ -11,8 +11,9 @@ for the flow head (`instances_from_flows`); instances -> outlines and measuremen
 (`objects_from_instances`: polygon rings, bbox, area, score, class of every object kept, which is
 what a prediction writes) and centroids (`measure_labels`: area, bbox, centroid); semantic
 regions (`regions_from_semantic`, the semantic models' maps -> objects). The total is the distance
-head's whole path: maps to instances, outlines and measurements, centroids. Each figure is the median CPU time of this process over repeated runs after one warm-up
-(which also compiles the numba kernels), pinned to one core; the code is single-threaded.
+head's whole path: maps to instances, outlines and measurements, centroids. Each figure is the
+median CPU time of this process over repeated runs after one warm-up (which also compiles the
+numba kernels), pinned to one core; the code is single-threaded.
 
 Prints a table and one JSON line, and writes the JSON to bench/out/postprocess.json.
 """
@@ -32,12 +33,13 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from segpipe_trainer.geometry import objects_from_instances
+from segpipe_trainer.geometry import measure_labels, objects_from_instances
 from segpipe_trainer.postprocess import (
     distance_target,
     flow_target,
     instances_from_flows,
     instances_from_maps,
+    regions_from_semantic,
 )
 
 SIZE = 2048
