@@ -17,7 +17,7 @@ from bench.bench_postprocess import nuclei_scene
 from segpipe_trainer import postprocess
 from segpipe_trainer.geometry import annotation_mask, mask_to_polygons, measure_labels, objects_from_instances
 from segpipe_trainer.kernels import flood_like_scikit_image
-from segpipe_trainer.postprocess import Instances, distance_target, instances_from_maps
+from segpipe_trainer.postprocess import Instances, distance_target, instances_from_maps, regions_from_semantic
 
 EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -275,12 +275,13 @@ def test_measurements_are_regionprops(scene: object) -> None:
     found = instances_from_maps(scene.probs, scene.distance)
     labels = found.labels.copy()
     labels[labels == 5] = 0
+    labels[0, 0] = found.count + 7  # beyond `count`: ignored
 
     # When every object is measured
     measured = measure_labels(labels, count=found.count)
 
     # Then area, bbox and centroid are scikit-image's regionprops
-    props = {region.label: region for region in regionprops(labels)}
+    props = {region.label: region for region in regionprops(labels) if region.label <= found.count}
     assert 5 not in props and measured.area[5] == 0 and np.isnan(measured.centroid[5]).all()
     assert list(measured.bbox[5]) == [0, 0, 0, 0]
     for label, region in props.items():
@@ -288,3 +289,30 @@ def test_measurements_are_regionprops(scene: object) -> None:
         assert measured.area[label] == region.area
         assert list(measured.bbox[label]) == [left, top, right - left, bottom - top]
         np.testing.assert_allclose(measured.centroid[label], region.centroid, rtol=0, atol=1e-9)
+
+
+def test_semantic_regions_are_the_previous_implementations(scene: object) -> None:
+    # Given class probabilities of a crowded scene
+    probs = scene.probs
+
+    # When the regions are found, then they are exactly what the previous implementation found
+    found = regions_from_semantic(probs)
+    argmax = np.argmax(probs, axis=0)
+    labels = np.zeros(argmax.shape, dtype=np.int32)
+    scores, offset = [0.0], 0
+    for k in range(1, len(probs)):
+        regions, count = ndi.label(argmax == k, structure=EIGHT)
+        area = np.bincount(regions.ravel(), minlength=count + 1)
+        mean = np.bincount(regions.ravel(), weights=probs[k].ravel(), minlength=count + 1) / np.maximum(
+            area, 1
+        )
+        keep = area >= 16
+        keep[0] = False
+        renumber = np.zeros(count + 1, dtype=np.int32)
+        renumber[keep] = np.arange(offset + 1, offset + int(keep.sum()) + 1)
+        labels = np.where(regions > 0, renumber[regions], labels)
+        scores += mean[keep].astype(np.float32).tolist()
+        offset += int(keep.sum())
+    assert found.count > 100
+    np.testing.assert_array_equal(found.labels, labels)
+    np.testing.assert_array_equal(found.scores, np.asarray(scores, dtype=np.float32))

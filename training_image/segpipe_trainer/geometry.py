@@ -167,10 +167,11 @@ def bounding_box(rows: slice, cols: slice) -> list[float]:
 class Measurements:
     """Per-object measurements of a label image, indexed by label (row 0 is the background).
 
-    area: int64 [N+1], pixels
-    bbox: float64 [N+1, 4], COCO `[x, y, width, height]` (zeros for a label without pixels)
+    area: int64 [N+1], pixels (0 for the background)
+    bbox: float64 [N+1, 4], COCO `[x, y, width, height]` (zeros for the background and for a
+        label without pixels)
     centroid: float64 [N+1, 2], mean (row, column) of the object's pixels, as scikit-image's
-        `regionprops(...).centroid` (NaN for a label without pixels)
+        `regionprops(...).centroid` (NaN for the background and for a label without pixels)
     """
 
     area: np.ndarray
@@ -180,11 +181,10 @@ class Measurements:
 
 def measure_labels(labels: np.ndarray, *, count: int | None = None) -> Measurements:
     """Area, bbox and centroid of every label 1..count (default: the largest) of an int H x W label
-    image, in two passes over it, whatever the number of objects."""
+    image, in one pass over it, whatever the number of objects."""
     labels = np.ascontiguousarray(labels, dtype=np.int32)
     count = int(labels.max(initial=0)) if count is None else count
-    boxes = label_boxes(labels, count)
-    area, row_sum, col_sum = label_moments(labels, count)
+    area, row_sum, col_sum, boxes = label_moments(labels, count)
     with np.errstate(invalid="ignore", divide="ignore"):
         centroid = np.stack([row_sum, col_sum], axis=1) / area[:, None]
     centroid[area == 0] = np.nan

@@ -410,8 +410,8 @@ def label_sums(
     labels: np.ndarray, pixels: np.ndarray, probs: np.ndarray, size: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(area int64 [size], sums float64 [K, size]) over the `pixels` (flat indices) of an int32
-    label image: each label's pixel count and its sums of `probs[1..K]` (float32 (K+1) x H x W),
-    added in pixel order as `np.bincount` adds them."""
+    label image: each label's pixel count and its sums of `probs[1..K]` ((K+1) x H x W), added in
+    pixel order as float64, as `np.bincount` adds its weights."""
     flat_labels = labels.ravel()
     classes = probs.shape[0] - 1
     flat_probs = probs.reshape(probs.shape[0], -1)
@@ -436,7 +436,8 @@ def relabel(labels: np.ndarray, pixels: np.ndarray, renumber: np.ndarray) -> Non
 @numba.njit(cache=True)
 def label_boxes(labels: np.ndarray, count: int) -> np.ndarray:
     """int64 [count+1, 4] (top, left, bottom, right), bottom and right exclusive, of each label
-    1..count of an int32 H x W label image; (0, 0, 0, 0) for labels without pixels."""
+    1..count of an int32 H x W label image; (0, 0, 0, 0) for labels without pixels. Other values
+    are ignored."""
     height, width = labels.shape
     boxes = np.zeros((count + 1, 4), dtype=np.int64)
     for label in range(count + 1):
@@ -444,7 +445,7 @@ def label_boxes(labels: np.ndarray, count: int) -> np.ndarray:
     for row in range(height):
         for col in range(width):
             label = labels[row, col]
-            if label > 0:
+            if 0 < label <= count:
                 box = boxes[label]
                 box[0] = min(box[0], row)
                 box[1] = min(box[1], col)
@@ -618,17 +619,32 @@ def _grown_rows(array: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def label_moments(labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(area int64 [count+1], row sums float64 [count+1], column sums float64 [count+1]) of each
-    label 0..count of an int32 H x W label image, in one pass."""
+def label_moments(labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(area int64 [count+1], row sums and column sums float64 [count+1], boxes int64 [count+1, 4]
+    as `label_boxes`) of each label 1..count of an int32 H x W label image, in one pass (row 0,
+    the background, is left at zero)."""
     height, width = labels.shape
     area = np.zeros(count + 1, dtype=np.int64)
     row_sum = np.zeros(count + 1, dtype=np.float64)
     col_sum = np.zeros(count + 1, dtype=np.float64)
+    boxes = np.zeros((count + 1, 4), dtype=np.int64)
     for row in range(height):
         for col in range(width):
             label = labels[row, col]
+            if label <= 0 or label > count:
+                continue
+            if area[label] == 0:
+                boxes[label, 0], boxes[label, 1], boxes[label, 2], boxes[label, 3] = (
+                    row,
+                    col,
+                    row + 1,
+                    col + 1,
+                )
+            else:
+                boxes[label, 1] = min(boxes[label, 1], col)
+                boxes[label, 2] = row + 1
+                boxes[label, 3] = max(boxes[label, 3], col + 1)
             area[label] += 1
             row_sum[label] += row
             col_sum[label] += col
-    return area, row_sum, col_sum
+    return area, row_sum, col_sum, boxes

@@ -6,7 +6,6 @@ Shapes: K is the number of classes; class maps are (K+1) x H x W with class 0 th
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -185,10 +184,11 @@ def instances_from_maps(
     probs: float32 (K+1) x H x W softmax; distance: float32 H x W, the model's prediction of
     `distance_target`. Foreground is `1 - probs[0] > 0.5`. Seeds are the 8-connected cores where
     `distance > seed_level`, ignoring specks under `min_area / 4` pixels; a foreground component
-    holding two or more seeds is split by a seeded watershed on `-distance` inside its bounding box.
-    An object's class is the argmax of its mean class probabilities (classes 1..K), its score the
-    mean probability of that class; objects under `min_area` pixels are dropped, the rest renumbered
-    1..N.
+    holding two or more seeds is split by a seeded watershed on `-distance` (scikit-image's
+    `watershed(..., connectivity=2)` result, computed by `kernels.flood_components`). An object's
+    class is the argmax of its mean class probabilities (classes 1..K), its score the mean
+    probability of that class; objects under `min_area` pixels are dropped, the rest renumbered
+    1..N. A distance map of another dtype is taken as float32.
     """
     foreground = probs[0] < 0.5
     components, count = ndi.label(foreground, structure=_EIGHT)
@@ -287,14 +287,10 @@ def _replay(
         _flood_canvas(labels, batch=batch, seeds=seeds, distance=distance)
 
 
-def _original_components(labels: np.ndarray, *, seeds: _Seeds) -> Callable[[np.ndarray], np.ndarray]:
-    """A function giving, for label values, the foreground component they were (pieces above C)."""
+def _component_of(values: np.ndarray, *, seeds: _Seeds) -> np.ndarray:
+    """The foreground component that label values belong to (a piece C + s to its seed's)."""
     count = seeds.components
-
-    def owner_of(values: np.ndarray) -> np.ndarray:
-        return np.where(values > count, seeds.owner[np.maximum(values - count, 0)], values)
-
-    return owner_of
+    return np.where(values > count, seeds.owner[np.maximum(values - count, 0)], values)
 
 
 def _flood_canvas(
@@ -307,7 +303,6 @@ def _flood_canvas(
     """One watershed, scikit-image's heap replayed, for a batch of (component, bounding box) packed
     into one canvas as segpipe packed them for scikit-image."""
     count = seeds.components
-    owner_of = _original_components(labels, seeds=seeds)
     places, canvas_shape = _shelf_pack(
         [(box[0].stop - box[0].start, box[1].stop - box[1].start) for _, box in batch]
     )
@@ -320,7 +315,7 @@ def _flood_canvas(
     pieces = np.zeros(canvas_shape, dtype=np.int32)
     mask = np.zeros(canvas_shape, dtype=bool)
     for (component, box), place in zip(batch, places, strict=True):
-        inside = owner_of(labels[box]) == component
+        inside = _component_of(labels[box], seeds=seeds) == component
         seed_labels = seeds.labels[box]
         mask[place] = inside
         np.negative(distance[box], out=relief[place], where=inside)
@@ -357,7 +352,7 @@ def _score_objects(labels: np.ndarray, *, pixels: np.ndarray, probs: np.ndarray,
     pixels are dropped. Only `pixels` (flat indices of every labelled pixel) are visited.
     """
     size = int(labels.ravel()[pixels].max(initial=0)) + 1
-    area, sums = label_sums(labels, pixels, np.ascontiguousarray(probs, dtype=np.float32), size)
+    area, sums = label_sums(labels, pixels, np.ascontiguousarray(probs), size)
     means = sums / np.maximum(area, 1)
     best = np.argmax(means, axis=0)
     keep = area >= max(min_area, 1)
@@ -385,18 +380,20 @@ def regions_from_semantic(probs: np.ndarray, *, min_area: int = 16) -> Instances
     scores = [np.zeros(1, dtype=np.float32)]
     offset = 0
     for k in range(1, len(probs)):
-        regions, count = ndi.label(argmax == k, structure=_EIGHT)
+        inside = argmax == k
+        regions, count = ndi.label(inside, structure=_EIGHT)
         if count == 0:
             continue
-        area = np.bincount(regions.ravel(), minlength=count + 1)
-        mean = np.bincount(regions.ravel(), weights=probs[k].ravel(), minlength=count + 1) / np.maximum(
-            area, 1
-        )
+        pixels = np.flatnonzero(inside)
+        # probs[k - 1 : k + 1]: label_sums adds the rows after the first, here class k alone.
+        area, sums = label_sums(regions, pixels, np.ascontiguousarray(probs[k - 1 : k + 1]), count + 1)
+        mean = sums[0] / np.maximum(area, 1)
         keep = area >= max(min_area, 1)
         keep[0] = False
         renumber = np.zeros(count + 1, dtype=np.int32)
         renumber[keep] = np.arange(offset + 1, offset + int(keep.sum()) + 1, dtype=np.int32)
-        labels = np.where(regions > 0, renumber[regions], labels)
+        relabel(regions, pixels, renumber)
+        labels.ravel()[pixels] = regions.ravel()[pixels]
         classes.append(np.full(int(keep.sum()), k, dtype=np.int64))
         scores.append(mean[keep].astype(np.float32))
         offset += int(keep.sum())
