@@ -185,9 +185,10 @@ def test_ties_between_seeds_are_replayed_with_scikit_images_heap(
     _assert_same_instances(found, reference_instances(scene.probs, distance))
 
 
-def test_nan_in_the_distance_map_floods_as_scikit_image_does(scene: object) -> None:
+@pytest.mark.parametrize("odd", [np.nan, np.inf, -np.inf])
+def test_non_finite_distances_flood_as_scikit_image_does(scene: object, odd: float) -> None:
     distance = scene.distance.copy()
-    distance[::7, ::5] = np.nan
+    distance[::7, ::5] = odd
 
     found = instances_from_maps(scene.probs, distance)
 

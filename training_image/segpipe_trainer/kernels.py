@@ -180,7 +180,7 @@ def _flood_one(
             key = _relief_key(bits[neighbour])
             bucket = current
             if key >= level:
-                bucket = int((-distance[neighbour] - low) * scale)
+                bucket = int((-np.float64(distance[neighbour]) - low) * scale)
             else:
                 key = level
             items = _enqueue(work, items, current, bucket, key, neighbour, pushed)
@@ -198,10 +198,10 @@ def _neighbour(shape: tuple[int, int], row: int, col: int, step: int) -> int:
 
 @numba.njit(cache=True, inline="always")
 def _relief_range(distance: np.ndarray, pixels: np.ndarray) -> tuple[bool, float, float]:
-    """(all finite, lowest, highest) relief (-distance) over the pixels."""
-    low = high = -distance[pixels[0]]
+    """(all finite, lowest, highest) relief (-distance, as float64) over the pixels."""
+    low = high = -np.float64(distance[pixels[0]])
     for index in pixels:
-        value = -distance[index]
+        value = -np.float64(distance[index])
         if not np.isfinite(value):
             return False, low, high
         low, high = min(low, value), max(high, value)
@@ -239,7 +239,7 @@ def _queue_markers(
         for step in range(8):
             neighbour = _neighbour(shape, row, col, step)
             if neighbour >= 0 and flat_labels[neighbour] == component:
-                bucket = int((-distance[index] - low) * scale)
+                bucket = int((-np.float64(distance[index]) - low) * scale)
                 _enqueue(work, 0, -1, bucket, _relief_key(bits[index]), index, pushed)
                 pushed += 1
                 break
