@@ -12,8 +12,8 @@ for the flow head (`instances_from_flows`); instances -> outlines and measuremen
 what a prediction writes) and centroids (`measure_labels`: area, bbox, centroid); semantic
 regions (`regions_from_semantic`, the semantic models' maps -> objects). The total is the distance
 head's whole path: maps to instances, outlines and measurements, centroids. Each figure is the
-median CPU time of this process over repeated runs after one warm-up (which also compiles the
-numba kernels), pinned to one core; the code is single-threaded.
+CPU time of this process over repeated runs after one warm-up (which also compiles the numba
+kernels), median and best, pinned to one core; the code is single-threaded.
 
 Prints a table and one JSON line, and writes the JSON to bench/out/postprocess.json.
 """
@@ -104,15 +104,17 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], *, amplitude
     return amplitude * noise / noise.std()
 
 
-def median_cpu_ms(run: Callable[[], object], *, repeats: int = REPEATS) -> float:
-    """Median CPU ms of this process over `repeats` runs after one warm-up."""
+def cpu_ms(run: Callable[[], object], *, repeats: int = REPEATS) -> tuple[float, float]:
+    """(median, best) CPU ms of this process over `repeats` runs after one warm-up. On a shared
+    machine other work slows a run (caches, memory bandwidth) but never speeds it up, so the best
+    run is the closest to the code's own cost and the median the honest typical figure."""
     run()
     cpu = []
     for _ in range(repeats):
         start = time.process_time()
         run()
         cpu.append(time.process_time() - start)
-    return 1e3 * statistics.median(cpu)
+    return 1e3 * statistics.median(cpu), 1e3 * min(cpu)
 
 
 def measure(scene: Scene) -> dict[str, Any]:
@@ -122,29 +124,28 @@ def measure(scene: Scene) -> dict[str, Any]:
     found = instances_from_maps(scene.probs, scene.distance)
     by_flows = instances_from_flows(scene.probs, scene.flows)
     kept = objects_from_instances(found, class_names=["a", "b"], score_floor=0.0)
-    stages = {
-        "maps_to_instances_distance": median_cpu_ms(
-            partial(instances_from_maps, scene.probs, scene.distance)
-        ),
-        "maps_to_instances_flows": median_cpu_ms(partial(instances_from_flows, scene.probs, scene.flows)),
-        "outlines_and_measurements": median_cpu_ms(
+    timed = {
+        "maps_to_instances_distance": cpu_ms(partial(instances_from_maps, scene.probs, scene.distance)),
+        "maps_to_instances_flows": cpu_ms(partial(instances_from_flows, scene.probs, scene.flows)),
+        "outlines_and_measurements": cpu_ms(
             partial(objects_from_instances, found, class_names=["a", "b"], score_floor=0.0)
         ),
-        "centroids": median_cpu_ms(partial(measure_labels, found.labels, count=found.count)),
-        "semantic_regions": median_cpu_ms(partial(regions_from_semantic, scene.probs)),
+        "centroids": cpu_ms(partial(measure_labels, found.labels, count=found.count)),
+        "semantic_regions": cpu_ms(partial(regions_from_semantic, scene.probs)),
     }
-    total = sum(stages[name] for name in TOTAL_OF)
+    stages = {name: median for name, (median, _) in timed.items()}
+    best = {name: fastest for name, (_, fastest) in timed.items()}
+    stages["total"] = sum(stages[name] for name in TOTAL_OF)
+    best["total"] = sum(best[name] for name in TOTAL_OF)
     return {
         "size": [width, height],
         "objects_true": int(scene.labels.max()),
         "objects_found_distance": found.count,
         "objects_found_flows": by_flows.count,
         "objects_kept": len(kept),
-        "ms": {**{name: round(value, 1) for name, value in stages.items()}, "total": round(total, 1)},
-        "ms_per_mp": {
-            **{name: round(value / megapixels, 1) for name, value in stages.items()},
-            "total": round(total / megapixels, 1),
-        },
+        "ms": {name: round(value, 1) for name, value in stages.items()},
+        "ms_per_mp": {name: round(value / megapixels, 1) for name, value in stages.items()},
+        "best_ms_per_mp": {name: round(value / megapixels, 1) for name, value in best.items()},
     }
 
 
@@ -164,22 +165,23 @@ def main() -> None:
         results.append(measure(nuclei_scene(objects=objects)))
     report = {
         "benchmark": "postprocess",
-        "how": f"median CPU time of {REPEATS} runs after a warm-up, one thread, {pinned}",
+        "how": f"CPU time of {REPEATS} runs after a warm-up (median, and best), one thread, {pinned}",
         "goal_ms_per_mp": GOAL_MS_PER_MP,
         "scenes": results,
     }
     print(f"Post-processing, {report['how']}; total = {' + '.join(TOTAL_OF)}")
-    print(f"{'scene':<28} {'stage':<30} {'ms':>8} {'ms/MP':>8}")
+    print(f"{'scene':<28} {'stage':<30} {'ms':>8} {'ms/MP':>8} {'best ms/MP':>11}")
     for result in results:
         width, height = result["size"]
         scene = f"{width}x{height}, {result['objects_true']} objects"
         for stage, value in result["ms"].items():
-            print(f"{scene:<28} {stage:<30} {value:8.1f} {result['ms_per_mp'][stage]:8.1f}")
+            per_mp, best_per_mp = result["ms_per_mp"][stage], result["best_ms_per_mp"][stage]
+            print(f"{scene:<28} {stage:<30} {value:8.1f} {per_mp:8.1f} {best_per_mp:11.1f}")
         print(
             f"{'':<28} found {result['objects_found_distance']} (distance head), "
             f"{result['objects_found_flows']} (flow head); kept {result['objects_kept']}"
         )
-    print(f"goal: total at most {GOAL_MS_PER_MP:.0f} ms per megapixel")
+    print(f"goal: total at most {GOAL_MS_PER_MP:.0f} ms per megapixel (median)")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(report, indent=2))
     print(json.dumps(report))
