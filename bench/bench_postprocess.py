@@ -9,7 +9,7 @@ class probabilities, the distance map (distance head) and the flows (flow head).
 Stages, each timed on its own: maps -> instances for the distance head (`instances_from_maps`) and
 for the flow head (`instances_from_flows`); instances -> outlines and measurements
 (`objects_from_instances`: polygon rings, bbox, area, score, class of every object kept, which is
-what a prediction writes) and centroids (`measure_labels`: area, bbox, centroid); semantic
+what a prediction writes) and centroids (`object_moments`: area, bbox, centroid); semantic
 regions (`regions_from_semantic`, the semantic models' maps -> objects). The total is the distance
 head's whole path: maps to instances, outlines and measurements, centroids. Each figure is the
 CPU time of this process over repeated runs after one warm-up (which also compiles the numba
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from segpipe_trainer.geometry import measure_labels, objects_from_instances
+from segpipe_trainer.geometry import object_moments, objects_from_instances
 from segpipe_trainer.postprocess import (
     distance_target,
     flow_target,
@@ -130,7 +130,7 @@ def measure(scene: Scene) -> dict[str, Any]:
         "outlines_and_measurements": cpu_ms(
             partial(objects_from_instances, found, class_names=["a", "b"], score_floor=0.0)
         ),
-        "centroids": cpu_ms(partial(measure_labels, found.labels, count=found.count)),
+        "centroids": cpu_ms(partial(object_moments, found.labels, count=found.count)),
         "semantic_regions": cpu_ms(partial(regions_from_semantic, scene.probs)),
     }
     stages = {name: median for name, (median, _) in timed.items()}

@@ -15,7 +15,7 @@ from skimage.segmentation import watershed
 
 from bench.bench_postprocess import nuclei_scene
 from segpipe_trainer import postprocess
-from segpipe_trainer.geometry import annotation_mask, mask_to_polygons, measure_labels, objects_from_instances
+from segpipe_trainer.geometry import annotation_mask, mask_to_polygons, object_moments, objects_from_instances
 from segpipe_trainer.kernels import flood_like_scikit_image
 from segpipe_trainer.postprocess import Instances, distance_target, instances_from_maps, regions_from_semantic
 
@@ -279,7 +279,7 @@ def test_measurements_are_regionprops(scene: object) -> None:
     labels[0, 0] = found.count + 7  # beyond `count`: ignored
 
     # When every object is measured
-    measured = measure_labels(labels, count=found.count)
+    measured = object_moments(labels, count=found.count)
 
     # Then area, bbox and centroid are scikit-image's regionprops
     props = {region.label: region for region in regionprops(labels) if region.label <= found.count}

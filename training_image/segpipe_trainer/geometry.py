@@ -164,7 +164,7 @@ def bounding_box(rows: slice, cols: slice) -> list[float]:
 
 
 @dataclass(frozen=True)
-class Measurements:
+class ObjectMoments:
     """Per-object measurements of a label image, indexed by label (row 0 is the background).
 
     area: int64 [N+1], pixels (0 for the background)
@@ -179,7 +179,7 @@ class Measurements:
     centroid: np.ndarray
 
 
-def measure_labels(labels: np.ndarray, *, count: int | None = None) -> Measurements:
+def object_moments(labels: np.ndarray, *, count: int | None = None) -> ObjectMoments:
     """Area, bbox and centroid of every label 1..count (default: the largest) of an int H x W label
     image, in one pass over it, whatever the number of objects."""
     labels = np.ascontiguousarray(labels, dtype=np.int32)
@@ -191,7 +191,7 @@ def measure_labels(labels: np.ndarray, *, count: int | None = None) -> Measureme
     bbox = np.stack(
         [boxes[:, 1], boxes[:, 0], boxes[:, 3] - boxes[:, 1], boxes[:, 2] - boxes[:, 0]], axis=1
     ).astype(np.float64)
-    return Measurements(area=area, bbox=bbox, centroid=centroid)
+    return ObjectMoments(area=area, bbox=bbox, centroid=centroid)
 
 
 def objects_from_instances(
