@@ -2,7 +2,9 @@
 
 Scenes: 2048 x 2048 images of nuclei-like ellipses (semi-axes 6-11 px, any orientation, later ones
 covering earlier ones), in four vertical bands holding 10, 20, 30 and 40 % of the objects, so one
-image has sparse, medium and crowded (touching) regions; two object counts. The maps come from
+image has sparse, medium and crowded (touching) regions; two object counts. A third scene has
+1500 discs of radius 9-20 px at random places (`dense_scene`, this benchmark's scene before, on
+1024 x 1024): larger objects, about a fifth of the image foreground. The maps come from
 the known label image (K = 2 classes) with smooth noise, as a network's upsampled outputs look:
 class probabilities, the distance map (distance head) and the flows (flow head).
 
@@ -44,6 +46,8 @@ from segpipe_trainer.postprocess import (
 
 SIZE = 2048
 OBJECT_COUNTS = (1500, 2500)
+#: Discs of radius 9-20 px on the same image size: larger objects, a fifth of the image crowded.
+DISCS = 1500
 REPEATS = 7
 NUM_CLASSES = 2
 #: Share of the objects in each vertical band (left to right).
@@ -86,7 +90,28 @@ def nuclei_labels(*, size: int, objects: int, rng: np.random.Generator) -> np.nd
 
 def nuclei_scene(*, size: int = SIZE, objects: int = OBJECT_COUNTS[0], seed: int = 0) -> Scene:
     rng = np.random.default_rng(seed)
-    labels = nuclei_labels(size=size, objects=objects, rng=rng)
+    return _scene_of(nuclei_labels(size=size, objects=objects, rng=rng), rng)
+
+
+def dense_scene(*, size: int = 1024, objects: int = 350, seed: int = 0) -> Scene:
+    """Discs of radius 9-20 px at random places (later ones cover earlier ones: many touch); the
+    scene this benchmark used before the nuclei (bench_analysis measures on it)."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((size, size), dtype=np.int32)
+    rows, cols = np.ogrid[:size, :size]
+    for index in range(1, objects + 1):
+        radius = rng.uniform(9, 20)
+        row, col = rng.uniform(0, size, 2)
+        top, left = int(max(row - radius, 0)), int(max(col - radius, 0))
+        box = (slice(top, int(row + radius) + 1), slice(left, int(col + radius) + 1))
+        inside = (rows[box[0]] - row) ** 2 + (cols[:, box[1]] - col) ** 2 < radius**2
+        labels[box][inside] = index
+    labels = np.unique(labels, return_inverse=True)[1].reshape(labels.shape).astype(np.int32)
+    return _scene_of(labels, rng)
+
+
+def _scene_of(labels: np.ndarray, rng: np.random.Generator) -> Scene:
+    """Maps of a label image: random classes, probabilities, distance and flows with smooth noise."""
     classes = np.concatenate([[0], rng.integers(1, NUM_CLASSES + 1, int(labels.max()))]).astype(np.int64)
     truth = classes[labels]
     logits = np.stack([(truth == k) * 3.0 for k in range(NUM_CLASSES + 1)])
@@ -160,9 +185,8 @@ def _one_core() -> str:
 
 def main() -> None:
     pinned = _one_core()
-    results = []
-    for objects in OBJECT_COUNTS:
-        results.append(measure(nuclei_scene(objects=objects)))
+    results = [measure(nuclei_scene(objects=objects)) | {"scene": "nuclei"} for objects in OBJECT_COUNTS]
+    results.append(measure(dense_scene(size=SIZE, objects=DISCS)) | {"scene": "discs"})
     report = {
         "benchmark": "postprocess",
         "how": f"CPU time of {REPEATS} runs after a warm-up (median, and best), one thread, {pinned}",
@@ -173,7 +197,7 @@ def main() -> None:
     print(f"{'scene':<28} {'stage':<30} {'ms':>8} {'ms/MP':>8} {'best ms/MP':>11}")
     for result in results:
         width, height = result["size"]
-        scene = f"{width}x{height}, {result['objects_true']} objects"
+        scene = f"{width}x{height}, {result['objects_true']} {result['scene']}"
         for stage, value in result["ms"].items():
             per_mp, best_per_mp = result["ms_per_mp"][stage], result["best_ms_per_mp"][stage]
             print(f"{scene:<28} {stage:<30} {value:8.1f} {per_mp:8.1f} {best_per_mp:11.1f}")
