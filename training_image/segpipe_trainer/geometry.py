@@ -215,20 +215,25 @@ def objects_from_instances(
     rings: list[list[list[float]]] = [[] for _ in range(targets.size)]
     for ring, target in enumerate(ring_target.tolist()):
         rings[target].append(coordinates[bounds[ring] : bounds[ring + 1]])
+    # Python values once for all objects (a numpy scalar per field and object costs more).
+    categories = [class_names[value - 1] for value in instances.classes[targets].tolist()]
+    scores = np.clip(instances.scores[targets].astype(np.float64), 0.0, 1.0).tolist()
+    object_boxes = boxes[targets].tolist()
+    object_areas = areas.astype(np.float64).tolist()
+    awkward_list = awkward.tolist()
     objects = []
     for index, label in enumerate(targets.tolist()):
-        top, left, bottom, right = boxes[label].tolist()
+        top, left, bottom, right = object_boxes[index]
         segmentation = rings[index]
-        if awkward[index]:
-            crop = labels[top:bottom, left:right] == label
-            segmentation = _rings(crop, x0=left, y0=top)
+        if awkward_list[index]:
+            segmentation = _rings(labels[top:bottom, left:right] == label, x0=left, y0=top)
         objects.append(
             PredictedObject(
-                category=class_names[int(instances.classes[label]) - 1],
-                score=min(max(float(instances.scores[label]), 0.0), 1.0),
+                category=categories[index],
+                score=scores[index],
                 segmentation=segmentation,
-                bbox=bounding_box(slice(top, bottom), slice(left, right)),
-                area=float(areas[index]),
+                bbox=[float(left), float(top), float(right - left), float(bottom - top)],
+                area=object_areas[index],
             )
         )
     return objects
