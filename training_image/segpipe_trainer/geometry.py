@@ -21,7 +21,7 @@ from skimage import measure
 
 from segpipe.models.coco import CocoAnnotation, Rle
 from segpipe.models.trainer_io import PredictedObject
-from segpipe_trainer.kernels import label_boxes, label_moments, trace_outlines
+from segpipe_trainer.kernels import label_moments, trace_outlines
 
 if TYPE_CHECKING:
     from segpipe_trainer.postprocess import Instances
@@ -206,25 +206,27 @@ def objects_from_instances(
     own path, as a piece inside the hole would vanish when the hole is filled.
     """
     labels = np.ascontiguousarray(instances.labels, dtype=np.int32)
-    boxes = label_boxes(labels, instances.count)
-    present = boxes[1:, 2] > 0
-    targets = np.flatnonzero(present & (instances.scores[1:] >= score_floor)) + 1
-    vertices, ring_starts, ring_target, areas, awkward = trace_outlines(labels, targets, boxes)
+    scored = np.flatnonzero(instances.scores[1:] >= score_floor) + 1
+    vertices, ring_starts, ring_target, areas, boxes, awkward = trace_outlines(
+        labels, scored, instances.count
+    )
     coordinates = (vertices.ravel() * 0.5).tolist()
     bounds = (2 * ring_starts).tolist()
-    rings: list[list[list[float]]] = [[] for _ in range(targets.size)]
+    rings: list[list[list[float]]] = [[] for _ in range(scored.size)]
     for ring, target in enumerate(ring_target.tolist()):
         rings[target].append(coordinates[bounds[ring] : bounds[ring + 1]])
     # Python values once for all objects (a numpy scalar per field and object costs more).
-    categories = [class_names[value - 1] for value in instances.classes[targets].tolist()]
-    scores = np.clip(instances.scores[targets].astype(np.float64), 0.0, 1.0).tolist()
-    object_boxes = boxes[targets].tolist()
-    object_areas = areas.astype(np.float64).tolist()
-    awkward_list = awkward.tolist()
+    present = np.flatnonzero(areas > 0)
+    targets = scored[present].tolist()
+    categories = [class_names[value - 1] for value in instances.classes[scored[present]].tolist()]
+    scores = np.clip(instances.scores[scored[present]].astype(np.float64), 0.0, 1.0).tolist()
+    object_boxes = boxes[present].tolist()
+    object_areas = areas[present].astype(np.float64).tolist()
+    awkward_list = awkward[present].tolist()
     objects = []
-    for index, label in enumerate(targets.tolist()):
+    for index, label in enumerate(targets):
         top, left, bottom, right = object_boxes[index]
-        segmentation = rings[index]
+        segmentation = rings[present[index]]
         if awkward_list[index]:
             segmentation = _rings(labels[top:bottom, left:right] == label, x0=left, y0=top)
         objects.append(

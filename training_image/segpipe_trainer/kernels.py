@@ -433,30 +433,6 @@ def relabel(labels: np.ndarray, pixels: np.ndarray, renumber: np.ndarray) -> Non
         flat_labels[index] = renumber[flat_labels[index]]
 
 
-@numba.njit(cache=True)
-def label_boxes(labels: np.ndarray, count: int) -> np.ndarray:
-    """int64 [count+1, 4] (top, left, bottom, right), bottom and right exclusive, of each label
-    1..count of an int32 H x W label image; (0, 0, 0, 0) for labels without pixels. Other values
-    are ignored."""
-    height, width = labels.shape
-    boxes = np.zeros((count + 1, 4), dtype=np.int64)
-    for label in range(count + 1):
-        boxes[label, 0], boxes[label, 1] = height, width
-    for row in range(height):
-        for col in range(width):
-            label = labels[row, col]
-            if 0 < label <= count:
-                box = boxes[label]
-                box[0] = min(box[0], row)
-                box[1] = min(box[1], col)
-                box[2] = max(box[2], row + 1)
-                box[3] = max(box[3], col + 1)
-    for label in range(count + 1):
-        if boxes[label, 2] == 0:
-            boxes[label, 0] = boxes[label, 1] = 0
-    return boxes
-
-
 # --- outlines ------------------------------------------------------------------------------------
 
 #: Crack sides of a pixel, in the order a clockwise walk (object on the right, rows down) turns
@@ -477,62 +453,76 @@ def _label_at(labels: np.ndarray, row: int, col: int) -> int:
 
 @numba.njit(cache=True)
 def trace_outlines(
-    labels: np.ndarray, targets: np.ndarray, boxes: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Outer outlines of the `targets` (labels) of an int32 H x W label image, holes filled.
+    labels: np.ndarray, targets: np.ndarray, count: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Outer outlines of the `targets` (distinct labels 1..count) of an int32 H x W label image,
+    holes filled, in one raster pass over the image.
 
-    boxes: int64 [N+1, 4] from `label_boxes`. For each target, one ring per 4-connected piece: the
-    walk along the cracks between its pixels and the rest (object on the right: clockwise on
-    screen), whose vertices are the cracks' mid-points where the walk's direction changes, as
-    marching squares draws it through edge mid-points with collinear vertices dropped. A walk
-    around a hole (it turns left four times more than right) is no outline.
+    For each target, one ring per 4-connected piece: the walk along the cracks between its pixels
+    and the rest (object on the right: clockwise on screen), whose vertices are the cracks'
+    mid-points where the walk's direction changes, as marching squares draws it through edge
+    mid-points with collinear vertices dropped. A walk around a hole (it turns left four times more
+    than right) is no outline. Labels that are no target, and values outside 1..count, are ignored.
 
     Returns (vertices int64 [V, 2], twice each vertex's (x, y); ring_starts int64 [R+1], each
-    ring's first vertex; ring_target int64 [R], the index in `targets` of each ring's object;
-    areas int64 [T], pixels of each target; awkward bool [T], the targets with a hole and two or
-    more rings, where a piece may lie in another's hole and filling would swallow it: those are
-    for the caller to outline its other way).
+    ring's first vertex; ring_target int64 [R], the index in `targets` of each ring's object, rings
+    in the raster order of their first pixel; areas int64 [T], pixels of each target; boxes int64
+    [T, 4] (top, left, bottom, right) of each target (zeros without pixels); awkward bool [T], the
+    targets with a hole and two or more rings, where a piece may lie in another's hole and filling
+    would swallow it: those are for the caller to outline its other way).
     """
-    visited = np.zeros(labels.shape, dtype=np.int32)
+    height, width = labels.shape
+    index_of = np.full(count + 1, -1, dtype=np.int64)
+    for t in range(targets.size):
+        index_of[targets[t]] = t
+    visited = np.zeros(labels.shape, dtype=np.bool_)
     vertices = np.empty((1024, 2), dtype=np.int64)
     ring_starts = np.zeros(64, dtype=np.int64)
     ring_target = np.zeros(64, dtype=np.int64)
     ring_count = 0
     areas = np.zeros(targets.size, dtype=np.int64)
-    awkward = np.zeros(targets.size, dtype=np.bool_)
+    boxes = np.zeros((targets.size, 4), dtype=np.int64)
+    rings = np.zeros(targets.size, dtype=np.int64)
+    holes = np.zeros(targets.size, dtype=np.int64)
     sides = np.empty(1024, dtype=np.int64)
     rows = np.empty(1024, dtype=np.int64)
     cols = np.empty(1024, dtype=np.int64)
-    count = 0
+    vertex_count = 0
+    for row in range(height):
+        for col in range(width):
+            label = labels[row, col]
+            if label <= 0 or label > count or index_of[label] < 0:
+                continue
+            t = index_of[label]
+            if areas[t] == 0:
+                boxes[t, 0], boxes[t, 1], boxes[t, 2], boxes[t, 3] = row, col, row + 1, col + 1
+            else:
+                boxes[t, 1] = min(boxes[t, 1], col)
+                boxes[t, 2] = row + 1
+                boxes[t, 3] = max(boxes[t, 3], col + 1)
+            areas[t] += 1
+            if visited[row, col] or (row > 0 and labels[row - 1, col] == label):
+                continue
+            walked, turns, sides, rows, cols = _walk(labels, visited, label, row, col, sides, rows, cols)
+            if turns < 0:
+                holes[t] += 1
+                continue
+            rings[t] += 1
+            vertices, vertex_count = _corners_of_walk(vertices, vertex_count, sides, rows, cols, walked)
+            if ring_count + 1 == ring_starts.size:
+                ring_starts, ring_target = _grown(ring_starts), _grown(ring_target)
+            ring_target[ring_count] = t
+            ring_count += 1
+            ring_starts[ring_count] = vertex_count
+    awkward = np.zeros(targets.size, dtype=np.bool_)
     for t in range(targets.size):
-        label = targets[t]
-        top, left, bottom, right = boxes[label, 0], boxes[label, 1], boxes[label, 2], boxes[label, 3]
-        rings = 0
-        holes = 0
-        for row in range(top, bottom):
-            for col in range(left, right):
-                if labels[row, col] != label:
-                    continue
-                areas[t] += 1
-                if visited[row, col] == label or _label_at(labels, row - 1, col) == label:
-                    continue
-                walked, turns, sides, rows, cols = _walk(labels, visited, label, row, col, sides, rows, cols)
-                if turns < 0:
-                    holes += 1
-                    continue
-                rings += 1
-                vertices, count = _corners_of_walk(vertices, count, sides, rows, cols, walked)
-                if ring_count + 1 == ring_starts.size:
-                    ring_starts, ring_target = _grown(ring_starts), _grown(ring_target)
-                ring_target[ring_count] = t
-                ring_count += 1
-                ring_starts[ring_count] = count
-        awkward[t] = holes > 0 and rings > 1
+        awkward[t] = holes[t] > 0 and rings[t] > 1
     return (
-        vertices[:count],
+        vertices[:vertex_count],
         ring_starts[: ring_count + 1],
         ring_target[:ring_count],
         areas,
+        boxes,
         awkward,
     )
 
@@ -561,7 +551,7 @@ def _walk(
         sides[walked], rows[walked], cols[walked] = side, row, col
         walked += 1
         if side == 0:
-            visited[row, col] = label
+            visited[row, col] = True
         ahead_row, ahead_col = row + _FORWARD_ROWS[side], col + _FORWARD_COLS[side]
         outward = (side + 3) % 4
         if _label_at(labels, ahead_row, ahead_col) != label:
@@ -621,8 +611,8 @@ def _grown_rows(array: np.ndarray) -> np.ndarray:
 @numba.njit(cache=True)
 def label_moments(labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(area int64 [count+1], row sums and column sums float64 [count+1], boxes int64 [count+1, 4]
-    as `label_boxes`) of each label 1..count of an int32 H x W label image, in one pass (row 0,
-    the background, is left at zero)."""
+    (top, left, bottom, right), bottom and right exclusive) of each label 1..count of an int32
+    H x W label image, in one pass (row 0, the background, is left at zero)."""
     height, width = labels.shape
     area = np.zeros(count + 1, dtype=np.int64)
     row_sum = np.zeros(count + 1, dtype=np.float64)
