@@ -14,7 +14,7 @@ help:
 	@echo "make demo    run a small training end to end on the embedded local stack"
 	@echo "make test    lint, type-check, template checks and the test suite"
 	@echo "make js      type-check, lint and unit-test the review page's scripts"
-	@echo "make bench   benchmarks (figures, not pass/fail)"
+	@echo "make bench   benchmarks (figures, not pass/fail); BENCH=\"postprocess eval\" runs some"
 	@echo "make build   sam build (no Docker, no local Python 3.13 needed)"
 
 $(PY):
@@ -85,7 +85,7 @@ test-fast: install
 	$(VENV)/bin/pytest -n 2 -m "not slow and not e2e and not browser"
 
 bench: install
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH)
 
 demo: install
 	$(PY) -m segpipe_local.demo

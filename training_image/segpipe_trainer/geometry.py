@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from skimage import measure
 
 from segpipe.models.coco import CocoAnnotation, Rle
 from segpipe.models.trainer_io import PredictedObject
+from segpipe_trainer.kernels import label_moments, trace_outlines
 
 if TYPE_CHECKING:
     from segpipe_trainer.postprocess import Instances
@@ -161,29 +163,79 @@ def bounding_box(rows: slice, cols: slice) -> list[float]:
     ]
 
 
+@dataclass(frozen=True)
+class ObjectMoments:
+    """Per-object measurements of a label image, indexed by label (row 0 is the background).
+
+    area: int64 [N+1], pixels (0 for the background)
+    bbox: float64 [N+1, 4], COCO `[x, y, width, height]` (zeros for the background and for a
+        label without pixels)
+    centroid: float64 [N+1, 2], mean (row, column) of the object's pixels, as scikit-image's
+        `regionprops(...).centroid` (NaN for the background and for a label without pixels)
+    """
+
+    area: np.ndarray
+    bbox: np.ndarray
+    centroid: np.ndarray
+
+
+def object_moments(labels: np.ndarray, *, count: int | None = None) -> ObjectMoments:
+    """Area, bbox and centroid of every label 1..count (default: the largest) of an int H x W label
+    image, in one pass over it, whatever the number of objects."""
+    labels = np.ascontiguousarray(labels, dtype=np.int32)
+    count = int(labels.max(initial=0)) if count is None else count
+    area, row_sum, col_sum, boxes = label_moments(labels, count)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centroid = np.stack([row_sum, col_sum], axis=1) / area[:, None]
+    centroid[area == 0] = np.nan
+    bbox = np.stack(
+        [boxes[:, 1], boxes[:, 0], boxes[:, 3] - boxes[:, 1], boxes[:, 2] - boxes[:, 0]], axis=1
+    ).astype(np.float64)
+    return ObjectMoments(area=area, bbox=bbox, centroid=centroid)
+
+
 def objects_from_instances(
     instances: Instances, *, class_names: Sequence[str], score_floor: float
 ) -> list[PredictedObject]:
     """One PredictedObject per label scored at least `score_floor`, in label order.
 
     Each carries its category name (`class_names[classes[n] - 1]`), score, outline rings (holes
-    filled), bbox `[x, y, w, h]` and area in pixels.
+    filled), bbox `[x, y, w, h]` and area in pixels. The outlines are those of `mask_to_polygons`
+    on each object's mask, traced for all objects in one pass over the label image
+    (`kernels.trace_outlines`); an object with a hole and several pieces takes `mask_to_polygons`'
+    own path, as a piece inside the hole would vanish when the hole is filled.
     """
-    labels = instances.labels
-    areas = np.bincount(labels.ravel(), minlength=len(instances.classes))
+    labels = np.ascontiguousarray(instances.labels, dtype=np.int32)
+    scored = np.flatnonzero(instances.scores[1:] >= score_floor) + 1
+    vertices, ring_starts, ring_target, areas, boxes, awkward = trace_outlines(
+        labels, scored, instances.count
+    )
+    coordinates = (vertices.ravel() * 0.5).tolist()
+    bounds = (2 * ring_starts).tolist()
+    rings: list[list[list[float]]] = [[] for _ in range(scored.size)]
+    for ring, target in enumerate(ring_target.tolist()):
+        rings[target].append(coordinates[bounds[ring] : bounds[ring + 1]])
+    # Python values once for all objects (a numpy scalar per field and object costs more).
+    present = np.flatnonzero(areas > 0)
+    targets = scored[present].tolist()
+    categories = [class_names[value - 1] for value in instances.classes[scored[present]].tolist()]
+    scores = np.clip(instances.scores[scored[present]].astype(np.float64), 0.0, 1.0).tolist()
+    object_boxes = boxes[present].tolist()
+    object_areas = areas[present].astype(np.float64).tolist()
+    awkward_list = awkward[present].tolist()
     objects = []
-    for label, box in enumerate(ndi.find_objects(labels), start=1):
-        score = float(instances.scores[label])
-        if box is None or score < score_floor:
-            continue
-        rows, cols = box
+    for index, label in enumerate(targets):
+        top, left, bottom, right = object_boxes[index]
+        segmentation = rings[present[index]]
+        if awkward_list[index]:
+            segmentation = _rings(labels[top:bottom, left:right] == label, x0=left, y0=top)
         objects.append(
             PredictedObject(
-                category=class_names[int(instances.classes[label]) - 1],
-                score=min(max(score, 0.0), 1.0),
-                segmentation=_rings(labels[box] == label, x0=cols.start, y0=rows.start),
-                bbox=bounding_box(rows, cols),
-                area=float(areas[label]),
+                category=categories[index],
+                score=scores[index],
+                segmentation=segmentation,
+                bbox=[float(left), float(top), float(right - left), float(bottom - top)],
+                area=object_areas[index],
             )
         )
     return objects

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.segmentation import watershed
+
+from segpipe_trainer.kernels import flood_components, flood_like_scikit_image, label_sums, relabel
 
 #: 8-connectivity for foreground components and seeds.
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -183,10 +184,11 @@ def instances_from_maps(
     probs: float32 (K+1) x H x W softmax; distance: float32 H x W, the model's prediction of
     `distance_target`. Foreground is `1 - probs[0] > 0.5`. Seeds are the 8-connected cores where
     `distance > seed_level`, ignoring specks under `min_area / 4` pixels; a foreground component
-    holding two or more seeds is split by a seeded watershed on `-distance` inside its bounding box.
-    An object's class is the argmax of its mean class probabilities (classes 1..K), its score the
-    mean probability of that class; objects under `min_area` pixels are dropped, the rest renumbered
-    1..N.
+    holding two or more seeds is split by a seeded watershed on `-distance` (scikit-image's
+    `watershed(..., connectivity=2)` result, computed by `kernels.flood_components`). An object's
+    class is the argmax of its mean class probabilities (classes 1..K), its score the mean
+    probability of that class; objects under `min_area` pixels are dropped, the rest renumbered
+    1..N. A distance map of another dtype is taken as float32.
     """
     foreground = probs[0] < 0.5
     components, count = ndi.label(foreground, structure=_EIGHT)
@@ -198,8 +200,11 @@ def instances_from_maps(
         count=count,
         min_size=max(min_area // 4, 1),
     )
-    _split_crowded(components, seeds=seeds, distance=distance)
-    return _score_objects(components, pixels=np.flatnonzero(foreground), probs=probs, min_area=min_area)
+    pixels = np.flatnonzero(foreground)
+    _split_crowded(
+        components, seeds=seeds, distance=np.ascontiguousarray(distance, dtype=np.float32), pixels=pixels
+    )
+    return _score_objects(components, pixels=pixels, probs=probs, min_area=min_area)
 
 
 @dataclass(frozen=True)
@@ -208,12 +213,16 @@ class _Seeds:
 
     labels: int32 H x W, 8-connected cores numbered 1..S (0 elsewhere)
     usable: bool [S+1], the cores large enough to seed an object
-    crowded: int64 [C], the foreground components that hold two or more usable seeds
+    owner: int64 [S+1], the foreground component of each core (owner[0] = 0)
+    crowded: int64 [C'], the foreground components that hold two or more usable seeds
+    components: C, the number of foreground components
     """
 
     labels: np.ndarray
     usable: np.ndarray
+    owner: np.ndarray
     crowded: np.ndarray
+    components: int
 
     @classmethod
     def find(cls, cores: np.ndarray, *, components: np.ndarray, count: int, min_size: int) -> _Seeds:
@@ -223,63 +232,98 @@ class _Seeds:
         seed_of_pixel = labels.ravel()[pixels]
         usable = np.bincount(seed_of_pixel, minlength=seed_count + 1) >= min_size
         usable[0] = False
-        component_of_seed = np.zeros(seed_count + 1, dtype=np.int64)
-        component_of_seed[seed_of_pixel] = components.ravel()[pixels]
-        per_component = np.bincount(component_of_seed[usable], minlength=count + 1)
-        return cls(labels=labels, usable=usable, crowded=np.flatnonzero(per_component >= 2))
+        owner = np.zeros(seed_count + 1, dtype=np.int64)
+        owner[seed_of_pixel] = components.ravel()[pixels]
+        per_component = np.bincount(owner[usable], minlength=count + 1)
+        return cls(
+            labels=labels,
+            usable=usable,
+            owner=owner,
+            crowded=np.flatnonzero(per_component >= 2),
+            components=count,
+        )
 
 
-def _split_crowded(labels: np.ndarray, *, seeds: _Seeds, distance: np.ndarray) -> None:
+def _split_crowded(labels: np.ndarray, *, seeds: _Seeds, distance: np.ndarray, pixels: np.ndarray) -> None:
     """Split, in place, every crowded component of int32 H x W `labels` by a seeded watershed.
 
     A piece grown from seed s is numbered `C + s` (C = number of components), above every existing
-    label; the other components keep their numbers. skimage's watershed costs about as much per call
-    as a small component's flooding, and its priority queue slows as it grows, so the components'
-    bounding boxes are packed, a background pixel apart, into canvases of about `_CANVAS_PIXELS`
-    pixels, and each canvas is flooded in one call.
+    label; the other components keep their numbers. `pixels`: flat indices of every foreground
+    pixel. The result is that of scikit-image's `watershed(-distance, markers, mask=component,
+    connectivity=2)` on canvases of about `_CANVAS_PIXELS` pixels into which the components'
+    bounding boxes are packed (as segpipe did before `kernels.flood_components`): one pass floods
+    every component in scikit-image's order, and the rare components where that order hangs on
+    scikit-image's heap (two pieces' markers of equal value) or the relief has NaN are flooded
+    again on their canvas by a replay of that heap.
     """
     if seeds.crowded.size == 0:
         return
-    boxes = ndi.find_objects(labels)
-    offset = len(boxes)
+    crowded = np.zeros(seeds.components + 1, dtype=bool)
+    crowded[seeds.crowded] = True
+    tied, boxes = flood_components(labels, crowded, seeds.labels, seeds.usable, distance, pixels)
+    if tied.any():
+        _replay(labels, seeds=seeds, distance=distance, tied=tied, boxes=boxes)
+
+
+def _replay(
+    labels: np.ndarray, *, seeds: _Seeds, distance: np.ndarray, tied: np.ndarray, boxes: np.ndarray
+) -> None:
+    """Flood again, on the canvases of about `_CANVAS_PIXELS` pixels that hold them, the `tied`
+    components (bool [C+1]; `boxes` int64 [C+1, 4] top, left, bottom, right), with
+    scikit-image's heap replayed."""
     batch: list[tuple[int, tuple[slice, slice]]] = []
     batch_pixels = 0
+    batch_tied = False
     for component in seeds.crowded:
-        box = boxes[component - 1]
-        batch.append((int(component), box))
-        batch_pixels += (box[0].stop - box[0].start) * (box[1].stop - box[1].start)
+        top, left, bottom, right = (int(value) for value in boxes[component])
+        batch.append((int(component), (slice(top, bottom), slice(left, right))))
+        batch_tied = batch_tied or bool(tied[component])
+        batch_pixels += (bottom - top) * (right - left)
         if batch_pixels >= _CANVAS_PIXELS:
-            _flood(labels, batch=batch, seeds=seeds, distance=distance, offset=offset)
-            batch, batch_pixels = [], 0
-    if batch:
-        _flood(labels, batch=batch, seeds=seeds, distance=distance, offset=offset)
+            if batch_tied:
+                _flood_canvas(labels, batch=batch, seeds=seeds, distance=distance)
+            batch, batch_pixels, batch_tied = [], 0, False
+    if batch and batch_tied:
+        _flood_canvas(labels, batch=batch, seeds=seeds, distance=distance)
 
 
-def _flood(
+def _component_of(values: np.ndarray, *, seeds: _Seeds) -> np.ndarray:
+    """The foreground component that label values belong to (a piece C + s to its seed's)."""
+    count = seeds.components
+    return np.where(values > count, seeds.owner[np.maximum(values - count, 0)], values)
+
+
+def _flood_canvas(
     labels: np.ndarray,
     *,
     batch: list[tuple[int, tuple[slice, slice]]],
     seeds: _Seeds,
     distance: np.ndarray,
-    offset: int,
 ) -> None:
-    """One watershed call for a batch of (component, bounding box), packed into one canvas."""
+    """One watershed, scikit-image's heap replayed, for a batch of (component, bounding box) packed
+    into one canvas as segpipe packed them for scikit-image."""
+    count = seeds.components
     places, canvas_shape = _shelf_pack(
         [(box[0].stop - box[0].start, box[1].stop - box[1].start) for _, box in batch]
     )
-    relief = np.zeros(canvas_shape, dtype=np.float64)
-    markers = np.zeros(canvas_shape, dtype=np.int32)
+    # A margin of one pixel all round keeps the flooding inside the canvas.
+    places = [
+        (slice(rows.start + 1, rows.stop + 1), slice(cols.start + 1, cols.stop + 1)) for rows, cols in places
+    ]
+    canvas_shape = (canvas_shape[0] + 2, canvas_shape[1] + 2)
+    relief = np.zeros(canvas_shape, dtype=np.float32)
+    pieces = np.zeros(canvas_shape, dtype=np.int32)
     mask = np.zeros(canvas_shape, dtype=bool)
     for (component, box), place in zip(batch, places, strict=True):
-        inside = labels[box] == component
+        inside = _component_of(labels[box], seeds=seeds) == component
         seed_labels = seeds.labels[box]
         mask[place] = inside
         np.negative(distance[box], out=relief[place], where=inside)
-        markers[place] = np.where(inside & seeds.usable[seed_labels], seed_labels, 0)
-    pieces = watershed(relief, markers=markers, mask=mask, connectivity=2)
+        pieces[place] = np.where(inside & seeds.usable[seed_labels], seed_labels, 0)
+    flood_like_scikit_image(relief, pieces, mask)
     for (_, box), place in zip(batch, places, strict=True):
         inside = mask[place]
-        labels[box][inside] = offset + pieces[place][inside]
+        labels[box][inside] = count + pieces[place][inside]
 
 
 def _shelf_pack(shapes: list[tuple[int, int]]) -> tuple[list[tuple[slice, slice]], tuple[int, int]]:
@@ -302,30 +346,22 @@ def _shelf_pack(shapes: list[tuple[int, int]]) -> tuple[list[tuple[slice, slice]
 
 
 def _score_objects(labels: np.ndarray, *, pixels: np.ndarray, probs: np.ndarray, min_area: int) -> Instances:
-    """Instances from an int32 H x W label image with gaps in its numbering.
+    """Instances from an int32 H x W label image with gaps in its numbering (renumbered in place).
 
     Class = argmax of the mean class probabilities, score = that mean; objects under `min_area`
     pixels are dropped. Only `pixels` (flat indices of every labelled pixel) are visited.
     """
-    label_of_pixel = labels.ravel()[pixels]
-    size = int(label_of_pixel.max(initial=0)) + 1
-    area = np.bincount(label_of_pixel, minlength=size)
-    sums = np.stack(
-        [
-            np.bincount(label_of_pixel, weights=probs[k].ravel()[pixels], minlength=size)
-            for k in range(1, len(probs))
-        ]
-    )
+    size = int(labels.ravel()[pixels].max(initial=0)) + 1
+    area, sums = label_sums(labels, pixels, np.ascontiguousarray(probs), size)
     means = sums / np.maximum(area, 1)
     best = np.argmax(means, axis=0)
     keep = area >= max(min_area, 1)
     keep[0] = False
     renumber = np.zeros(size, dtype=np.int32)
     renumber[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    out = np.zeros(labels.shape, dtype=np.int32)
-    out.ravel()[pixels] = renumber[label_of_pixel]
+    relabel(labels, pixels, renumber)
     return Instances(
-        labels=out,
+        labels=labels,
         classes=np.concatenate([[0], best[keep] + 1]).astype(np.int64),
         scores=np.concatenate([[0.0], means[best[keep], np.flatnonzero(keep)]]).astype(np.float32),
     )
@@ -344,18 +380,20 @@ def regions_from_semantic(probs: np.ndarray, *, min_area: int = 16) -> Instances
     scores = [np.zeros(1, dtype=np.float32)]
     offset = 0
     for k in range(1, len(probs)):
-        regions, count = ndi.label(argmax == k, structure=_EIGHT)
+        inside = argmax == k
+        regions, count = ndi.label(inside, structure=_EIGHT)
         if count == 0:
             continue
-        area = np.bincount(regions.ravel(), minlength=count + 1)
-        mean = np.bincount(regions.ravel(), weights=probs[k].ravel(), minlength=count + 1) / np.maximum(
-            area, 1
-        )
+        pixels = np.flatnonzero(inside)
+        # probs[k - 1 : k + 1]: label_sums adds the rows after the first, here class k alone.
+        area, sums = label_sums(regions, pixels, np.ascontiguousarray(probs[k - 1 : k + 1]), count + 1)
+        mean = sums[0] / np.maximum(area, 1)
         keep = area >= max(min_area, 1)
         keep[0] = False
         renumber = np.zeros(count + 1, dtype=np.int32)
         renumber[keep] = np.arange(offset + 1, offset + int(keep.sum()) + 1, dtype=np.int32)
-        labels = np.where(regions > 0, renumber[regions], labels)
+        relabel(regions, pixels, renumber)
+        labels.ravel()[pixels] = regions.ravel()[pixels]
         classes.append(np.full(int(keep.sum()), k, dtype=np.int64))
         scores.append(mean[keep].astype(np.float32))
         offset += int(keep.sum())
