@@ -75,17 +75,29 @@ def local_stack(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory) -
         yield config
 
 
+@pytest.fixture(scope="session")
+def seeded_review_target(local_stack: LocalConfig) -> ReviewTarget:
+    """A version seeded through the real ingestion path (12 images, 360 objects, 2 classes, scores
+    spread over the whole range)."""
+    seeded = seed_completed_version(
+        config=local_stack, spec=SeedSpec(project="review", images=12, objects=360, test_fraction=0.25)
+    )
+    return ReviewTarget(api_url=local_stack.api_url, project=seeded.project, version=seeded.version)
+
+
+@pytest.fixture(scope="session")
+def trained_review_target(local_stack: LocalConfig, tmp_path_factory: pytest.TempPathFactory) -> ReviewTarget:
+    """A version really trained by the local stack's runner on the demo's synthetic fluorescence data."""
+    return train_version(local_stack, tmp_path_factory.mktemp("demo-data"))
+
+
 @pytest.fixture(scope="session", params=["seeded", "trained"])
-def review_target(request: pytest.FixtureRequest, local_stack: LocalConfig) -> ReviewTarget:
-    """Every review test runs twice: on a version seeded through the real ingestion path (12 images,
-    360 objects, 2 classes, scores spread over the whole range), and on a version really trained by
-    the local stack's runner on the demo's synthetic fluorescence data."""
-    if request.param == "seeded":
-        seeded = seed_completed_version(
-            config=local_stack, spec=SeedSpec(project="review", images=12, objects=360, test_fraction=0.25)
-        )
-        return ReviewTarget(api_url=local_stack.api_url, project=seeded.project, version=seeded.version)
-    return train_version(local_stack, request.getfixturevalue("tmp_path_factory").mktemp("demo-data"))
+def review_target(request: pytest.FixtureRequest) -> ReviewTarget:
+    """Every review test runs twice: on the seeded version and on the trained one. Each is made once
+    per session: a parametrised session fixture is set up again whenever the order of the tests
+    switches between its values (as xdist's order does), which trained the version twice."""
+    target: ReviewTarget = request.getfixturevalue(f"{request.param}_review_target")
+    return target
 
 
 def train_version(
@@ -94,7 +106,7 @@ def train_version(
     *,
     project: str = "trained",
     model_type: str = "instance",
-    epochs: int = 6,
+    epochs: int = 4,
 ) -> ReviewTarget:
     """Upload a small demo dataset, train on it through the HTTP API, wait for the version."""
     document = make_dataset(scratch, slides=4, tiles_per_slide=4, seed=3)

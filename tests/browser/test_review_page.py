@@ -385,7 +385,7 @@ def test_a_semantic_version_shows_overlap_statistics(
     page: Any, local_stack: LocalConfig, tmp_path: Path
 ) -> None:
     # Given a semantic model really trained by the local stack
-    target = train_version(local_stack, tmp_path, project="semantic", model_type="semantic", epochs=4)
+    target = train_version(local_stack, tmp_path, project="semantic", model_type="semantic", epochs=2)
     metrics = target.api(f"{target.version_path}/metrics?sweep=true")
 
     # When its page opens
