@@ -44,7 +44,7 @@ pytestmark = [pytest.mark.fuzz, pytest.mark.slow, pytest.mark.xdist_group("fuzz"
 SEED = 0
 #: Hypothesis examples per operation in the fuzzing phase; the coverage phase adds its own
 #: deterministic cases. About a minute on two shared cores; raise it for a deeper run.
-MAX_EXAMPLES = int(os.environ.get("SEGPIPE_FUZZ_EXAMPLES", "50"))
+MAX_EXAMPLES = int(os.environ.get("SEGPIPE_FUZZ_EXAMPLES", "30"))
 PROJECT = "fuzz"
 CHECKS = (
     "not_a_server_error",
