@@ -23,7 +23,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install --quiet --no-compile -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]'
 	@rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 install: $(STAMP)
@@ -41,7 +41,7 @@ template: install
 $(CHECKOV_STAMP):
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
 	$(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/pip install --quiet --no-compile --disable-pip-version-check 'checkov==$(CHECKOV_VERSION)'
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check 'checkov==$(CHECKOV_VERSION)'
 	@rm -f $(TOOLS)/.checkov-*; touch $(CHECKOV_STAMP)
 
 # Skipped checks carry their reasons in template.yaml (Metadata: checkov: skip). --skip-download:
