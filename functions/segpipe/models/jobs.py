@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 JOB_NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
 _JOB_NAME_RE = re.compile(JOB_NAME_PATTERN)
@@ -131,6 +131,19 @@ def _epoch_millis(value: Any) -> Any:
     return value
 
 
+def _tag_map(value: Any) -> Any:
+    """Events carry {"key": "value"}; ListTags gives [{"Key": k, "Value": v}]."""
+    if isinstance(value, list):
+        return {item["Key"]: item["Value"] for item in value}
+    return value or {}
+
+
+#: A job time as events (epoch milliseconds) or Describe answers (datetimes) give it.
+JobTime = Annotated[datetime | None, BeforeValidator(_epoch_millis)]
+#: A job's tags as a map, from either shape.
+TagMap = Annotated[dict[str, str], BeforeValidator(_tag_map)]
+
+
 class ModelArtifactsSpec(BaseModel):
     S3ModelArtifacts: str
 
@@ -147,23 +160,10 @@ class JobDescription(BaseModel):
     FailureReason: str | None = None
     ModelArtifacts: ModelArtifactsSpec | None = None
     OutputDataConfig: OutputDataConfigSpec | None = None
-    TrainingStartTime: datetime | None = None
-    TrainingEndTime: datetime | None = None
-    LastModifiedTime: datetime | None = None
-    Tags: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("TrainingStartTime", "TrainingEndTime", "LastModifiedTime", mode="before")
-    @classmethod
-    def _times(cls, value: Any) -> Any:
-        return _epoch_millis(value)
-
-    @field_validator("Tags", mode="before")
-    @classmethod
-    def _tags(cls, value: Any) -> Any:
-        # Events carry {"key": "value"}; ListTags gives [{"Key": k, "Value": v}].
-        if isinstance(value, list):
-            return {item["Key"]: item["Value"] for item in value}
-        return value or {}
+    TrainingStartTime: JobTime = None
+    TrainingEndTime: JobTime = None
+    LastModifiedTime: JobTime = None
+    Tags: TagMap = Field(default_factory=dict)
 
 
 class JobStateChangeEvent(BaseModel):

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from segpipe.models.jobs import JOB_NAME_PATTERN, JobStatus, TagSpec, _epoch_millis
+from segpipe.models.jobs import JOB_NAME_PATTERN, JobStatus, JobTime, TagMap, TagSpec
 
 _JOB_NAME_RE = re.compile(JOB_NAME_PATTERN)
 
@@ -130,22 +130,10 @@ class ProcessingJobDescription(BaseModel):
     ProcessingJobStatus: JobStatus
     FailureReason: str | None = None
     ExitMessage: str | None = None
-    ProcessingStartTime: datetime | None = None
-    ProcessingEndTime: datetime | None = None
-    LastModifiedTime: datetime | None = None
-    Tags: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("ProcessingStartTime", "ProcessingEndTime", "LastModifiedTime", mode="before")
-    @classmethod
-    def _times(cls, value: Any) -> Any:
-        return _epoch_millis(value)
-
-    @field_validator("Tags", mode="before")
-    @classmethod
-    def _tags(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return {item["Key"]: item["Value"] for item in value}
-        return value or {}
+    ProcessingStartTime: JobTime = None
+    ProcessingEndTime: JobTime = None
+    LastModifiedTime: JobTime = None
+    Tags: TagMap = Field(default_factory=dict)
 
 
 class ProcessingJobStateChangeEvent(BaseModel):
