@@ -11,9 +11,12 @@ class probabilities, the distance map (distance head) and the flows (flow head).
 Stages, each timed on its own: maps -> instances for the distance head (`instances_from_maps`) and
 for the flow head (`instances_from_flows`); instances -> outlines and measurements
 (`objects_from_instances`: polygon rings, bbox, area, score, class of every object kept, which is
-what a prediction writes) and centroids (`object_moments`: area, bbox, centroid); semantic
-regions (`regions_from_semantic`, the semantic models' maps -> objects). The total is the distance
-head's whole path: maps to instances, outlines and measurements, centroids. Each figure is the
+what a prediction writes); an analysis's thresholds (`keep_above`: the objects at or above their
+class's threshold, renumbered) and its measurements (`measure_objects`: regionprops' area,
+perimeter, centroid, bbox, eccentricity, solidity and intensities, over a uint16 image); semantic
+regions (`regions_from_semantic`, the
+semantic models' maps -> objects). The total is an analysis's whole path after the model, for the
+distance head: maps to instances, thresholds, outlines, regionprops measurements. Each figure is the
 CPU time of this process over repeated runs after one warm-up (which also compiles the numba
 kernels), median and best, pinned to one core; the code is single-threaded.
 
@@ -35,7 +38,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from segpipe_trainer.geometry import object_moments, objects_from_instances
+from segpipe_trainer.analyze import keep_above
+from segpipe_trainer.geometry import objects_from_instances
+from segpipe_trainer.measure import measure_objects
 from segpipe_trainer.postprocess import (
     distance_target,
     flow_target,
@@ -50,11 +55,19 @@ OBJECT_COUNTS = (1500, 2500)
 DISCS = 1500
 REPEATS = 7
 NUM_CLASSES = 2
+#: Per-class score thresholds of the `thresholds` stage: low enough that every object is kept, so
+#: the later stages (timed on all the objects found) measure what an analysis would keep.
+THRESHOLDS = (0.05, 0.05)
 #: Share of the objects in each vertical band (left to right).
 BAND_SHARES = (0.1, 0.2, 0.3, 0.4)
 GOAL_MS_PER_MP = 40.0
-#: The stages of the distance head's whole path, maps to kept objects with outlines and measurements.
-TOTAL_OF = ("maps_to_instances_distance", "outlines_and_measurements", "centroids")
+#: The stages of an analysis's path for the distance head: maps to kept objects, outlines, measurements.
+TOTAL_OF = (
+    "maps_to_instances_distance",
+    "thresholds",
+    "outlines_and_measurements",
+    "regionprops_measurements",
+)
 OUT = Path(__file__).resolve().parent / "out" / "postprocess.json"
 
 
@@ -65,6 +78,7 @@ class Scene:
     probs: np.ndarray  # float32 (K+1) x H x W
     distance: np.ndarray  # float32 H x W
     flows: np.ndarray  # float32 2 x H x W
+    pixels: np.ndarray  # uint16 1 x H x W: the raw image the measurements read intensities from
 
 
 def nuclei_labels(*, size: int, objects: int, rng: np.random.Generator) -> np.ndarray:
@@ -121,7 +135,8 @@ def _scene_of(labels: np.ndarray, rng: np.random.Generator) -> Scene:
     distance = (distance_target(labels) + _smooth_noise(rng, labels.shape, amplitude=0.05)).astype(np.float32)
     noise = np.stack([_smooth_noise(rng, labels.shape, amplitude=0.15) for _ in range(2)])
     flows = (flow_target(labels) + noise).astype(np.float32)
-    return Scene(labels=labels, classes=classes, probs=probs, distance=distance, flows=flows)
+    pixels = (1000 + 2000 * (labels > 0) + rng.integers(0, 500, labels.shape))[None].astype(np.uint16)
+    return Scene(labels=labels, classes=classes, probs=probs, distance=distance, flows=flows, pixels=pixels)
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], *, amplitude: float) -> np.ndarray:
@@ -155,7 +170,8 @@ def measure(scene: Scene) -> dict[str, Any]:
         "outlines_and_measurements": cpu_ms(
             partial(objects_from_instances, found, class_names=["a", "b"], score_floor=0.0)
         ),
-        "centroids": cpu_ms(partial(object_moments, found.labels, count=found.count)),
+        "thresholds": cpu_ms(partial(keep_above, found, thresholds=THRESHOLDS)),
+        "regionprops_measurements": cpu_ms(partial(measure_objects, found.labels, scene.pixels)),
         "semantic_regions": cpu_ms(partial(regions_from_semantic, scene.probs)),
     }
     stages = {name: median for name, (median, _) in timed.items()}

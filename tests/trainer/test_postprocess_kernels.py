@@ -10,12 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
-from skimage.measure import regionprops
 from skimage.segmentation import watershed
 
 from bench.bench_postprocess import nuclei_scene
 from segpipe_trainer import postprocess
-from segpipe_trainer.geometry import annotation_mask, mask_to_polygons, object_moments, objects_from_instances
+from segpipe_trainer.geometry import annotation_mask, mask_to_polygons, objects_from_instances
 from segpipe_trainer.kernels import flood_like_scikit_image
 from segpipe_trainer.postprocess import Instances, distance_target, instances_from_maps, regions_from_semantic
 
@@ -266,30 +265,6 @@ def test_objects_under_the_score_floor_or_absent_are_left_out() -> None:
     objects = objects_from_instances(instances, class_names=["a"], score_floor=0.5)
 
     assert [o.bbox for o in objects] == [[5.0, 5.0, 2.0, 2.0]]
-
-
-# --- measurements ----------------------------------------------------------------------------------
-
-
-def test_measurements_are_regionprops(scene: object) -> None:
-    # Given the instances of a crowded scene, and a label without pixels
-    found = instances_from_maps(scene.probs, scene.distance)
-    labels = found.labels.copy()
-    labels[labels == 5] = 0
-    labels[0, 0] = found.count + 7  # beyond `count`: ignored
-
-    # When every object is measured
-    measured = object_moments(labels, count=found.count)
-
-    # Then area, bbox and centroid are scikit-image's regionprops
-    props = {region.label: region for region in regionprops(labels) if region.label <= found.count}
-    assert 5 not in props and measured.area[5] == 0 and np.isnan(measured.centroid[5]).all()
-    assert list(measured.bbox[5]) == [0, 0, 0, 0]
-    for label, region in props.items():
-        top, left, bottom, right = region.bbox
-        assert measured.area[label] == region.area
-        assert list(measured.bbox[label]) == [left, top, right - left, bottom - top]
-        np.testing.assert_allclose(measured.centroid[label], region.centroid, rtol=0, atol=1e-9)
 
 
 def test_semantic_regions_are_the_previous_implementations(scene: object) -> None:

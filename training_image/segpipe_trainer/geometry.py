@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,7 +20,7 @@ from skimage import measure
 
 from segpipe.models.coco import CocoAnnotation, Rle
 from segpipe.models.trainer_io import PredictedObject
-from segpipe_trainer.kernels import label_moments, trace_outlines
+from segpipe_trainer.kernels import trace_outlines
 
 if TYPE_CHECKING:
     from segpipe_trainer.postprocess import Instances
@@ -161,37 +160,6 @@ def bounding_box(rows: slice, cols: slice) -> list[float]:
         float(cols.stop - cols.start),
         float(rows.stop - rows.start),
     ]
-
-
-@dataclass(frozen=True)
-class ObjectMoments:
-    """Per-object measurements of a label image, indexed by label (row 0 is the background).
-
-    area: int64 [N+1], pixels (0 for the background)
-    bbox: float64 [N+1, 4], COCO `[x, y, width, height]` (zeros for the background and for a
-        label without pixels)
-    centroid: float64 [N+1, 2], mean (row, column) of the object's pixels, as scikit-image's
-        `regionprops(...).centroid` (NaN for the background and for a label without pixels)
-    """
-
-    area: np.ndarray
-    bbox: np.ndarray
-    centroid: np.ndarray
-
-
-def object_moments(labels: np.ndarray, *, count: int | None = None) -> ObjectMoments:
-    """Area, bbox and centroid of every label 1..count (default: the largest) of an int H x W label
-    image, in one pass over it, whatever the number of objects."""
-    labels = np.ascontiguousarray(labels, dtype=np.int32)
-    count = int(labels.max(initial=0)) if count is None else count
-    area, row_sum, col_sum, boxes = label_moments(labels, count)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        centroid = np.stack([row_sum, col_sum], axis=1) / area[:, None]
-    centroid[area == 0] = np.nan
-    bbox = np.stack(
-        [boxes[:, 1], boxes[:, 0], boxes[:, 3] - boxes[:, 1], boxes[:, 2] - boxes[:, 0]], axis=1
-    ).astype(np.float64)
-    return ObjectMoments(area=area, bbox=bbox, centroid=centroid)
 
 
 def objects_from_instances(

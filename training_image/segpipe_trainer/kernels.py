@@ -606,35 +606,3 @@ def _grown_rows(array: np.ndarray) -> np.ndarray:
         for j in range(array.shape[1]):
             bigger[i, j] = array[i, j]
     return bigger
-
-
-@numba.njit(cache=True)
-def label_moments(labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(area int64 [count+1], row sums and column sums float64 [count+1], boxes int64 [count+1, 4]
-    (top, left, bottom, right), bottom and right exclusive) of each label 1..count of an int32
-    H x W label image, in one pass (row 0, the background, is left at zero)."""
-    height, width = labels.shape
-    area = np.zeros(count + 1, dtype=np.int64)
-    row_sum = np.zeros(count + 1, dtype=np.float64)
-    col_sum = np.zeros(count + 1, dtype=np.float64)
-    boxes = np.zeros((count + 1, 4), dtype=np.int64)
-    for row in range(height):
-        for col in range(width):
-            label = labels[row, col]
-            if label <= 0 or label > count:
-                continue
-            if area[label] == 0:
-                boxes[label, 0], boxes[label, 1], boxes[label, 2], boxes[label, 3] = (
-                    row,
-                    col,
-                    row + 1,
-                    col + 1,
-                )
-            else:
-                boxes[label, 1] = min(boxes[label, 1], col)
-                boxes[label, 2] = row + 1
-                boxes[label, 3] = max(boxes[label, 3], col + 1)
-            area[label] += 1
-            row_sum[label] += row
-            col_sum[label] += col
-    return area, row_sum, col_sum, boxes
