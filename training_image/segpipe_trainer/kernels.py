@@ -445,7 +445,8 @@ _MID_Y2 = np.array([0, 1, 2, 1], dtype=np.int64)
 
 
 @numba.njit(cache=True, inline="always")
-def _label_at(labels: np.ndarray, row: int, col: int) -> int:
+def label_at(labels: np.ndarray, row: int, col: int) -> int:
+    """labels[row, col], or 0 (background) outside the image."""
     if 0 <= row < labels.shape[0] and 0 <= col < labels.shape[1]:
         return labels[row, col]
     return 0
@@ -554,11 +555,11 @@ def _walk(
             visited[row, col] = True
         ahead_row, ahead_col = row + _FORWARD_ROWS[side], col + _FORWARD_COLS[side]
         outward = (side + 3) % 4
-        if _label_at(labels, ahead_row, ahead_col) != label:
+        if label_at(labels, ahead_row, ahead_col) != label:
             side = (side + 1) % 4
             turns += 1
         elif (
-            _label_at(labels, ahead_row + _FORWARD_ROWS[outward], ahead_col + _FORWARD_COLS[outward]) != label
+            label_at(labels, ahead_row + _FORWARD_ROWS[outward], ahead_col + _FORWARD_COLS[outward]) != label
         ):
             row, col = ahead_row, ahead_col
         else:

@@ -14,19 +14,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from segpipe_trainer.kernels import label_at
+
 #: skimage.measure.perimeter's weight of a border pixel by its code 1 + 2 x (4-neighbours on the
 #: border) + 10 x (diagonal neighbours on the border).
 PERIMETER_WEIGHTS = np.zeros(50, dtype=np.float64)
 PERIMETER_WEIGHTS[np.array([5, 7, 15, 17, 25, 27])] = 1.0
 PERIMETER_WEIGHTS[np.array([21, 33])] = np.sqrt(2.0)
 PERIMETER_WEIGHTS[np.array([13, 23])] = (1 + np.sqrt(2.0)) / 2
-
-
-@numba.njit(cache=True, inline="always")
-def _label_at(labels: np.ndarray, row: int, col: int) -> int:
-    if 0 <= row < labels.shape[0] and 0 <= col < labels.shape[1]:
-        return labels[row, col]
-    return 0
 
 
 @numba.njit(cache=True)
@@ -87,10 +82,10 @@ def raster_pass(
                 intensity[0, channel, label] += value
                 intensity[1, channel, label] = max(intensity[1, channel, label], value)
             if (
-                _label_at(labels, row - 1, col) != label
-                or _label_at(labels, row + 1, col) != label
-                or _label_at(labels, row, col - 1) != label
-                or _label_at(labels, row, col + 1) != label
+                label_at(labels, row - 1, col) != label
+                or label_at(labels, row + 1, col) != label
+                or label_at(labels, row, col - 1) != label
+                or label_at(labels, row, col + 1) != label
             ):
                 border[row, col] = 1
                 if edge_count == edges.size:
@@ -103,7 +98,7 @@ def raster_pass(
 @numba.njit(cache=True, inline="always")
 def _on_border(labels: np.ndarray, border: np.ndarray, row: int, col: int, label: int) -> int:
     """1 if (row, col) is a border pixel of `label`, else 0."""
-    if _label_at(labels, row, col) == label and border[row, col] == 1:
+    if label_at(labels, row, col) == label and border[row, col] == 1:
         return 1
     return 0
 
