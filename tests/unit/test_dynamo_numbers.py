@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from boto3.dynamodb.types import TypeSerializer
 
-from segpipe.dal.dynamodb import _to_dynamo
+from segpipe.dal.dynamodb_items import _to_dynamo
 from segpipe.errors import InvalidInput
 
 

@@ -11,13 +11,14 @@ Items, readable in the console:
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from segpipe.dal.dynamodb import JOB_INDEX, _condition_failed, _marshal, _pk, _unmarshal, _value
+from segpipe.dal.claims import ClaimItems, Claims
+from segpipe.dal.dynamodb import JOB_INDEX
+from segpipe.dal.dynamodb_items import attribute_value, condition_failed, marshal, partition_key, unmarshal
 from segpipe.dal.interfaces import Claim
 from segpipe.models.analysis import Analysis, AnalysisStatus, AnalysisSummary
 
@@ -25,16 +26,19 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 ANALYSIS_PREFIX = "ANALYSIS#"
-_COUNTER_SK = "ANALYSIS_COUNTER"
+_CLAIMS = ClaimItems(
+    counter_sk="ANALYSIS_COUNTER",
+    counter_attribute="next_analysis",
+    counter_type="analysis_counter",
+    request_prefix="ANALYSIS_REQUEST#",
+    request_type="analysis_request",
+    number_attribute="analysis",
+)
 _ANALYSIS_ONLY_KEYS = ("pk", "sk", "gsi1pk", "gsi1sk", "status_rank", "item_type")
 
 
 def _analysis_sk(analysis: int) -> str:
     return f"{ANALYSIS_PREFIX}{analysis:06d}"
-
-
-def _request_sk(request_key: str) -> str:
-    return "ANALYSIS_REQUEST#" + hashlib.sha256(request_key.encode()).hexdigest()[:40]
 
 
 class DynamoAnalysisRegistry:
@@ -43,54 +47,15 @@ class DynamoAnalysisRegistry:
     def __init__(self, client: DynamoDBClient, table: str) -> None:
         self._db = client
         self._table = table
+        self._claims = Claims(client, table, _CLAIMS)
 
     # --- request keys and analysis numbers ------------------------------------------------------
 
     def find_analysis_claim(self, project: str, request_key: str) -> Claim | None:
-        response = self._db.get_item(
-            TableName=self._table,
-            Key={"pk": {"S": _pk(project)}, "sk": {"S": _request_sk(request_key)}},
-            ConsistentRead=True,
-        )
-        if "Item" not in response:
-            return None
-        item = _unmarshal(response["Item"])
-        return Claim(version=item["analysis"], fresh=False, fingerprint=item["fingerprint"])
+        return self._claims.find(project, request_key)
 
     def claim_analysis(self, project: str, request_key: str, fingerprint: str, now: datetime) -> Claim:
-        if existing := self.find_analysis_claim(project, request_key):
-            return existing
-        counter = self._db.update_item(
-            TableName=self._table,
-            Key={"pk": {"S": _pk(project)}, "sk": {"S": _COUNTER_SK}},
-            UpdateExpression="ADD next_analysis :one SET item_type = :type",
-            ExpressionAttributeValues={":one": {"N": "1"}, ":type": {"S": "analysis_counter"}},
-            ReturnValues="UPDATED_NEW",
-        )
-        number = int(counter["Attributes"]["next_analysis"]["N"])
-        item = {
-            "pk": _pk(project),
-            "sk": _request_sk(request_key),
-            "item_type": "analysis_request",
-            "request_key": request_key,
-            "fingerprint": fingerprint,
-            "analysis": number,
-            "created_at": now.isoformat(),
-        }
-        try:
-            self._db.put_item(
-                TableName=self._table, Item=_marshal(item), ConditionExpression="attribute_not_exists(pk)"
-            )
-        except ClientError as error:
-            if not _condition_failed(error):
-                raise
-            # A concurrent delivery of the same request won the race: its number stands, this one
-            # is skipped (the counter only ever moves forward).
-            winner = self.find_analysis_claim(project, request_key)
-            if winner is None:  # pragma: no cover - the condition failed, so the item exists
-                raise
-            return winner
-        return Claim(version=number, fresh=True, fingerprint=fingerprint)
+        return self._claims.claim(project, request_key, fingerprint, now)
 
     # --- analyses -------------------------------------------------------------------------------
 
@@ -98,7 +63,7 @@ class DynamoAnalysisRegistry:
         # Absent rather than NULL attributes, so `if_not_exists(started_at)` can set the start once.
         item = analysis.model_dump(mode="json", exclude_none=True)
         item.update(
-            pk=_pk(analysis.project),
+            pk=partition_key(analysis.project),
             sk=_analysis_sk(analysis.analysis),
             item_type="analysis",
             status_rank=analysis.status.rank,
@@ -107,10 +72,10 @@ class DynamoAnalysisRegistry:
         )
         try:
             self._db.put_item(
-                TableName=self._table, Item=_marshal(item), ConditionExpression="attribute_not_exists(pk)"
+                TableName=self._table, Item=marshal(item), ConditionExpression="attribute_not_exists(pk)"
             )
         except ClientError as error:
-            if _condition_failed(error):
+            if condition_failed(error):
                 return False
             raise
         return True
@@ -118,7 +83,7 @@ class DynamoAnalysisRegistry:
     def get_analysis(self, project: str, analysis: int) -> Analysis | None:
         response = self._db.get_item(
             TableName=self._table,
-            Key={"pk": {"S": _pk(project)}, "sk": {"S": _analysis_sk(analysis)}},
+            Key={"pk": {"S": partition_key(project)}, "sk": {"S": _analysis_sk(analysis)}},
             ConsistentRead=True,
         )
         return self._to_analysis(response["Item"]) if "Item" in response else None
@@ -128,7 +93,10 @@ class DynamoAnalysisRegistry:
         pages = paginator.paginate(
             TableName=self._table,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={":pk": {"S": _pk(project)}, ":prefix": {"S": ANALYSIS_PREFIX}},
+            ExpressionAttributeValues={
+                ":pk": {"S": partition_key(project)},
+                ":prefix": {"S": ANALYSIS_PREFIX},
+            },
             ScanIndexForward=False,
         )
         found = [self._to_analysis(item) for page in pages for item in page.get("Items", [])]
@@ -143,7 +111,7 @@ class DynamoAnalysisRegistry:
             FilterExpression="status_rank < :ended",
             ProjectionExpression="sk",
             ExpressionAttributeValues={
-                ":pk": {"S": _pk(project)},
+                ":pk": {"S": partition_key(project)},
                 ":prefix": {"S": ANALYSIS_PREFIX},
                 ":ended": {"N": str(AnalysisStatus.COMPLETED.rank)},
             },
@@ -190,31 +158,31 @@ class DynamoAnalysisRegistry:
         names: dict[str, str] = {"#history": "status_history"}
         values: dict[str, Any] = {
             ":empty": {"L": []},
-            ":change": _value([change]),
+            ":change": attribute_value([change]),
             ":rank": {"N": str(to.rank)},
         }
         sets = ["#history = list_append(if_not_exists(#history, :empty), :change)"]
         for index, (key, value) in enumerate(updates.items()):
             names[f"#f{index}"] = key
-            values[f":v{index}"] = _value(value)
+            values[f":v{index}"] = attribute_value(value)
             sets.append(f"#f{index} = :v{index}")
         if to in (AnalysisStatus.RUNNING, AnalysisStatus.COMPLETED):
             # A job may complete before its running event arrives: completion implies it started.
             # A failure or stop straight from queued (refused, stopped before it ran) did not.
             names["#started"] = "started_at"
-            values[":at"] = _value(at.isoformat())
+            values[":at"] = attribute_value(at.isoformat())
             sets.append("#started = if_not_exists(#started, :at)")
         try:
             self._db.update_item(
                 TableName=self._table,
-                Key={"pk": {"S": _pk(project)}, "sk": {"S": _analysis_sk(analysis)}},
+                Key={"pk": {"S": partition_key(project)}, "sk": {"S": _analysis_sk(analysis)}},
                 UpdateExpression="SET " + ", ".join(sets),
                 ConditionExpression="attribute_exists(pk) AND status_rank < :rank",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )
         except ClientError as error:
-            if _condition_failed(error):
+            if condition_failed(error):
                 return False
             raise
         return True
@@ -223,7 +191,7 @@ class DynamoAnalysisRegistry:
         try:
             self._db.update_item(
                 TableName=self._table,
-                Key={"pk": {"S": _pk(project)}, "sk": {"S": _analysis_sk(analysis)}},
+                Key={"pk": {"S": partition_key(project)}, "sk": {"S": _analysis_sk(analysis)}},
                 UpdateExpression="SET stop_requested = :yes",
                 ConditionExpression="attribute_exists(pk) AND status_rank < :ended",
                 ExpressionAttributeValues={
@@ -232,14 +200,14 @@ class DynamoAnalysisRegistry:
                 },
             )
         except ClientError as error:
-            if _condition_failed(error):
+            if condition_failed(error):
                 return False
             raise
         return True
 
     @staticmethod
     def _to_analysis(item: dict[str, Any]) -> Analysis:
-        data = _unmarshal(item)
+        data = unmarshal(item)
         for key in _ANALYSIS_ONLY_KEYS:
             data.pop(key, None)
         return Analysis.model_validate(data)

@@ -10,18 +10,14 @@ Items, readable in the console:
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
-from pydantic_core import to_jsonable_python
 
+from segpipe.dal.claims import ClaimItems, Claims
+from segpipe.dal.dynamodb_items import attribute_value, condition_failed, marshal, partition_key, unmarshal
 from segpipe.dal.interfaces import Claim
-from segpipe.errors import InvalidInput
 from segpipe.models.common import VersionStatus
 from segpipe.models.version import ModelVersion
 
@@ -31,65 +27,18 @@ if TYPE_CHECKING:
 JOB_INDEX = "gsi1"
 ACTIVE_INDEX = "gsi2"
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
-
-
-def _pk(project: str) -> str:
-    return f"PROJECT#{project}"
+_CLAIMS = ClaimItems(
+    counter_sk="COUNTER",
+    counter_attribute="next_version",
+    counter_type="counter",
+    request_prefix="REQUEST#",
+    request_type="request",
+    number_attribute="version",
+)
 
 
 def _version_sk(version: int) -> str:
     return f"VERSION#{version:06d}"
-
-
-def _request_sk(request_key: str) -> str:
-    return "REQUEST#" + hashlib.sha256(request_key.encode()).hexdigest()[:40]
-
-
-#: DynamoDB numbers: magnitudes from 1E-130 to below 1E+126 (and 0); boto3 refuses anything else.
-_SMALLEST = Decimal("1E-130")
-_TOO_LARGE = Decimal("1E+126")
-
-
-def _dynamo_number(text: str) -> Decimal:
-    number = Decimal(text)
-    if number and abs(number) < _SMALLEST:
-        return Decimal(0)  # below DynamoDB's range: as good as zero for every figure segpipe stores
-    if abs(number) >= _TOO_LARGE:
-        raise InvalidInput(f"The number {text} is larger than the registry can store.", number=text)
-    return number
-
-
-def _to_dynamo(value: Any) -> Any:
-    """JSON-compatible data with floats as Decimal, as DynamoDB wants them."""
-    return json.loads(json.dumps(value, default=to_jsonable_python), parse_float=_dynamo_number)
-
-
-def _from_dynamo(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {key: _from_dynamo(item) for key, item in value.items()}
-    if isinstance(value, list | set):
-        return [_from_dynamo(item) for item in value]
-    return value
-
-
-def _marshal(item: dict[str, Any]) -> dict[str, Any]:
-    return {key: _serializer.serialize(value) for key, value in _to_dynamo(item).items()}
-
-
-def _unmarshal(item: dict[str, Any]) -> dict[str, Any]:
-    return {key: _from_dynamo(_deserializer.deserialize(value)) for key, value in item.items()}
-
-
-def _value(value: Any) -> Any:
-    return _serializer.serialize(_to_dynamo(value))
-
-
-def _condition_failed(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 _VERSION_ONLY_KEYS = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "status_rank", "item_type")
@@ -99,60 +48,22 @@ class DynamoModelRegistry:
     def __init__(self, client: DynamoDBClient, table: str) -> None:
         self._db = client
         self._table = table
+        self._claims = Claims(client, table, _CLAIMS)
 
     # --- requests and version numbers ----------------------------------------------------------
 
     def find_claim(self, project: str, request_key: str) -> Claim | None:
-        response = self._db.get_item(
-            TableName=self._table,
-            Key={"pk": {"S": _pk(project)}, "sk": {"S": _request_sk(request_key)}},
-            ConsistentRead=True,
-        )
-        if "Item" not in response:
-            return None
-        item = _unmarshal(response["Item"])
-        return Claim(version=item["version"], fresh=False, fingerprint=item["fingerprint"])
+        return self._claims.find(project, request_key)
 
     def claim(self, project: str, request_key: str, fingerprint: str, now: datetime) -> Claim:
-        if existing := self.find_claim(project, request_key):
-            return existing
-        counter = self._db.update_item(
-            TableName=self._table,
-            Key={"pk": {"S": _pk(project)}, "sk": {"S": "COUNTER"}},
-            UpdateExpression="ADD next_version :one SET item_type = :type",
-            ExpressionAttributeValues={":one": {"N": "1"}, ":type": {"S": "counter"}},
-            ReturnValues="UPDATED_NEW",
-        )
-        version = int(counter["Attributes"]["next_version"]["N"])
-        item = {
-            "pk": _pk(project),
-            "sk": _request_sk(request_key),
-            "item_type": "request",
-            "request_key": request_key,
-            "fingerprint": fingerprint,
-            "version": version,
-            "created_at": now.isoformat(),
-        }
-        try:
-            self._db.put_item(
-                TableName=self._table, Item=_marshal(item), ConditionExpression="attribute_not_exists(pk)"
-            )
-        except ClientError as error:
-            if not _condition_failed(error):
-                raise
-            # A concurrent delivery of the same request won the race: use its number.
-            winner = self.find_claim(project, request_key)
-            if winner is None:  # pragma: no cover - the condition failed, so the item exists
-                raise
-            return winner
-        return Claim(version=version, fresh=True, fingerprint=fingerprint)
+        return self._claims.claim(project, request_key, fingerprint, now)
 
     # --- versions -------------------------------------------------------------------------------
 
     def create_version(self, version: ModelVersion) -> bool:
         item = version.model_dump(mode="json")
         item.update(
-            pk=_pk(version.project),
+            pk=partition_key(version.project),
             sk=_version_sk(version.version),
             item_type="version",
             status_rank=version.status.rank,
@@ -161,10 +72,10 @@ class DynamoModelRegistry:
         )
         try:
             self._db.put_item(
-                TableName=self._table, Item=_marshal(item), ConditionExpression="attribute_not_exists(pk)"
+                TableName=self._table, Item=marshal(item), ConditionExpression="attribute_not_exists(pk)"
             )
         except ClientError as error:
-            if _condition_failed(error):
+            if condition_failed(error):
                 return False
             raise
         return True
@@ -172,7 +83,7 @@ class DynamoModelRegistry:
     def get_version(self, project: str, version: int) -> ModelVersion | None:
         response = self._db.get_item(
             TableName=self._table,
-            Key={"pk": {"S": _pk(project)}, "sk": {"S": _version_sk(version)}},
+            Key={"pk": {"S": partition_key(project)}, "sk": {"S": _version_sk(version)}},
             ConsistentRead=True,
         )
         return self._to_version(response["Item"]) if "Item" in response else None
@@ -187,7 +98,10 @@ class DynamoModelRegistry:
         else:
             query = {
                 "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-                "ExpressionAttributeValues": {":pk": {"S": _pk(project)}, ":prefix": {"S": "VERSION#"}},
+                "ExpressionAttributeValues": {
+                    ":pk": {"S": partition_key(project)},
+                    ":prefix": {"S": "VERSION#"},
+                },
             }
         paginator = self._db.get_paginator("query")
         versions = [
@@ -208,7 +122,7 @@ class DynamoModelRegistry:
             ProjectionExpression="sk",
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues={
-                ":pk": {"S": _pk(project)},
+                ":pk": {"S": partition_key(project)},
                 ":prefix": {"S": "VERSION#"},
                 ":queued": {"S": VersionStatus.QUEUED.value},
                 ":training": {"S": VersionStatus.TRAINING.value},
@@ -257,19 +171,19 @@ class DynamoModelRegistry:
         sets.append("#history = list_append(if_not_exists(#history, :empty), :change)")
         names["#history"] = "status_history"
         values[":empty"] = {"L": []}
-        values[":change"] = _value([change])
+        values[":change"] = attribute_value([change])
         values[":rank"] = {"N": str(to.rank)}
         try:
             self._db.update_item(
                 TableName=self._table,
-                Key={"pk": {"S": _pk(project)}, "sk": {"S": _version_sk(version)}},
+                Key={"pk": {"S": partition_key(project)}, "sk": {"S": _version_sk(version)}},
                 UpdateExpression="SET " + ", ".join(sets),
                 ConditionExpression="attribute_exists(pk) AND status_rank < :rank",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )
         except ClientError as error:
-            if _condition_failed(error):
+            if condition_failed(error):
                 return False
             raise
         return True
@@ -299,7 +213,7 @@ class DynamoModelRegistry:
             values[":status_c"] = {"S": require_status.value}
         request: dict[str, Any] = {
             "TableName": self._table,
-            "Key": {"pk": {"S": _pk(project)}, "sk": {"S": _version_sk(version)}},
+            "Key": {"pk": {"S": partition_key(project)}, "sk": {"S": _version_sk(version)}},
             "UpdateExpression": expression.strip(),
             "ConditionExpression": condition,
             "ExpressionAttributeNames": names,
@@ -309,7 +223,7 @@ class DynamoModelRegistry:
         try:
             self._db.update_item(**request)
         except ClientError as error:
-            if _condition_failed(error):
+            if condition_failed(error):
                 return False
             raise
         return True
@@ -328,7 +242,7 @@ class DynamoModelRegistry:
 
     def put_metrics(self, project: str, version: int, split: str, metrics: dict[str, Any]) -> None:
         item = {
-            "pk": _pk(project),
+            "pk": partition_key(project),
             "sk": f"METRICS#{version:06d}#{split}",
             "item_type": "metrics",
             "project": project,
@@ -336,18 +250,18 @@ class DynamoModelRegistry:
             "split": split,
             "metrics": metrics,
         }
-        self._db.put_item(TableName=self._table, Item=_marshal(item))
+        self._db.put_item(TableName=self._table, Item=marshal(item))
 
     def get_metrics(self, project: str, version: int) -> dict[str, dict[str, Any]]:
         response = self._db.query(
             TableName=self._table,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
             ExpressionAttributeValues={
-                ":pk": {"S": _pk(project)},
+                ":pk": {"S": partition_key(project)},
                 ":prefix": {"S": f"METRICS#{version:06d}#"},
             },
         )
-        items = [_unmarshal(item) for item in response.get("Items", [])]
+        items = [unmarshal(item) for item in response.get("Items", [])]
         return {item["split"]: item["metrics"] for item in items}
 
     # --- helpers --------------------------------------------------------------------------------
@@ -359,13 +273,13 @@ class DynamoModelRegistry:
         sets: list[str] = []
         for index, (key, value) in enumerate(updates.items()):
             names[f"#f{index}"] = key
-            values[f":v{index}"] = _value(value)
+            values[f":v{index}"] = attribute_value(value)
             sets.append(f"#f{index} = :v{index}")
         return names, values, sets
 
     @staticmethod
     def _to_version(item: dict[str, Any]) -> ModelVersion:
-        data = _unmarshal(item)
+        data = unmarshal(item)
         for key in _VERSION_ONLY_KEYS:
             data.pop(key, None)
         return ModelVersion.model_validate(data)
