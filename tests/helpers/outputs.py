@@ -8,6 +8,7 @@ import struct
 import tarfile
 import zlib
 
+from segpipe.models.common import SplitName
 from segpipe.models.trainer_io import (
     THRESHOLDS,
     AveragePrecision,
@@ -86,7 +87,7 @@ def evaluation(classes: list[str], *, with_test: bool = True, best: float = 0.45
     )
 
 
-def prediction(file_name: str, split: str, classes: list[str], count: int = 3) -> ImagePredictions:
+def prediction(file_name: str, split: SplitName, classes: list[str], count: int = 3) -> ImagePredictions:
     objects = [
         PredictedObject(
             category=classes[index % len(classes)],
@@ -100,7 +101,7 @@ def prediction(file_name: str, split: str, classes: list[str], count: int = 3) -
     stem = file_name.rsplit(".", 1)[0].replace("/", "__")
     return ImagePredictions(
         file_name=file_name, width=64, height=64, split=split, preview=f"{stem}.png", objects=objects
-    )  # type: ignore[arg-type]
+    )
 
 
 def output_archive(result: Evaluation, predictions: list[ImagePredictions]) -> bytes:

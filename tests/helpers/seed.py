@@ -45,7 +45,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from segpipe.dal.dynamodb import DynamoModelRegistry
 from segpipe.models import keys
-from segpipe.models.common import VersionStatus
+from segpipe.models.common import SplitName, VersionStatus
 from segpipe.models.report import (
     ClassCounts,
     Estimate,
@@ -78,7 +78,6 @@ from segpipe_local.events import job_state_change_event
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
-SplitName = Literal["train", "test"]
 #: AP is averaged over these IoU thresholds (COCO's 0.5:0.95).
 VERTICES = 18
 AP_IOUS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))

@@ -22,7 +22,7 @@ from pydantic_core import to_jsonable_python
 
 from segpipe.dal.interfaces import Claim
 from segpipe.errors import InvalidInput
-from segpipe.models.common import VersionStatus
+from segpipe.models.common import SplitName, VersionStatus
 from segpipe.models.version import ModelVersion
 
 if TYPE_CHECKING:
@@ -326,7 +326,7 @@ class DynamoModelRegistry:
 
     # --- metrics --------------------------------------------------------------------------------
 
-    def put_metrics(self, project: str, version: int, split: str, metrics: dict[str, Any]) -> None:
+    def put_metrics(self, project: str, version: int, split: SplitName, metrics: dict[str, Any]) -> None:
         item = {
             "pk": _pk(project),
             "sk": f"METRICS#{version:06d}#{split}",
