@@ -4,9 +4,12 @@ previews), from the shared contract models."""
 from __future__ import annotations
 
 import io
+import json
 import struct
 import tarfile
 import zlib
+from collections.abc import Mapping
+from typing import Any
 
 from segpipe.models.common import SplitName
 from segpipe.models.trainer_io import (
@@ -104,10 +107,18 @@ def prediction(file_name: str, split: SplitName, classes: list[str], count: int 
     )
 
 
-def output_archive(result: Evaluation, predictions: list[ImagePredictions]) -> bytes:
-    """The bytes of output.tar.gz."""
+def output_archive(
+    result: Evaluation,
+    predictions: list[ImagePredictions],
+    *,
+    previews: Mapping[str, bytes] | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> bytes:
+    """The bytes of output.tar.gz, laid out as the trainer writes /opt/ml/output/data: the
+    evaluation, the resolved config, and each image's predictions and preview. `previews` gives the
+    PNG of a preview file name (a tiny PNG for any other)."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as archive:  # PNGs are compressed
 
         def add(name: str, data: bytes) -> None:
             info = tarfile.TarInfo(name)
@@ -115,9 +126,10 @@ def output_archive(result: Evaluation, predictions: list[ImagePredictions]) -> b
             archive.addfile(info, io.BytesIO(data))
 
         add("evaluation.json", result.model_dump_json().encode())
-        add("config.json", b'{"preset": "tiny"}')
+        add("config.json", json.dumps(config or {"preset": "tiny"}).encode())
         for item in predictions:
-            stem = (item.preview or "x.png").removesuffix(".png")
+            preview = item.preview or "x.png"
+            stem = preview.removesuffix(".png")
             add(f"predictions/{item.split}/{stem}.json", item.model_dump_json().encode())
-            add(f"previews/{stem}.png", tiny_png())
+            add(f"previews/{stem}.png", (previews or {}).get(preview) or tiny_png())
     return buffer.getvalue()
