@@ -15,7 +15,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.helpers.seed import SeedSpec, local_config, local_stack_process, seed_completed_version
+from tests.helpers.seed import seed_completed_version
+from tests.helpers.stack_process import local_config, local_stack_process
+from tests.helpers.synthetic import SeedSpec
 
 
 def _client(urls: list[str], stop: threading.Event, latencies: list[float], errors: list[str]) -> None:

@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.helpers.browser import CHROMIUM, LAUNCH_ARGS
-from tests.helpers.seed import SeedSpec, local_config, local_stack_process, seed_completed_version
+from tests.helpers.seed import seed_completed_version
+from tests.helpers.stack_process import local_config, local_stack_process
+from tests.helpers.synthetic import SeedSpec
 
 VIEWPORT = {"width": 1400, "height": 1000}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -152,3 +153,14 @@ def processing_job_state_change_event(
 ) -> dict[str, Any]:
     """`SageMaker Processing Job State Change`, from a DescribeProcessingJob answer (plus Tags)."""
     return _sagemaker_state_change(description, kind="Processing", resource="processing-job", region=region)
+
+
+def event_bus_entry(event: dict[str, Any]) -> dict[str, Any]:
+    """A PutEvents entry that EventBridge turns back into `event` (less the fields it sets itself:
+    id, time, account, region)."""
+    return {
+        "Source": event["source"],
+        "DetailType": event["detail-type"],
+        "Detail": json.dumps(event["detail"]),
+        "Resources": event["resources"],
+    }

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import base64
 import logging
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from segpipe_local.events import http_api_event
 from segpipe_local.functions import LocalFunction
-from segpipe_local.local_origin import guard
+from segpipe_local.server_thread import ServerThread
 
 logger = logging.getLogger(__name__)
 
@@ -74,21 +72,8 @@ def _to_response(answer: dict[str, Any]) -> Response:
     return response
 
 
-class GatewayServer:
+class GatewayServer(ServerThread):
     """The gateway on a threaded WSGI server, in a background thread."""
 
     def __init__(self, api: LocalFunction, *, host: str, port: int) -> None:
-        self._server: BaseWSGIServer = make_server(host, port, Gateway(api), threaded=True)
-        guard(self._server, host=host)  # its own page and non-browser clients only
-        self._thread = threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_port)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._thread.join(timeout=5)
+        super().__init__(Gateway(api), host=host, port=port, name="gateway")

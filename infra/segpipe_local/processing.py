@@ -24,36 +24,34 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from segpipe.models.jobs import JobStatus
 from segpipe.models.processing import PROCESSING_ROOT, CreateProcessingJob, ProcessingOutput
-from segpipe_local.events import ACCOUNT, processing_job_state_change_event, with_datetimes
-from segpipe_local.runner import (
+from segpipe_local.events import ACCOUNT, processing_job_state_change_event
+from segpipe_local.jobs import (
     TERMINAL,
-    JobError,
-    _invalid,
-    _split_uri,
+    LocalRunner,
+    RunnerJob,
     check_environment,
     download_keys,
+    invalid,
     list_keys,
     parse_request,
+    split_uri,
 )
 
 logger = logging.getLogger(__name__)
 
-#: The variables a processing job may set in `analyze`'s environment (see runner.JOB_ENVIRONMENT).
+#: The variables a processing job may set in `analyze`'s environment (see `jobs.check_environment`).
 PROCESSING_ENVIRONMENT = frozenset({"SEGPIPE_PROJECT", "SEGPIPE_VERSION", "SEGPIPE_ANALYSIS"})
 #: The only entry point the local runner starts: it runs commands on this machine.
 ENTRY_POINTS = (["analyze"],)
@@ -74,16 +72,11 @@ def shard(keys: list[str], *, host_index: int, hosts: int) -> list[str]:
     return sorted(keys)[host_index::hosts]
 
 
-class LocalProcessingJob(BaseModel):
+class LocalProcessingJob(RunnerJob):
     request: CreateProcessingJob
-    status: JobStatus = "InProgress"
-    failure_reason: str | None = None
     exit_message: str | None = None
-    creation_time: datetime = Field(default_factory=lambda: datetime.now(UTC))
     processing_start_time: datetime | None = None
     processing_end_time: datetime | None = None
-    last_modified_time: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    stop_requested: bool = False
     runtime_exceeded: bool = Field(default=False, description="Stopped by MaxRuntimeInSeconds")
     hosts_done: list[str] = Field(default_factory=list, description="Hosts whose container exited 0")
     resumed: int = Field(default=0, description="Times the job restarted after the stack stopped")
@@ -91,6 +84,10 @@ class LocalProcessingJob(BaseModel):
     @property
     def name(self) -> str:
         return self.request.ProcessingJobName
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {tag.Key: tag.Value for tag in self.request.Tags}
 
     @property
     def hosts(self) -> list[str]:
@@ -141,7 +138,7 @@ def _local_path(value: str, where: str) -> PurePosixPath:
     so never `..` in it."""
     path = PurePosixPath(value)
     if not value.startswith(PROCESSING_ROOT + "/") or ".." in path.parts or len(value) > 256:
-        raise _invalid(value, where, f"Member must be a path under {PROCESSING_ROOT}/ without '..'")
+        raise invalid(value, where, f"Member must be a path under {PROCESSING_ROOT}/ without '..'")
     return path.relative_to(PROCESSING_ROOT)
 
 
@@ -151,7 +148,7 @@ def check_processing_job(request: CreateProcessingJob) -> None:
     check_environment(request.Environment, PROCESSING_ENVIRONMENT)
     entry = request.AppSpecification.ContainerEntrypoint
     if entry not in ENTRY_POINTS:
-        raise _invalid(
+        raise invalid(
             " ".join(entry),
             "appSpecification.containerEntrypoint",
             "the local runner runs only the entry point: " + ", ".join(" ".join(e) for e in ENTRY_POINTS),
@@ -160,12 +157,12 @@ def check_processing_job(request: CreateProcessingJob) -> None:
     outputs = [item.OutputName for item in request.ProcessingOutputConfig.Outputs]
     for what, listed in (("processingInputs", names), ("processingOutputConfig.outputs", outputs)):
         if len(set(listed)) != len(listed):
-            raise _invalid(", ".join(listed), what, "Names must be unique")
+            raise invalid(", ".join(listed), what, "Names must be unique")
     for index, item in enumerate(request.ProcessingInputs, start=1):
         where = f"processingInputs.{index}.member.s3Input"
         _local_path(item.S3Input.LocalPath, f"{where}.localPath")
         if item.S3Input.S3InputMode == "Pipe" or item.S3Input.S3DataType == "ManifestFile":
-            raise _invalid(item.InputName, where, "the local runner serves S3Prefix inputs in File mode")
+            raise invalid(item.InputName, where, "the local runner serves S3Prefix inputs in File mode")
         _s3_uri(item.S3Input.S3Uri, f"{where}.s3Uri")
     for index, output in enumerate(request.ProcessingOutputConfig.Outputs, start=1):
         where = f"processingOutputConfig.outputs.{index}.member.s3Output"
@@ -175,7 +172,7 @@ def check_processing_job(request: CreateProcessingJob) -> None:
 
 def _s3_uri(value: str, where: str) -> None:
     if not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?", value):
-        raise _invalid(
+        raise invalid(
             value, where, "Member must satisfy regular expression pattern: (https|s3)://([^/]+)/?(.*)"
         )
 
@@ -188,65 +185,44 @@ def analyze_command() -> list[str]:
     return [sys.executable, "-c", "from segpipe_trainer.analyze import main; main()"]
 
 
-class ProcessingRunner:
+class ProcessingRunner(LocalRunner[LocalProcessingJob]):
+    """Processing jobs: CreateProcessingJob's checks, then `analyze` run once per host, one host
+    after another."""
+
+    kind = "processing"
+    not_found = "Could not find requested job with name {name}"
+
     def __init__(self, *, s3: Any, events: Any, data_dir: Path, region: str) -> None:
-        self._s3 = s3
-        self._events = events
-        self._root = data_dir / "processing-jobs"
-        self._region = region
-        self._jobs: dict[str, LocalProcessingJob] = {}
-        self._processes: dict[str, subprocess.Popen[bytes]] = {}
-        self._lock = threading.RLock()
-        self._shutting_down = threading.Event()
-        self._queue: queue.Queue[str | None] = queue.Queue()
         #: Modification times of the files already uploaded, per (job, host, output).
         self._uploaded_times: dict[tuple[str, str, str], dict[str, int]] = {}
-        self._worker = threading.Thread(target=self._work, name="processing-runner", daemon=True)
-        self._load()
+        super().__init__(
+            job_model=LocalProcessingJob,
+            state_change=processing_job_state_change_event,
+            s3=s3,
+            events=events,
+            root=data_dir / "processing-jobs",
+            region=region,
+        )
 
     # --- the SageMaker API ----------------------------------------------------------------------
 
     def create(self, params: dict[str, Any]) -> dict[str, Any]:
         request = parse_request(CreateProcessingJob, params)
         check_processing_job(request)
-        with self._lock:
-            existing = self._jobs.get(request.ProcessingJobName)
-            if existing is not None:
-                raise JobError(
-                    "ResourceInUse",
-                    "Job name must be unique within an AWS account and region, and a job with this name "
-                    f"already exists ({existing.arn(self._region)})",
-                )
-            job = LocalProcessingJob(request=request)
-            self._jobs[job.name] = job
-            self._save(job)
-        self._emit(job)
-        self._queue.put(job.name)
+        job = LocalProcessingJob(request=request)
+        self._add(job)
         return {"ProcessingJobArn": job.arn(self._region)}
 
-    def _job(self, name: str) -> LocalProcessingJob:
-        job = self._jobs.get(name)
-        if job is None:
-            raise JobError("ValidationException", f"Could not find requested job with name {name}")
-        return job
+    def _name_taken(self, existing: LocalProcessingJob) -> str:
+        return (
+            "Job name must be unique within an AWS account and region, and a job with this name "
+            f"already exists ({existing.arn(self._region)})"
+        )
 
-    def describe(self, name: str) -> dict[str, Any]:
-        with self._lock:
-            return self._job(name).describe(self._region)
-
-    def stop(self, name: str) -> dict[str, Any]:
-        with self._lock:
-            job = self._job(name)
-            if job.status in TERMINAL or job.status == "Stopping":
-                raise JobError("ValidationException", f"The job {name} is not in progress.")
-            job.stop_requested = True
-            process = self._processes.get(name)
-            if process is None:  # waiting for the worker (or between hosts): it never starts
-                self._finish(job, "Stopped")
-                return {}
-            self._update(job, status="Stopping")
-        process.send_signal(signal.SIGTERM)
-        return {}
+    def _stop_refusal(self, job: LocalProcessingJob) -> str | None:
+        if job.status in TERMINAL or job.status == "Stopping":
+            return f"The job {job.name} is not in progress."
+        return None
 
     def list(self, params: dict[str, Any] | None = None) -> dict[str, Any]:
         params = params or {}
@@ -262,54 +238,15 @@ class ProcessingRunner:
             jobs.sort(key=lambda j: j.creation_time, reverse=newest_first)
             return {"ProcessingJobSummaries": [job.summary(self._region) for job in jobs]}
 
-    # --- lifecycle ------------------------------------------------------------------------------
+    # --- state ----------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._worker.start()
-
-    def stop_all(self) -> None:
-        """Stop the runner: a running container gets SIGTERM; its job resumes on the next start."""
-        self._shutting_down.set()
-        with self._lock:
-            processes = list(self._processes.values())
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        self._queue.put(None)
-
-    def _load(self) -> None:
-        if not self._root.exists():
+    def _resume(self, job: LocalProcessingJob) -> None:
+        if job.stop_requested or job.runtime_exceeded:  # was stopping when the stack went down
+            self._finish(job, "Stopped")
             return
-        for path in sorted(self._root.glob("*/job.json")):
-            job = LocalProcessingJob.model_validate_json(path.read_text())
-            self._jobs[job.name] = job
-            if job.status in TERMINAL:
-                continue
-            if job.stop_requested or job.runtime_exceeded:  # was stopping when the stack went down
-                self._finish(job, "Stopped")
-                continue
-            job.resumed += 1
-            self._update(job, status="InProgress")  # says so again: the job runs on
-            self._queue.put(job.name)
-
-    def _save(self, job: LocalProcessingJob) -> None:
-        directory = self._root / job.name
-        directory.mkdir(parents=True, exist_ok=True)
-        temporary = directory / "job.json.tmp"
-        temporary.write_text(job.model_dump_json(indent=2))
-        temporary.replace(directory / "job.json")
-
-    def _update(self, job: LocalProcessingJob, **changes: Any) -> None:
-        with self._lock:
-            for key, value in changes.items():
-                setattr(job, key, value)
-            job.last_modified_time = datetime.now(UTC)
-            self._save(job)
-        self._emit(job)
+        job.resumed += 1
+        self._update(job, status="InProgress")  # says so again: the job runs on
+        self._queue.put(job.name)
 
     def _finish(
         self, job: LocalProcessingJob, status: str, reason: str | None = None, message: str | None = None
@@ -324,33 +261,7 @@ class ProcessingRunner:
             processing_end_time=datetime.now(UTC),
         )
 
-    def _emit(self, job: LocalProcessingJob) -> None:
-        description = with_datetimes(job.describe(self._region))
-        description["Tags"] = {tag.Key: tag.Value for tag in job.request.Tags}
-        event = processing_job_state_change_event(description, region=self._region)
-        self._events.put_events(
-            Entries=[
-                {
-                    "Source": event["source"],
-                    "DetailType": event["detail-type"],
-                    "Detail": json.dumps(event["detail"]),
-                    "Resources": event["resources"],
-                }
-            ]
-        )
-
     # --- running a job --------------------------------------------------------------------------
-
-    def _work(self) -> None:
-        while (name := self._queue.get()) is not None:
-            job = self._jobs[name]
-            if job.status in TERMINAL:
-                continue
-            try:
-                self._run(job)
-            except Exception as error:
-                logger.exception("local processing job %s broke", name)
-                self._finish(job, "Failed", f"InternalServerError: the local runner failed: {error}")
 
     def _host_root(self, job: LocalProcessingJob, host: str) -> Path:
         """The host's `/opt/ml`."""
@@ -405,23 +316,15 @@ class ProcessingRunner:
             "PYTHONUNBUFFERED": "1",
         }
         environment.pop("SEGPIPE_ML_ROOT", None)
-        stop_sync = threading.Event()
-        syncer = threading.Thread(target=self._sync, args=(job, host, stop_sync), daemon=True)
-        with (self._root / job.name / f"{host}.log").open("ab") as log:
-            command = [*analyze_command(), *(job.request.AppSpecification.ContainerArguments or [])]
-            process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
-            with self._lock:
-                self._processes[job.name] = process
-            if job.stop_requested:  # asked to stop while the inputs were downloading
-                process.send_signal(signal.SIGTERM)
-            syncer.start()
-            code = self._wait(job, process)
-        stop_sync.set()
-        syncer.join()
-        self._upload_outputs(job, host, mode="Continuous")
-        with self._lock:
-            self._processes.pop(job.name, None)
-        return code
+        return self._run_process(
+            job,
+            [*analyze_command(), *(job.request.AppSpecification.ContainerArguments or [])],
+            environment=environment,
+            log_path=self._root / job.name / f"{host}.log",
+            sync=lambda: self._upload_outputs(job, host, mode="Continuous"),  # uploaded while it runs
+            sync_seconds=CONTINUOUS_SECONDS,
+            wait=lambda process: self._wait(job, process),
+        )
 
     def _wait(self, job: LocalProcessingJob, process: subprocess.Popen[bytes]) -> int:
         """The container's exit code. Past MaxRuntimeInSeconds (counted from the job's start, over
@@ -464,21 +367,13 @@ class ProcessingRunner:
         text = path.read_bytes()[:MESSAGE_MAX].decode("utf-8", errors="replace").strip()
         return text or None
 
-    def _sync(self, job: LocalProcessingJob, host: str, stop: threading.Event) -> None:
-        """Continuous outputs are uploaded while the container runs."""
-        while not stop.wait(CONTINUOUS_SECONDS):
-            try:
-                self._upload_outputs(job, host, mode="Continuous")
-            except Exception:
-                logger.debug("continuous upload failed; retrying", exc_info=True)
-
     def _upload_outputs(self, job: LocalProcessingJob, host: str, *, mode: str) -> None:
         processing = self._host_root(job, host) / "processing"
         every: list[ProcessingOutput] = job.request.ProcessingOutputConfig.Outputs
         outputs = [output for output in every if output.S3Output.S3UploadMode == mode]
         for output in outputs:
             folder = processing / _local_path(output.S3Output.LocalPath, output.OutputName)
-            bucket, prefix = _split_uri(output.S3Output.S3Uri)
+            bucket, prefix = split_uri(output.S3Output.S3Uri)
             uploaded = self._uploaded_times.setdefault((job.name, host, output.OutputName), {})
             for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
                 if not path.is_file() or path.name.endswith(".tmp"):

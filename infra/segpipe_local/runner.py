@@ -13,52 +13,44 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import re
-import signal
-import subprocess
 import sys
 import tarfile
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
-
-from segpipe.models.jobs import CreateTrainingJob, JobStatus
-from segpipe_local.events import ACCOUNT, job_state_change_event, with_datetimes
+from segpipe.models.jobs import CreateTrainingJob
+from segpipe_local.events import ACCOUNT, job_state_change_event
+from segpipe_local.jobs import (
+    TERMINAL,
+    LocalRunner,
+    RunnerJob,
+    check_environment,
+    download_keys,
+    invalid,
+    list_keys,
+    parse_request,
+    split_uri,
+)
 
 logger = logging.getLogger(__name__)
 
-TERMINAL = {"Completed", "Failed", "Stopped"}
-RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
-
-class JobError(Exception):
-    """An error SageMaker's API would return (`code` is its `__type`)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class LocalJob(BaseModel):
+class LocalJob(RunnerJob):
     request: CreateTrainingJob
-    status: JobStatus = "InProgress"
     secondary_status: str = "Starting"
-    failure_reason: str | None = None
-    creation_time: datetime = Field(default_factory=lambda: datetime.now(UTC))
     training_start_time: datetime | None = None
     training_end_time: datetime | None = None
-    last_modified_time: datetime = Field(default_factory=lambda: datetime.now(UTC))
     model_artifact: str | None = None
-    stop_requested: bool = False
 
     @property
     def name(self) -> str:
         return self.request.TrainingJobName
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {tag.Key: tag.Value for tag in self.request.Tags}
 
     def arn(self, region: str) -> str:
         return f"arn:aws:sagemaker:{region}:{ACCOUNT}:training-job/{self.name.lower()}"
@@ -99,53 +91,12 @@ class LocalJob(BaseModel):
 #: sets. The trainer runs as a local process, so a variable such as LD_PRELOAD or PYTHONPATH would
 #: run any code the caller names.
 JOB_ENVIRONMENT = frozenset({"SEGPIPE_PROJECT", "SEGPIPE_VERSION"})
+#: SageMaker uploads /opt/ml/checkpoints continuously while a job runs; here, this often.
+CHECKPOINT_SYNC_SECONDS = 2.0
 
-# SageMaker's own limits (its API model): Channel.ChannelName, TrainingEnvironmentMap.
+# SageMaker's own limits (its API model): Channel.ChannelName.
 CHANNEL_NAME = re.compile(r"[A-Za-z0-9\.\-_]+")
 CHANNEL_NAME_MAX = 64
-ENVIRONMENT_MAX_ENTRIES = 100
-ENVIRONMENT_VALUE_MAX = 512
-
-
-def _invalid(value: str, where: str, constraint: str) -> JobError:
-    """A ValidationException worded as SageMaker words them."""
-    shown = value if len(value) <= 100 else value[:100] + "..."
-    return JobError(
-        "ValidationException",
-        f"1 validation error detected: Value {shown!r} at '{where}' "
-        f"failed to satisfy constraint: {constraint}",
-    )
-
-
-def parse_request(model: type[RequestModel], params: dict[str, Any]) -> RequestModel:
-    """A Create*Job request checked by its pydantic contract, as SageMaker checks its API model:
-    the first problem becomes a ValidationException."""
-    try:
-        return model.model_validate(params)
-    except ValidationError as error:
-        raise JobError("ValidationException", str(error.errors()[0]["msg"])) from error
-
-
-def check_environment(environment: dict[str, str], allowed: frozenset[str] = JOB_ENVIRONMENT) -> None:
-    if len(environment) > ENVIRONMENT_MAX_ENTRIES:
-        raise _invalid(
-            f"{len(environment)} entries",
-            "environment",
-            f"Map must have at most {ENVIRONMENT_MAX_ENTRIES} entries",
-        )
-    for name, value in environment.items():
-        if name not in allowed:
-            raise _invalid(
-                name,
-                "environment",
-                "Map keys must be variables the local runner passes to a job: " + ", ".join(sorted(allowed)),
-            )
-        if len(value) > ENVIRONMENT_VALUE_MAX:
-            raise _invalid(
-                value,
-                f"environment.{name}",
-                f"Member must have length less than or equal to {ENVIRONMENT_VALUE_MAX}",
-            )
 
 
 def check_channels(names: list[str]) -> None:
@@ -154,43 +105,16 @@ def check_channels(names: list[str]) -> None:
     for index, name in enumerate(names, start=1):
         where = f"inputDataConfig.{index}.member.channelName"
         if not CHANNEL_NAME.fullmatch(name):
-            raise _invalid(
+            raise invalid(
                 name, where, f"Member must satisfy regular expression pattern: {CHANNEL_NAME.pattern}"
             )
         if len(name) > CHANNEL_NAME_MAX:
-            raise _invalid(name, where, f"Member must have length less than or equal to {CHANNEL_NAME_MAX}")
+            raise invalid(name, where, f"Member must have length less than or equal to {CHANNEL_NAME_MAX}")
         if name == "." or ".." in name:
-            raise _invalid(name, where, "Member must not be '.' and must not contain '..'")
+            raise invalid(name, where, "Member must not be '.' and must not contain '..'")
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
-        raise _invalid(", ".join(duplicates), "inputDataConfig", "Channel names (channelName) must be unique")
-
-
-def _split_uri(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
-
-
-def list_keys(s3: Any, uri: str) -> list[str]:
-    """Every key under an S3Prefix URI, sorted (S3 lists in key order)."""
-    bucket, prefix = _split_uri(uri)
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return [item["Key"] for page in pages for item in page.get("Contents", [])]
-
-
-def download_keys(s3: Any, uri: str, keys: list[str], target: Path) -> None:
-    """Copy `keys` (under the prefix of `uri`) into `target`, keeping the path below the prefix;
-    a single object (a model.tar.gz) lands under its own name. Nothing is written outside
-    `target`."""
-    bucket, prefix = _split_uri(uri)
-    target.mkdir(parents=True, exist_ok=True)
-    for key in keys:
-        relative = key[len(prefix) :].lstrip("/") or key.rsplit("/", 1)[-1]
-        if not relative or ".." in Path(relative).parts or relative.endswith("/"):
-            continue  # a folder marker, or a path that would leave the target
-        destination = target / relative
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        s3.download_file(bucket, key, str(destination))
+        raise invalid(", ".join(duplicates), "inputDataConfig", "Channel names (channelName) must be unique")
 
 
 def train_command() -> list[str]:
@@ -201,62 +125,42 @@ def train_command() -> list[str]:
     return [sys.executable, "-c", "from segpipe_trainer.cli import main; main()"]
 
 
-class JobRunner:
+class JobRunner(LocalRunner[LocalJob]):
+    """Training jobs: CreateTrainingJob's checks, then the trainer run under the job's `/opt/ml`."""
+
+    kind = "training"
+    not_found = "Requested resource not found."
+
     def __init__(self, *, s3: Any, events: Any, data_dir: Path, region: str, parallel: int = 1) -> None:
-        self._s3 = s3
-        self._events = events
-        self._root = data_dir / "jobs"
-        self._region = region
-        self._jobs: dict[str, LocalJob] = {}
-        self._processes: dict[str, subprocess.Popen[bytes]] = {}
-        self._lock = threading.RLock()
         self._checkpoint_times: dict[str, dict[str, float]] = {}
-        self._shutting_down = threading.Event()
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._workers = [
-            threading.Thread(target=self._work, name=f"job-runner-{index}", daemon=True)
-            for index in range(parallel)
-        ]
-        self._load()
+        super().__init__(
+            job_model=LocalJob,
+            state_change=job_state_change_event,
+            s3=s3,
+            events=events,
+            root=data_dir / "jobs",
+            region=region,
+            parallel=parallel,
+        )
 
     # --- the SageMaker API ----------------------------------------------------------------------
 
     def create(self, params: dict[str, Any]) -> dict[str, Any]:
         request = parse_request(CreateTrainingJob, params)
-        check_environment(request.Environment)
+        check_environment(request.Environment, JOB_ENVIRONMENT)
         check_channels([channel.ChannelName for channel in request.InputDataConfig])
-        with self._lock:
-            if request.TrainingJobName in self._jobs:
-                raise JobError("ResourceInUse", f"Training job {request.TrainingJobName} already exists")
-            job = LocalJob(request=request)
-            self._jobs[job.name] = job
-            self._save(job)
-        self._emit(job)
-        self._queue.put(job.name)
+        job = LocalJob(request=request)
+        self._add(job)
         return {"TrainingJobArn": job.arn(self._region)}
 
-    def describe(self, name: str) -> dict[str, Any]:
-        with self._lock:
-            job = self._jobs.get(name)
-            if job is None:
-                raise JobError("ValidationException", "Requested resource not found.")
-            return job.describe(self._region)
+    def _name_taken(self, existing: LocalJob) -> str:
+        return f"Training job {existing.name} already exists"
 
-    def stop(self, name: str) -> dict[str, Any]:
-        with self._lock:
-            job = self._jobs.get(name)
-            if job is None:
-                raise JobError("ValidationException", "Requested resource not found.")
-            if job.status in TERMINAL:
-                raise JobError("ValidationException", f"The job {name} is already in a terminal state.")
-            job.stop_requested = True
-            process = self._processes.get(name)
-            if process is None:  # still waiting for a worker: it never starts
-                self._finish(job, "Stopped", "Stopped")
-                return {}
-            self._update(job, status="Stopping", secondary_status="Stopping")
-        process.send_signal(signal.SIGTERM)  # the trainer writes a checkpoint and exits
-        return {}
+    def _stop_refusal(self, job: LocalJob) -> str | None:
+        return f"The job {job.name} is already in a terminal state." if job.status in TERMINAL else None
+
+    def _mark_stopping(self, job: LocalJob) -> None:
+        self._update(job, status="Stopping", secondary_status="Stopping")
 
     def list(self) -> dict[str, Any]:
         with self._lock:
@@ -272,92 +176,23 @@ class JobRunner:
             ]
         return {"TrainingJobSummaries": summaries}
 
-    # --- lifecycle ------------------------------------------------------------------------------
+    # --- state ----------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        for worker in self._workers:
-            worker.start()
+    def _resume(self, job: LocalJob) -> None:
+        """A job that was running resumes from its checkpoints, as after a spot interruption."""
+        job.status, job.secondary_status = "InProgress", "Starting"
+        self._queue.put(job.name)
 
-    def stop_all(self) -> None:
-        """Stop the runner: running jobs get SIGTERM (they checkpoint) and resume on the next start."""
-        self._shutting_down.set()
-        with self._lock:
-            processes = list(self._processes.values())
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for _ in self._workers:
-            self._queue.put(None)
-
-    def _load(self) -> None:
-        """Jobs survive restarts; one that was running resumes from its checkpoints, as after a
-        spot interruption."""
-        if not self._root.exists():
-            return
-        for path in sorted(self._root.glob("*/job.json")):
-            job = LocalJob.model_validate_json(path.read_text())
-            self._jobs[job.name] = job
-            if job.status not in TERMINAL:
-                job.status, job.secondary_status = "InProgress", "Starting"
-                self._queue.put(job.name)
-
-    def _save(self, job: LocalJob) -> None:
-        directory = self._root / job.name
-        directory.mkdir(parents=True, exist_ok=True)
-        temporary = directory / "job.json.tmp"
-        temporary.write_text(job.model_dump_json(indent=2))
-        temporary.replace(directory / "job.json")
-
-    def _update(self, job: LocalJob, **changes: Any) -> None:
-        with self._lock:
-            for key, value in changes.items():
-                setattr(job, key, value)
-            job.last_modified_time = datetime.now(UTC)
-            self._save(job)
-        self._emit(job)
-
-    def _finish(self, job: LocalJob, status: str, secondary: str, reason: str | None = None) -> None:
+    def _finish(self, job: LocalJob, status: str, reason: str | None = None) -> None:
         self._update(
             job,
             status=status,
-            secondary_status=secondary,
+            secondary_status=status,
             failure_reason=reason,
             training_end_time=datetime.now(UTC),
         )
 
-    def _emit(self, job: LocalJob) -> None:
-        description = with_datetimes(job.describe(self._region))
-        description["Tags"] = {tag.Key: tag.Value for tag in job.request.Tags}
-        event = job_state_change_event(description, region=self._region)
-        self._events.put_events(
-            Entries=[
-                {
-                    "Source": event["source"],
-                    "DetailType": event["detail-type"],
-                    "Detail": json.dumps(event["detail"]),
-                    "Resources": event["resources"],
-                }
-            ]
-        )
-
     # --- running a job --------------------------------------------------------------------------
-
-    def _work(self) -> None:
-        while (name := self._queue.get()) is not None:
-            job = self._jobs[name]
-            if job.status in TERMINAL:
-                continue
-            try:
-                self._run(job)
-            except Exception as error:
-                logger.exception("local job %s broke", name)
-                self._finish(
-                    job, "Failed", "Failed", f"InternalServerError: the local runner failed: {error}"
-                )
 
     def _run(self, job: LocalJob) -> None:
         root = self._root / job.name / "ml"
@@ -365,40 +200,36 @@ class JobRunner:
         self._update(
             job, secondary_status="Training", training_start_time=job.training_start_time or datetime.now(UTC)
         )
-        log_path = self._root / job.name / "train.log"
-        check_environment(job.request.Environment)  # also for jobs saved before the allowlist
+        check_environment(
+            job.request.Environment, JOB_ENVIRONMENT
+        )  # also for jobs saved before the allowlist
         environment = {
             **os.environ,
             **job.request.Environment,
             "SEGPIPE_ML_ROOT": str(root),
             "PYTHONUNBUFFERED": "1",
         }
-        stop_sync = threading.Event()
-        syncer = threading.Thread(target=self._sync_checkpoints, args=(job, root, stop_sync), daemon=True)
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(train_command(), env=environment, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
-            with self._lock:
-                self._processes[job.name] = process
-            syncer.start()
-            code = process.wait()
-        stop_sync.set()
-        syncer.join()
-        self._upload_checkpoints(job, root)
-        with self._lock:
-            self._processes.pop(job.name, None)
+        code = self._run_process(
+            job,
+            train_command(),
+            environment=environment,
+            log_path=self._root / job.name / "train.log",
+            sync=lambda: self._upload_checkpoints(job, root),  # as SageMaker syncs /opt/ml/checkpoints
+            sync_seconds=CHECKPOINT_SYNC_SECONDS,
+        )
         if self._shutting_down.is_set() and not job.stop_requested:
             return  # interrupted by the stack stopping: resumes from its checkpoint on the next start
         if job.stop_requested:
-            self._finish(job, "Stopped", "Stopped")
+            self._finish(job, "Stopped")
         elif code == 0:
             self._upload_outputs(job, root)
-            self._finish(job, "Completed", "Completed")
+            self._finish(job, "Completed")
         else:
             failure = root / "output" / "failure"
             reason = (
                 failure.read_text().strip() if failure.exists() else f"the trainer exited with code {code}"
             )
-            self._finish(job, "Failed", "Failed", f"AlgorithmError: {reason}")
+            self._finish(job, "Failed", f"AlgorithmError: {reason}")
 
     def _materialise(self, job: LocalJob, root: Path) -> None:
         config = root / "input" / "config"
@@ -429,18 +260,10 @@ class JobRunner:
     def _download(self, uri: str, target: Path) -> None:
         download_keys(self._s3, uri, list_keys(self._s3, uri), target)
 
-    def _sync_checkpoints(self, job: LocalJob, root: Path, stop: threading.Event) -> None:
-        """SageMaker uploads /opt/ml/checkpoints continuously while a job runs."""
-        while not stop.wait(2.0):
-            try:
-                self._upload_checkpoints(job, root)
-            except Exception:
-                logger.debug("checkpoint sync failed; retrying", exc_info=True)
-
     def _upload_checkpoints(self, job: LocalJob, root: Path) -> None:
         if not job.request.CheckpointConfig:
             return
-        bucket, prefix = _split_uri(job.request.CheckpointConfig.S3Uri)
+        bucket, prefix = split_uri(job.request.CheckpointConfig.S3Uri)
         folder = root / "checkpoints"
         seen = self._checkpoint_times.setdefault(job.name, {})
         for path in folder.rglob("*"):
@@ -454,7 +277,7 @@ class JobRunner:
             seen[relative] = stamp
 
     def _upload_outputs(self, job: LocalJob, root: Path) -> None:
-        bucket, prefix = _split_uri(job.request.OutputDataConfig.S3OutputPath)
+        bucket, prefix = split_uri(job.request.OutputDataConfig.S3OutputPath)
         base = prefix.rstrip("/") + f"/{job.name}/output/"
         for archive, folder in (
             ("model.tar.gz", root / "model"),

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from segpipe_local.local_origin import guard, is_loopback
+from segpipe_local.jobs import JobError
+from segpipe_local.local_origin import is_loopback
 from segpipe_local.processing import ProcessingRunner
-from segpipe_local.runner import JobError, JobRunner
+from segpipe_local.runner import JobRunner
+from segpipe_local.server_thread import ServerThread
 
 logger = logging.getLogger(__name__)
 
@@ -26,14 +26,14 @@ class SageMakerApi:
         self._operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "CreateTrainingJob": runner.create,
             "DescribeTrainingJob": lambda body: runner.describe(body["TrainingJobName"]),
-            "StopTrainingJob": lambda body: runner.stop(body["TrainingJobName"]),
+            "StopTrainingJob": lambda body: runner.stop_job(body["TrainingJobName"]),
             "ListTrainingJobs": lambda _: runner.list(),
         }
         if processing is not None:
             self._operations |= {
                 "CreateProcessingJob": processing.create,
                 "DescribeProcessingJob": lambda body: processing.describe(body["ProcessingJobName"]),
-                "StopProcessingJob": lambda body: processing.stop(body["ProcessingJobName"]),
+                "StopProcessingJob": lambda body: processing.stop_job(body["ProcessingJobName"]),
                 "ListProcessingJobs": processing.list,
             }
 
@@ -63,27 +63,13 @@ def _error(status: int, code: str, message: str) -> Response:
     )
 
 
-class SageMakerServer:
-    """The API on a loopback port only: whoever reaches it starts processes on this machine."""
+class SageMakerServer(ServerThread):
+    """The API on a loopback port only: whoever reaches it starts processes on this machine. It
+    also refuses a foreign Host (DNS rebinding), as every `ServerThread` does."""
 
     def __init__(
         self, runner: JobRunner, *, host: str, port: int, processing: ProcessingRunner | None = None
     ) -> None:
         if not is_loopback(host):
             raise ValueError(f"the local SageMaker API listens on a loopback address only, not {host!r}")
-        self._server: BaseWSGIServer = make_server(
-            host, port, SageMakerApi(runner, processing), threaded=True
-        )
-        guard(self._server, host=host)  # and refuses a foreign Host (DNS rebinding)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="sagemaker-api", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_port)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._thread.join(timeout=5)
+        super().__init__(SageMakerApi(runner, processing), host=host, port=port, name="sagemaker-api")

@@ -109,7 +109,7 @@ class LocalStack:
         while self._started:
             part = self._started.pop()
             try:
-                part.stop_all() if isinstance(part, JobRunner | ProcessingRunner) else part.stop()
+                part.stop()
             except Exception:
                 logger.warning("stopping %s failed", type(part).__name__, exc_info=True)
         if self._output is not None:

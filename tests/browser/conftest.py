@@ -22,13 +22,9 @@ from segpipe_local.client import upload_dataset
 from segpipe_local.config import LocalConfig
 from segpipe_local.demo_data import make_dataset
 from tests.helpers.browser import CHROMIUM, LAUNCH_ARGS
-from tests.helpers.seed import (
-    SeedSpec,
-    local_config,
-    local_stack_process,
-    seed_completed_version,
-    wait_for_status,
-)
+from tests.helpers.seed import seed_completed_version, wait_for_status
+from tests.helpers.stack_process import local_config, local_stack_process
+from tests.helpers.synthetic import SeedSpec
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 VIEWPORT = {"width": 1400, "height": 1000}

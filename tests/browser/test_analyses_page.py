@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.browser.conftest import ReviewTarget
-from tests.helpers.seed import SeedSpec, seed_completed_version
+from tests.helpers.seed import seed_completed_version
 from tests.helpers.seed_analysis import (
     AnalysisSpec,
     SeededAnalysis,
@@ -24,6 +24,7 @@ from tests.helpers.seed_analysis import (
     seed_failed_analysis,
     seed_running_analysis,
 )
+from tests.helpers.synthetic import SeedSpec
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from tests.browser.conftest import ReviewTarget, train_version
-from tests.helpers.seed import SeedSpec, seed_completed_version, seed_unfinished_version
+from tests.helpers.seed import seed_completed_version, seed_unfinished_version
+from tests.helpers.synthetic import SeedSpec
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -14,7 +14,7 @@ from segpipe_local.aws import client
 from segpipe_local.client import SegpipeClient
 from segpipe_local.config import LocalConfig
 from tests.helpers.datasets import DatasetBuilder
-from tests.helpers.seed import local_config, local_stack_process
+from tests.helpers.stack_process import local_config, local_stack_process
 
 PROJECT = "e2e"
 #: Small enough to train in seconds on two CPU cores; the flow, not the model, is under test here.

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import tiny_dataset
-from tests.helpers.seed import free_port
+from tests.helpers.stack_process import free_port
 
 SEGPIPE = str(Path(sys.executable).with_name("segpipe"))  # the console script, as a user runs it
 

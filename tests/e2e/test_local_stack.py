@@ -28,7 +28,7 @@ from segpipe_local.client import SegpipeClient
 from segpipe_local.config import LocalConfig
 from tests.e2e.conftest import PROJECT, RunningStack, request, tiny_dataset, upload
 from tests.helpers.datasets import DatasetBuilder
-from tests.helpers.seed import local_config, local_stack_process
+from tests.helpers.stack_process import local_config, local_stack_process
 
 SEGPIPE = str(Path(sys.executable).with_name("segpipe"))  # the console script, as a user runs it
 

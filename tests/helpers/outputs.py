@@ -4,10 +4,14 @@ previews), from the shared contract models."""
 from __future__ import annotations
 
 import io
+import json
 import struct
 import tarfile
 import zlib
+from collections.abc import Mapping
+from typing import Any
 
+from segpipe.models.common import SplitName
 from segpipe.models.trainer_io import (
     THRESHOLDS,
     AveragePrecision,
@@ -86,7 +90,7 @@ def evaluation(classes: list[str], *, with_test: bool = True, best: float = 0.45
     )
 
 
-def prediction(file_name: str, split: str, classes: list[str], count: int = 3) -> ImagePredictions:
+def prediction(file_name: str, split: SplitName, classes: list[str], count: int = 3) -> ImagePredictions:
     objects = [
         PredictedObject(
             category=classes[index % len(classes)],
@@ -100,13 +104,21 @@ def prediction(file_name: str, split: str, classes: list[str], count: int = 3) -
     stem = file_name.rsplit(".", 1)[0].replace("/", "__")
     return ImagePredictions(
         file_name=file_name, width=64, height=64, split=split, preview=f"{stem}.png", objects=objects
-    )  # type: ignore[arg-type]
+    )
 
 
-def output_archive(result: Evaluation, predictions: list[ImagePredictions]) -> bytes:
-    """The bytes of output.tar.gz."""
+def output_archive(
+    result: Evaluation,
+    predictions: list[ImagePredictions],
+    *,
+    previews: Mapping[str, bytes] | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> bytes:
+    """The bytes of output.tar.gz, laid out as the trainer writes /opt/ml/output/data: the
+    evaluation, the resolved config, and each image's predictions and preview. `previews` gives the
+    PNG of a preview file name (a tiny PNG for any other)."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as archive:  # PNGs are compressed
 
         def add(name: str, data: bytes) -> None:
             info = tarfile.TarInfo(name)
@@ -114,9 +126,10 @@ def output_archive(result: Evaluation, predictions: list[ImagePredictions]) -> b
             archive.addfile(info, io.BytesIO(data))
 
         add("evaluation.json", result.model_dump_json().encode())
-        add("config.json", b'{"preset": "tiny"}')
+        add("config.json", json.dumps(config or {"preset": "tiny"}).encode())
         for item in predictions:
-            stem = (item.preview or "x.png").removesuffix(".png")
+            preview = item.preview or "x.png"
+            stem = preview.removesuffix(".png")
             add(f"predictions/{item.split}/{stem}.json", item.model_dump_json().encode())
-            add(f"previews/{stem}.png", tiny_png())
+            add(f"previews/{stem}.png", (previews or {}).get(preview) or tiny_png())
     return buffer.getvalue()

@@ -4,16 +4,16 @@ and deliver `SageMaker Processing Job State Change` events to the real job-state
 from __future__ import annotations
 
 import importlib
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from segpipe.dal.analyses import DynamoAnalysisRegistry
 from segpipe.dal.s3 import S3ArtifactStore
 from segpipe.models.analysis import AnalyzeConfig
+from segpipe_local.events import processing_job_state_change_event
 from segpipe_local.lambda_context import LocalLambdaContext
-from tests.helpers.analysis import Img, analysis_item, config, put_shards
-from tests.integration.conftest import ACCOUNT, REGION, STACK, Aws
+from tests.helpers.analysis_shards import Img, analysis_item, config, put_shards
+from tests.integration.conftest import REGION, STACK, Aws
 
 JOB = "segpipe-lab-a1-0123abcd"
 
@@ -43,24 +43,13 @@ def seed_analysis(
 
 def processing_event(aws: Aws, job_name: str, status: str, **detail: Any) -> dict[str, Any]:
     """Deliver one processing-job event to the job-state handler; returns its answer."""
-    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:processing-job/{job_name}"
-    event = {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "SageMaker Processing Job State Change",
-        "source": "aws.sagemaker",
-        "account": ACCOUNT,
-        "time": "2026-12-01T12:00:00Z",
-        "region": REGION,
-        "resources": [arn],
-        "detail": {
-            "ProcessingJobName": job_name,
-            "ProcessingJobArn": arn,
-            "ProcessingJobStatus": status,
-            "Tags": {"segpipe:stack": STACK},
-            **detail,
-        },
+    description = {
+        "ProcessingJobName": job_name,
+        "ProcessingJobStatus": status,
+        "Tags": {"segpipe:stack": STACK},
+        **detail,
     }
+    event = processing_job_state_change_event(description, region=REGION)
     handler = importlib.import_module("segpipe.handlers.handle_job_state")
     with aws.recorder.invoking("JobStateFunction"):
         result: dict[str, Any] = handler.lambda_handler(event, LocalLambdaContext("JobStateFunction"))

@@ -11,11 +11,8 @@ import pytest
 from segpipe.dal.analyses import DynamoAnalysisRegistry
 from segpipe.dal.dynamodb import DynamoModelRegistry
 from segpipe.models.analysis import OUTPUT_NAMES, AnalysisStatus
-from segpipe.models.common import VersionStatus
-from segpipe.models.report import TrainingDetails
-from segpipe.models.request import TrainingRequest
-from segpipe.models.version import ModelVersion
-from tests.helpers.analysis import CLASSES, NOW, config, put_progress, sample_images
+from tests.helpers.analysis_shards import CLASSES, NOW, config, put_progress, sample_images
+from tests.helpers.versions import model_version
 from tests.integration.analysis_seed import artifacts, processing_event, seed_analysis
 from tests.integration.conftest import STACK, Aws
 
@@ -176,22 +173,9 @@ def test_an_ended_or_unknown_analysis_cannot_be_stopped(seeded: Aws) -> None:
 
 def test_a_threshold_changed_after_an_analysis_leaves_it_unchanged(seeded: Aws) -> None:
     # Given the analysed version (2), completed, and analysis 1 done with its thresholds
-    request = TrainingRequest(label="l", dataset="cells", model_type="instance", classes=CLASSES)
     DynamoModelRegistry(seeded.dynamodb, seeded.table).create_version(
-        ModelVersion(
-            project="lab",
-            version=2,
-            label="l",
-            model_type="instance",
-            classes=CLASSES,
-            dataset="cells",
-            request=request,
-            details=TrainingDetails(),
-            job_name="segpipe-lab-v2-x",
-            status=VersionStatus.COMPLETED,
-            analysis_threshold=0.5,
-            created_at=NOW,
-            updated_at=NOW,
+        model_version(
+            2, label="l", classes=CLASSES, job_name="segpipe-lab-v2-x", analysis_threshold=0.5, at=NOW
         )
     )
     registry = DynamoAnalysisRegistry(seeded.dynamodb, seeded.table)

@@ -7,7 +7,7 @@ import json
 from segpipe.dal.analyses import DynamoAnalysisRegistry
 from segpipe.models import keys
 from segpipe.models.analysis import OUTPUT_NAMES, AnalysisStatus
-from tests.helpers.analysis import sample_images
+from tests.helpers.analysis_shards import sample_images
 from tests.integration.analysis_seed import JOB, processing_event, seed_analysis
 from tests.integration.conftest import Aws
 

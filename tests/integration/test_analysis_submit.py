@@ -10,7 +10,7 @@ import pytest
 
 from segpipe.models import keys
 from segpipe.models.common import VersionStatus
-from tests.helpers.analyses import analysis_body, png, put_images, seed_version
+from tests.helpers.analysis_inputs import analysis_body, png, put_images, seed_version
 from tests.integration.conftest import Aws
 
 

@@ -31,13 +31,9 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import Status, events, from_schema
 
 from segpipe_local.config import LocalConfig
-from tests.helpers.seed import (
-    SeedSpec,
-    local_config,
-    local_stack_process,
-    seed_completed_version,
-    seed_unfinished_version,
-)
+from tests.helpers.seed import seed_completed_version, seed_unfinished_version
+from tests.helpers.stack_process import local_config, local_stack_process
+from tests.helpers.synthetic import SeedSpec
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.slow, pytest.mark.xdist_group("fuzz")]
 

@@ -15,7 +15,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from segpipe.models import keys
-from tests.helpers.analyses import analysis_body, put_images
+from tests.helpers.analysis_inputs import analysis_body, put_images
 from tests.helpers.datasets import DatasetBuilder
 from tests.helpers.iam import Access, Call, UnmappedCall, accesses, actions_in_use, check_calls, decision
 from tests.helpers.outputs import evaluation, output_archive, prediction

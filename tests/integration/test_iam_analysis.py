@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from segpipe_local.template import load_template
-from tests.helpers.analysis import config, put_progress, sample_images
+from tests.helpers.analysis_shards import config, put_progress, sample_images
 from tests.helpers.iam import Access, Statement, actions_in_use, check_calls, decision, function_statements
 from tests.integration.analysis_seed import artifacts, processing_event, seed_analysis
 from tests.integration.conftest import ARNS, BUCKET, STACK, Aws, function_policies, template_refs

@@ -13,7 +13,7 @@ from botocore.awsrequest import AWSResponse
 from jsonschema import Draft202012Validator
 
 from segpipe.models import keys
-from tests.helpers.analyses import analysis_body, put_images
+from tests.helpers.analysis_inputs import analysis_body, put_images
 from tests.helpers.datasets import DatasetBuilder
 from tests.helpers.outputs import evaluation, output_archive, prediction
 from tests.integration.conftest import Aws, request_body, upload_dataset
@@ -102,7 +102,7 @@ def session(aws: Aws) -> Iterator[Aws]:
 def _seed_analyses(aws: Aws) -> None:
     """Analysis 7 completed (merged by the job-state handler), analysis 8 running (its job stoppable);
     numbers the session's submissions over HTTP do not reach."""
-    from tests.helpers.analysis import sample_images
+    from tests.helpers.analysis_shards import sample_images
     from tests.integration.analysis_seed import processing_event, seed_analysis
 
     images = sample_images(3)

@@ -13,7 +13,7 @@ from segpipe.logic.analysis_state import AnalysisStateDeps, apply_processing_sta
 from segpipe.models import keys
 from segpipe.models.analysis import AnalysisStatus
 from segpipe.models.processing import ProcessingJobDescription
-from tests.helpers.analysis import analysis_item, config, put_progress, put_shards, sample_images
+from tests.helpers.analysis_shards import analysis_item, config, put_progress, put_shards, sample_images
 from tests.unit.analysis_fakes import DescribedJobs, MemoryAnalyses
 from tests.unit.fakes import MemoryArtifacts
 

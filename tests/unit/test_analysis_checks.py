@@ -13,10 +13,9 @@ from segpipe.logic.analysis_checks import AnalysisCheck, AnalysisSources, check_
 from segpipe.logic.validate import HEADER_SAMPLE, ComputeRules
 from segpipe.models.analysis import AnalysisRequest
 from segpipe.models.common import VersionStatus
-from segpipe.models.report import ImageStats, TrainingDetails
-from segpipe.models.request import TrainingRequest
 from segpipe.models.version import ModelVersion
 from tests.helpers.datasets import MemoryDatasetStore
+from tests.helpers.versions import model_version, small_model_details
 from tests.unit.fakes import MemoryArtifacts, MemoryRegistry
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -32,21 +31,12 @@ def png(width: int = 64, height: int = 64, mode: str = "L") -> bytes:
 
 def version(number: int = 1, **changes: Any) -> ModelVersion:
     """A completed, active version trained on 10 grey 64 x 64 images, with suggested thresholds."""
-    request = TrainingRequest(label="v", dataset="cells", model_type="instance", classes=CLASSES)
-    details = TrainingDetails(
-        preset="tiny",
-        included_images=10,
-        images=ImageStats(megapixels=10 * 64 * 64 / 1e6, channels=[1], min_width=64, max_width=64),
-    )
     fields: dict[str, Any] = {
-        "project": "lab", "version": number, "label": "v", "model_type": "instance", "classes": CLASSES,
-        "dataset": "cells", "request": request, "details": details, "job_name": f"job-{number}",
-        "status": VersionStatus.COMPLETED, "active": True, "model_artifact": ARTIFACT,
+        "job_name": f"job-{number}", "active": True, "model_artifact": ARTIFACT,
         "suggested_threshold": 0.4, "suggested_thresholds": {"nucleus": 0.45, "mitosis": 0.3},
-        "created_at": NOW, "updated_at": NOW,
     }  # fmt: skip
     fields.update(changes)
-    return ModelVersion(**fields)
+    return model_version(number, label="v", classes=CLASSES, details=small_model_details(), at=NOW, **fields)
 
 
 class World:

@@ -14,7 +14,7 @@ from segpipe.logic.analysis_merge import ShardMalformed, ShardMissing, merge_sha
 from segpipe.models import keys
 from segpipe.models.analysis import OUTPUT_NAMES, AnalysisSummary, image_columns, object_columns
 from segpipe.models.coco import CocoDataset
-from tests.helpers.analysis import Img, Obj, config, put_shards, sample_images, shard_files
+from tests.helpers.analysis_shards import Img, Obj, config, put_shards, sample_images, shard_files
 from tests.unit.fakes import MemoryArtifacts
 
 IMAGES = sample_images(7)

@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 from segpipe_local.aws import MotoServer
-from tests.helpers.seed import free_port
+from tests.helpers.stack_process import free_port
 
 
 @pytest.fixture(scope="module")

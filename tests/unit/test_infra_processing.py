@@ -165,7 +165,7 @@ class Stack:
         self.runner.start()
 
     def close(self) -> None:
-        self.runner.stop_all()
+        self.runner.stop()
         self._server.stop()
 
     def wait(self, name: str, statuses: set[str], timeout: float = 30) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from segpipe_local.functions import LocalFunction, function_output_to
+from segpipe_local.functions import LocalFunction, function_output_to, functions_from_template
 
 
 def printing_handler(event: dict[str, Any], context: Any) -> str:
@@ -32,3 +32,23 @@ def test_function_output_goes_to_the_log_and_the_rest_to_the_console(
     console = capsys.readouterr()
     assert console.out == "progress shown to the person\n"
     assert console.err == ""
+
+
+def context_handler(event: dict[str, Any], context: Any) -> dict[str, str]:
+    return {"arn": context.invoked_function_arn, "name": context.function_name}
+
+
+def test_the_lambda_context_carries_the_configured_region() -> None:
+    # Given the stack's functions built for a region other than the default
+    functions = functions_from_template(
+        {"JobStateFunction": f"{__name__}.context_handler"}, region="eu-west-1"
+    )
+
+    # When one is invoked
+    answer = functions["JobStateFunction"].invoke({})
+
+    # Then its context names that region, as Lambda's context does in the function's ARN
+    assert answer == {
+        "arn": "arn:aws:lambda:eu-west-1:000000000000:function:JobStateFunction",
+        "name": "JobStateFunction",
+    }

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import statistics
-from datetime import UTC, datetime
 
 from segpipe.logic.validate import HEADER_SAMPLE, TrainingDefaults
-from segpipe.models.common import Preset, VersionStatus
+from segpipe.models.common import Preset
 from segpipe.models.presets import PRESETS
 from segpipe.models.report import TrainingDetails
 from segpipe.models.version import ModelVersion
 from tests.helpers.datasets import DatasetBuilder, healthy_dataset, validate_dataset
+from tests.helpers.versions import model_version
 
 
 def test_details_of_a_healthy_dataset() -> None:
@@ -98,21 +98,7 @@ def test_overrides_in_the_request_win_over_defaults() -> None:
 
 def test_a_base_version_brings_its_preset() -> None:
     builder = healthy_dataset()
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    base = ModelVersion(
-        project="lab",
-        version=2,
-        label="v2",
-        model_type="instance",
-        classes=["nucleus", "mitosis"],
-        dataset="cells",
-        request=builder.request(),
-        details=TrainingDetails(preset="dinov2-small"),
-        status=VersionStatus.COMPLETED,
-        job_name="segpipe-lab-v2",
-        created_at=now,
-        updated_at=now,
-    )
+    base = model_version(2, request=builder.request(), details=TrainingDetails(preset="dinov2-small"))
     asked: list[int] = []
 
     def lookup(number: int) -> ModelVersion:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from segpipe.models.common import VersionStatus
 from segpipe.models.report import ErrorCode, Issue, TrainingDetails
 from segpipe.models.version import ModelVersion
 from tests.helpers.datasets import DatasetBuilder, MemoryDatasetStore, healthy_dataset, validate_dataset
+from tests.helpers.versions import model_version
 
 
 def the_error(validation: Validation, code: ErrorCode) -> Issue:
@@ -53,23 +53,13 @@ def with_document(builder: DatasetBuilder, document: dict[str, Any] | bytes) -> 
 
 
 def version(**fields: Any) -> ModelVersion:
-    now = datetime(2026, 1, 1, tzinfo=UTC)
     values: dict[str, Any] = {
-        "project": "lab",
-        "version": 7,
         "label": "earlier",
-        "model_type": "instance",
-        "classes": ["nucleus", "mitosis"],
-        "dataset": "cells",
         "request": healthy_dataset().request(),
         "details": TrainingDetails(preset="dinov2-small"),
-        "status": VersionStatus.COMPLETED,
-        "job_name": "segpipe-lab-v7",
-        "created_at": now,
-        "updated_at": now,
         **fields,
     }
-    return ModelVersion(**values)
+    return model_version(7, **values)
 
 
 # --- Annotation counts -------------------------------------------------------------------------

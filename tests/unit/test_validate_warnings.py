@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
 from typing import Any
 
 from PIL import Image
@@ -16,11 +15,11 @@ from segpipe.logic.validate import (
     TrainingDefaults,
     Validation,
 )
-from segpipe.models.common import Preset, VersionStatus
+from segpipe.models.common import Preset
 from segpipe.models.presets import PRESETS
 from segpipe.models.report import Issue, TrainingDetails, WarningCode
-from segpipe.models.version import ModelVersion
 from tests.helpers.datasets import DatasetBuilder, MemoryDatasetStore, healthy_dataset, validate_dataset
+from tests.helpers.versions import model_version
 
 
 def the_warning(validation: Validation, code: WarningCode) -> Issue:
@@ -295,20 +294,12 @@ def test_a_file_that_fails_to_read_only_costs_its_sample() -> None:
 
 def test_a_base_version_with_other_classes_warns() -> None:
     builder = healthy_dataset()
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    base = ModelVersion(
-        project="lab",
-        version=3,
+    base = model_version(
+        3,
         label="nuclei only",
-        model_type="instance",
         classes=["nucleus", "debris"],
-        dataset="cells",
         request=builder.request(),
         details=TrainingDetails(preset="dinov2-small"),
-        status=VersionStatus.COMPLETED,
-        job_name="segpipe-lab-v3",
-        created_at=now,
-        updated_at=now,
     )
 
     validation = validate_dataset(builder, builder.request(base="v3"), base_lookup=lambda number: base)

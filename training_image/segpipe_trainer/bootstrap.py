@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from segpipe.models.common import SplitName
 from segpipe.models.trainer_io import Bootstrap, Interval, ThresholdIntervals
 from segpipe_trainer.metrics import (
     InstanceEvaluator,
@@ -95,7 +96,7 @@ def bootstrap_intervals(
     evaluator: InstanceEvaluator | SemanticEvaluator,
     *,
     threshold: float,
-    split: str = "test",
+    split: SplitName = "test",
     draws: int = DRAWS,
     seed: int = 0,
     confidence: float = CONFIDENCE,
@@ -125,7 +126,7 @@ def bootstrap_intervals(
         for t, value in enumerate(evaluator.thresholds)
     ]
     return Bootstrap(
-        split="test" if split == "test" else "train",
+        split=split,
         draws=draws,
         seed=seed,
         confidence=confidence,

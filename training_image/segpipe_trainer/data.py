@@ -21,7 +21,7 @@ from torch.nn import functional
 from torch.utils.data import Dataset, Sampler
 
 from segpipe.models.coco import CocoAnnotation, CocoDataset, CocoImage
-from segpipe.models.common import ModelType
+from segpipe.models.common import ModelType, SplitName
 from segpipe.models.trainer_io import InstanceHead, Normalization
 from segpipe_trainer.errors import TrainerError
 from segpipe_trainer.geometry import rasterize_instances
@@ -36,7 +36,7 @@ SPLIT_FILES = {"train": "train.json", "test": "test.json"}
 # --- Manifests ---------------------------------------------------------------------------------
 
 
-def find_manifest(split_dir: Path, *, split: str) -> Path | None:
+def find_manifest(split_dir: Path, *, split: SplitName) -> Path | None:
     """`{split}.json` in the split channel (directly or one folder down), or None when absent."""
     name = SPLIT_FILES[split]
     for candidate in (split_dir / name, split_dir / "split" / name):

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import torch
 
 from segpipe.models.coco import CocoDataset
-from segpipe.models.common import Preset
+from segpipe.models.common import Preset, SplitName
 from segpipe.models.trainer_io import Normalization, Progress, TrainingConfig
 from segpipe_trainer import accel
 from segpipe_trainer.base import StartingPoint, continue_from, find_starting_point
@@ -464,7 +464,7 @@ class FinalOutputs:
         if evaluation.selection is not None:
             logger.info("Selection: %s", evaluation.selection.summary)
 
-    def _split_outputs(self, split: Literal["train", "test"]) -> SplitOutputs:
+    def _split_outputs(self, split: SplitName) -> SplitOutputs:
         return SplitOutputs(
             split=split,
             paths=self.paths,

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel
 
-from segpipe.models.common import Preset
+from segpipe.models.common import Preset, SplitName
 from segpipe.models.trainer_io import (
     Evaluation,
     ImagePredictions,
@@ -38,7 +38,6 @@ from segpipe_trainer.train import save_weights
 
 logger = logging.getLogger(__name__)
 
-SplitName = Literal["train", "test"]
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model.json"
 

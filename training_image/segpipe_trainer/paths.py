@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from segpipe.models.common import SplitName
+
 ML_ROOT_VARIABLE = "SEGPIPE_ML_ROOT"
 DEFAULT_ML_ROOT = Path("/opt/ml")
 
@@ -86,7 +88,7 @@ class MlPaths:
     def resolved_config(self) -> Path:
         return self.output_data / "config.json"
 
-    def predictions_dir(self, split: str) -> Path:
+    def predictions_dir(self, split: SplitName) -> Path:
         return self.output_data / "predictions" / split
 
     @property

@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from segpipe.dal.claims import ClaimItems, Claims
 from segpipe.dal.dynamodb_items import attribute_value, condition_failed, marshal, partition_key, unmarshal
 from segpipe.dal.interfaces import Claim
-from segpipe.models.common import VersionStatus
+from segpipe.models.common import SplitName, VersionStatus
 from segpipe.models.version import ModelVersion
 
 if TYPE_CHECKING:
@@ -240,7 +240,7 @@ class DynamoModelRegistry:
 
     # --- metrics --------------------------------------------------------------------------------
 
-    def put_metrics(self, project: str, version: int, split: str, metrics: dict[str, Any]) -> None:
+    def put_metrics(self, project: str, version: int, split: SplitName, metrics: dict[str, Any]) -> None:
         item = {
             "pk": partition_key(project),
             "sk": f"METRICS#{version:06d}#{split}",

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import IO, Any, Protocol
 
 from segpipe.models.analysis import Analysis, AnalysisStatus, AnalysisSummary
-from segpipe.models.common import VersionStatus
+from segpipe.models.common import SplitName, VersionStatus
 from segpipe.models.jobs import CreateTrainingJob, JobDescription
 from segpipe.models.processing import CreateProcessingJob, ProcessingJobDescription
 from segpipe.models.version import ModelVersion
@@ -128,7 +128,7 @@ class ModelRegistry(Protocol):
         """Activate (only a completed version) or deactivate; False when the condition fails."""
         ...
 
-    def put_metrics(self, project: str, version: int, split: str, metrics: dict[str, Any]) -> None: ...
+    def put_metrics(self, project: str, version: int, split: SplitName, metrics: dict[str, Any]) -> None: ...
 
     def get_metrics(self, project: str, version: int) -> dict[str, dict[str, Any]]:
         """Metrics per split, as stored by `put_metrics`."""

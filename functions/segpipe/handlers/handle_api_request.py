@@ -7,7 +7,7 @@ import binascii
 import json
 import uuid
 from functools import cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
@@ -47,7 +47,7 @@ from segpipe.models.api import (
     SubmitAccepted,
     ThresholdUpdate,
 )
-from segpipe.models.common import PROJECT_PATTERN
+from segpipe.models.common import PROJECT_PATTERN, SplitName
 from segpipe.models.report import ValidationReport
 from segpipe.models.request import TrainingRequest
 from segpipe.models.trainer_io import STEM_PATTERN, ImagePredictions
@@ -99,7 +99,6 @@ ProjectParam = Annotated[str, Path(pattern=PROJECT_PATTERN, description="Project
 VersionParam = Annotated[int, Path(ge=1, le=999_999, description="Version number")]
 StemParam = Annotated[str, Path(pattern=STEM_PATTERN, description="Image stem")]
 AnalysisParam = Annotated[int, Path(ge=1, le=MAX_ANALYSIS, description="Analysis number")]
-SplitParam = Literal["train", "test"]
 
 #: Error statuses every documented route can answer: a path segment no route accepts, a body over the
 #: size limit (checked before routing, whatever the method), a value that does not match the document.
@@ -278,7 +277,7 @@ def get_metrics(
 def list_predictions(
     project: ProjectParam,
     version: VersionParam,
-    split: Annotated[SplitParam, Query()] = "test",
+    split: Annotated[SplitName, Query()] = "test",
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> PredictionsPage:
@@ -293,7 +292,7 @@ def list_predictions(
     responses={**documented(200, "The image's predicted objects"), **documented_errors(*ANY_ROUTE, 409)},
 )
 def get_image_predictions(
-    project: ProjectParam, version: VersionParam, split: Annotated[SplitParam, Path()], stem: StemParam
+    project: ProjectParam, version: VersionParam, split: Annotated[SplitName, Path()], stem: StemParam
 ) -> ImagePredictions:
     return models_api.image_predictions(project, version, split=split, stem=stem, deps=models_deps(settings))
 

@@ -30,6 +30,7 @@ from segpipe.dal.interfaces import ArtifactStore
 from segpipe.errors import ObjectNotFound, SegpipeError, ServiceUnavailable
 from segpipe.models import keys
 from segpipe.models.api import PredictionIndex, PredictionIndexEntry
+from segpipe.models.common import SplitName, split_name
 from segpipe.models.trainer_io import STEM_CHARACTERS, Evaluation, ImagePredictions
 
 _PREDICTION = re.compile(rf"predictions/(train|test)/({STEM_CHARACTERS}+)\.json")
@@ -161,10 +162,10 @@ class _ArchiveReader:
         elif name == "config.json":
             self._queue(keys.version_prefix(project, version) + "config.json", data, "application/json")
         elif match := _PREDICTION.fullmatch(name):
-            split, stem = match[1], match[2]
+            split, stem = split_name(match[1]), match[2]
             predictions = ImagePredictions.model_validate_json(data)
             self.images.append(_index_entry(predictions, split, stem))
-            self._queue(keys.prediction_key(project, version, split, stem), data, "application/json")  # type: ignore[arg-type]
+            self._queue(keys.prediction_key(project, version, split, stem), data, "application/json")
         elif match := _PREVIEW.fullmatch(name):
             self.previews += 1
             self._queue(keys.preview_key(project, version, match[1]), data, "image/png")
@@ -182,7 +183,7 @@ class _ArchiveReader:
         self.pending_bytes = 0
 
 
-def _index_entry(predictions: ImagePredictions, split: str, stem: str) -> PredictionIndexEntry:
+def _index_entry(predictions: ImagePredictions, split: SplitName, stem: str) -> PredictionIndexEntry:
     return PredictionIndexEntry(
         file_name=predictions.file_name,
         split=split,

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from segpipe.dal.interfaces import ArtifactStore, ModelRegistry
 from segpipe.logic.ingest import IngestLimits, OutputsUnreadable, ingest_outputs
 from segpipe.models import keys
-from segpipe.models.common import VersionStatus
+from segpipe.models.common import SplitName, VersionStatus
 from segpipe.models.jobs import JobDescription
 from segpipe.models.trainer_io import Evaluation, SplitEvaluation
 from segpipe.models.version import Headline
@@ -118,7 +118,11 @@ def _complete(
         )
 
     evaluation = ingested.evaluation
-    for split, result in (("train", evaluation.train), ("test", evaluation.test)):
+    results: tuple[tuple[SplitName, SplitEvaluation | None], ...] = (
+        ("train", evaluation.train),
+        ("test", evaluation.test),
+    )
+    for split, result in results:
         if result is not None:
             _store_metrics(project, number, split, result, deps)
     fallback = keys.job_output_key(project, number, job.TrainingJobName, "model.tar.gz")
@@ -152,12 +156,12 @@ def _bucket_of(job: JobDescription) -> str:
 
 
 def _store_metrics(
-    project: str, version: int, split: str, result: SplitEvaluation, deps: JobStateDeps
+    project: str, version: int, split: SplitName, result: SplitEvaluation, deps: JobStateDeps
 ) -> None:
     data = result.model_dump(mode="json", exclude_none=True)
     body = json.dumps(data).encode()
     if len(body) > METRICS_INLINE_LIMIT:
-        key = keys.metrics_key(project, version, split)  # type: ignore[arg-type]
+        key = keys.metrics_key(project, version, split)
         deps.artifacts.put_bytes(key, body)
         deps.registry.put_metrics(project, version, split, {"s3_key": key})
     else:

@@ -29,7 +29,7 @@ from segpipe.models.api import (
     PredictionsPage,
     SplitMetrics,
 )
-from segpipe.models.common import VersionStatus
+from segpipe.models.common import SplitName, VersionStatus
 from segpipe.models.trainer_io import THRESHOLDS, ImagePredictions, Progress, SplitEvaluation
 from segpipe.models.version import ModelVersion
 
@@ -178,7 +178,7 @@ def get_metrics(
 
 
 def predictions_page(
-    project: str, number: int, *, split: str, offset: int, limit: int, deps: ModelsDeps
+    project: str, number: int, *, split: SplitName, offset: int, limit: int, deps: ModelsDeps
 ) -> PredictionsPage:
     version = _version(project, number, deps)
     _require_completed(version, "reviewed")
@@ -215,12 +215,12 @@ def predictions_page(
 
 
 def image_predictions(
-    project: str, number: int, *, split: str, stem: str, deps: ModelsDeps
+    project: str, number: int, *, split: SplitName, stem: str, deps: ModelsDeps
 ) -> ImagePredictions:
     version = _version(project, number, deps)
     _require_completed(version, "reviewed")
     try:
-        data = deps.artifacts.get_bytes(keys.prediction_key(project, number, split, stem))  # type: ignore[arg-type]
+        data = deps.artifacts.get_bytes(keys.prediction_key(project, number, split, stem))
     except ObjectNotFound as error:
         raise ObjectNotFound(
             f"Version {number} has no predictions for {stem!r} in {split}.", split=split, stem=stem

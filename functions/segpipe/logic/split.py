@@ -28,6 +28,7 @@ from typing_extensions import TypedDict
 
 from segpipe.logic.memory import gc_paused
 from segpipe.models.coco import CocoCategory, CocoImage, Polygons, Rle
+from segpipe.models.common import SplitName
 from segpipe.models.request import FractionTestSet, ImagesTestSet, TestSet
 from segpipe.models.trainer_io import SplitInfo
 
@@ -156,7 +157,7 @@ def _by_list(images: Sequence[CocoImage], *, names: Sequence[str]) -> SplitAssig
 # --- Manifests ---------------------------------------------------------------------------------
 
 
-def render_manifests(plan: SplitPlan, *, project: str, version: int) -> dict[str, bytes]:
+def render_manifests(plan: SplitPlan, *, project: str, version: int) -> dict[SplitName, bytes]:
     """{"train": ..., "test": ...}: two COCO JSON documents (UTF-8 bytes).
 
     Each holds its images (status set to completed, group kept), the included categories only
@@ -187,9 +188,7 @@ def _manifest_adapter() -> TypeAdapter[_Manifest]:
     return TypeAdapter(_Manifest)
 
 
-def _render(
-    plan: SplitPlan, *, side: SplitSide, split: Literal["train", "test"], project: str, version: int
-) -> bytes:
+def _render(plan: SplitPlan, *, side: SplitSide, split: SplitName, project: str, version: int) -> bytes:
     info = SplitInfo(
         split=split,
         project=project,

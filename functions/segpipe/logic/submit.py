@@ -109,7 +109,7 @@ def submit(
 
     manifests = render_manifests(validation.plan, project=project, version=version)
     deps.artifacts.put_many(
-        (keys.split_key(project, version, split), body, "application/json")  # type: ignore[arg-type]
+        (keys.split_key(project, version, split), body, "application/json")
         for split, body in manifests.items()
     )
     config = training_config(request, resolved, project=project, version=version)

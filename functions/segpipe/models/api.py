@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from segpipe.models.analysis import AnalysedImage, AnalysisReport, AnalysisRow
-from segpipe.models.common import ModelType, VersionStatus
+from segpipe.models.common import ModelType, SplitName, VersionStatus
 from segpipe.models.report import ValidationReport
 from segpipe.models.trainer_io import AveragePrecision, Bootstrap, Progress, Selection, ThresholdPoint
 from segpipe.models.version import Headline
@@ -155,7 +155,7 @@ class MetricsView(BaseModel):
 
 class PredictionImage(BaseModel):
     file_name: str
-    split: str
+    split: SplitName
     stem: str
     width: int
     height: int
@@ -167,7 +167,7 @@ class PredictionImage(BaseModel):
 class PredictionsPage(BaseModel):
     project: str
     version: int
-    split: str
+    split: SplitName
     total: int
     offset: int
     images: list[PredictionImage]
@@ -177,7 +177,7 @@ class PredictionIndexEntry(BaseModel):
     """One line of `predictions/index.json`, written when a job's outputs are ingested."""
 
     file_name: str
-    split: str
+    split: SplitName
     stem: str
     width: int
     height: int

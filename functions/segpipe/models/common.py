@@ -54,3 +54,13 @@ class VersionStatus(StrEnum):
 
 
 SplitName = Literal["train", "test"]
+"""The two sides of a frozen split: the one name for them in keys, contracts, the API and the trainer."""
+SPLIT_NAMES: tuple[SplitName, ...] = ("train", "test")
+
+
+def split_name(value: str) -> SplitName:
+    """`value` as a `SplitName`; ValueError for anything else (a key or path segment read back)."""
+    for name in SPLIT_NAMES:
+        if value == name:
+            return name
+    raise ValueError(f"{value!r} is not a split name ({', '.join(SPLIT_NAMES)}).")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-SplitName = Literal["train", "test"]
+from segpipe.models.common import SplitName
 
 
 def dataset_prefix(project: str, dataset: str) -> str:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from segpipe.models.common import ModelType, Preset
+from segpipe.models.common import ModelType, Preset, SplitName
 
 # --- Hyperparameters ---------------------------------------------------------------------------
 
@@ -212,7 +212,7 @@ class Bootstrap(BaseModel):
     independent.
     """
 
-    split: Literal["test", "train"] = Field(description="The split resampled")
+    split: SplitName = Field(description="The split resampled")
     method: Literal["percentile"] = "percentile"
     draws: int = Field(ge=1, description="Resamples")
     seed: int = Field(description="Seed of numpy.random.default_rng")
@@ -269,7 +269,7 @@ class ImagePredictions(BaseModel):
     file_name: str
     width: int
     height: int
-    split: Literal["train", "test"] | None = None
+    split: SplitName | None = None
     preview: str | None = Field(default=None, description="Preview PNG file name under previews/")
     objects: list[PredictedObject] = Field(default_factory=list)
 
@@ -337,7 +337,7 @@ def prediction_stem(file_name: str) -> str:
 class SplitInfo(BaseModel):
     """Written in the `info.segpipe` field of each split manifest."""
 
-    split: Literal["train", "test"]
+    split: SplitName
     project: str
     version: int
     dataset: str

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from segpipe.models.common import ModelType, VersionNumber, VersionStatus
+from segpipe.models.common import ModelType, SplitName, VersionNumber, VersionStatus
 from segpipe.models.report import Issue, TrainingDetails
 from segpipe.models.request import TrainingRequest
 from segpipe.models.trainer_io import Bootstrap, Progress, Selection
@@ -21,7 +21,7 @@ class StatusChange(BaseModel):
 class Headline(BaseModel):
     """The few numbers the model table shows (test split when there is one, else train)."""
 
-    split: str
+    split: SplitName
     threshold: float
     f1: float | None = None
     precision: float | None = None

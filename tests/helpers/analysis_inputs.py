@@ -1,5 +1,6 @@
-"""Seeding for analysis tests under moto: a completed (active) version and a folder of images,
-written through the real DynamoDB adapter and S3, without training anything."""
+"""What an analysis starts from, for tests under moto: a completed (active) version and a folder of
+images, written through the real DynamoDB adapter and S3 without training anything, and a request
+body. (What the `analyze` container writes back is built by `tests.helpers.analysis_shards`.)"""
 
 from __future__ import annotations
 
@@ -10,9 +11,8 @@ from typing import Any
 from segpipe.dal.dynamodb import DynamoModelRegistry
 from segpipe.models import keys
 from segpipe.models.common import VersionStatus
-from segpipe.models.report import ImageStats, TrainingDetails
-from segpipe.models.request import TrainingRequest
 from segpipe.models.version import ModelVersion
+from tests.helpers.versions import model_version, small_model_details
 
 SEEDED_AT = datetime(2026, 11, 30, tzinfo=UTC)
 CLASSES = ("nucleus", "mitosis")
@@ -30,22 +30,16 @@ def seed_version(
     """Version `number` of `project`, trained (on paper) on ten grey 64 x 64 images; completed ones
     carry a model archive and `threshold` as the locked analysis threshold."""
     registry = DynamoModelRegistry(aws.dynamodb, aws.table)
-    request = TrainingRequest(
-        label=f"v{number}", dataset="cells", model_type="instance", classes=list(CLASSES)
-    )
-    details = TrainingDetails(
-        dataset="cells",
-        model_type="instance",
-        preset="tiny",
-        included_images=10,
-        images=ImageStats(megapixels=10 * 64 * 64 / 1e6, channels=[1], min_width=64, max_width=64),
-    )
     job = f"segpipe-{project}-v{number}-seeded0"
-    version = ModelVersion(
-        project=project, version=number, label=f"v{number}", model_type="instance", classes=list(CLASSES),
-        dataset="cells", request=request, details=details, job_name=job, created_at=SEEDED_AT,
-        updated_at=SEEDED_AT,
-    )  # fmt: skip
+    version = model_version(
+        number,
+        project=project,
+        status=VersionStatus.QUEUED,
+        classes=CLASSES,
+        details=small_model_details(),
+        job_name=job,
+        at=SEEDED_AT,
+    )
     assert registry.create_version(version)
     if status is not VersionStatus.QUEUED:
         artifact = f"s3://{aws.bucket}/{keys.job_output_key(project, number, job, 'model.tar.gz')}"

@@ -1,5 +1,7 @@
-"""Build an analysis's job configuration and per-instance shard files as the `analyze` container
-writes them (the contract of models/analysis.py), for tests of the merge, the job state and the API."""
+"""What the `analyze` container writes back for an analysis, for tests of the merge, the job state
+and the API: the job configuration, each instance's shard files, per-image files and progress (the
+contract of models/analysis.py), and the registry item submit leaves. (What an analysis starts
+from, a version and images under moto, is in `tests.helpers.analysis_inputs`.)"""
 
 from __future__ import annotations
 
