@@ -5,11 +5,11 @@
 /** @import { AnalysisRow } from "./types.js" */
 
 import { anyAnalysisBusy, objectCounts, progressOf, thresholdPairs } from "./analysis-format.js";
-import { isAbort, listAnalyses } from "./api.js";
+import { listAnalyses } from "./api.js";
 import { errorBox, h, replace, stateNote, statusBadge, swatch } from "./dom.js";
 import { colourOf } from "./colours.js";
 import { count, date } from "./format.js";
-import { POLL_MS } from "./model-table.js";
+import { Poller } from "./polling.js";
 import { analysisHash, versionHash } from "./router.js";
 
 /**
@@ -45,9 +45,19 @@ export class AnalysesTableView {
   /** @param {HTMLElement} root @param {string} project */
   constructor(root, project) {
     this.project = project;
-    this.controller = new AbortController();
-    /** @type {ReturnType<typeof setTimeout> | undefined} */
-    this.timer = undefined;
+    this.poller = new Poller({
+      fetch: (signal) => listAnalyses(project, signal),
+      show: (rows) => {
+        this.render(rows);
+        const busy = anyAnalysisBusy(rows);
+        this.updated.textContent = `Updated ${new Date().toLocaleTimeString()}${busy ? " · refreshing while running" : ""}`;
+        return busy;
+      },
+      failed: (error) => {
+        replace(this.body, errorBox(error, "The analyses could not be loaded."));
+        return true;
+      },
+    });
     this.body = h("div", { class: "table-area", "data-testid": "analyses-area" }, stateNote("Loading analyses…", "loading"));
     this.updated = h("span", { class: "muted", "data-testid": "analyses-updated", "aria-live": "polite" });
     root.append(
@@ -69,23 +79,11 @@ export class AnalysesTableView {
   }
 
   destroy() {
-    this.controller.abort();
-    clearTimeout(this.timer);
+    this.poller.stop();
   }
 
-  async load() {
-    clearTimeout(this.timer);
-    try {
-      const rows = await listAnalyses(this.project, this.controller.signal);
-      this.render(rows);
-      const busy = anyAnalysisBusy(rows);
-      this.updated.textContent = `Updated ${new Date().toLocaleTimeString()}${busy ? " · refreshing while running" : ""}`;
-      if (busy) this.timer = setTimeout(() => this.load(), POLL_MS);
-    } catch (error) {
-      if (isAbort(error)) return;
-      replace(this.body, errorBox(error, "The analyses could not be loaded."));
-      this.timer = setTimeout(() => this.load(), POLL_MS * 3);
-    }
+  load() {
+    return this.poller.load();
   }
 
   /** @param {AnalysisRow[]} rows */

@@ -6,11 +6,11 @@
 
 import { areaText, classSummary, isBusy, isSafeUrl, outputLinks, progressOf, statusSentence, thresholdPairs } from "./analysis-format.js";
 import { classValueChips } from "./analyses-table.js";
-import { ApiError, analysedImage, getAnalysis, isAbort, loadAnalysisImages } from "./api.js";
+import { ApiError, analysedImage, getAnalysis, loadAnalysisImages } from "./api.js";
 import { colourOf } from "./colours.js";
 import { errorBox, h, inputOf, replace, stateNote, statusBadge, swatch } from "./dom.js";
 import { count, date, duration, missing } from "./format.js";
-import { POLL_MS } from "./model-table.js";
+import { Poller } from "./polling.js";
 import { ANALYSIS_PATTERN, projectHash, versionHash } from "./router.js";
 import { Viewer } from "./viewer.js";
 
@@ -22,9 +22,15 @@ export class AnalysisPage {
   constructor(root, project, analysis) {
     this.project = project;
     this.analysis = analysis;
-    this.controller = new AbortController();
-    /** @type {ReturnType<typeof setTimeout> | undefined} */
-    this.timer = undefined;
+    this.poller = new Poller({
+      fetch: (signal) => getAnalysis(project, analysis, signal),
+      show: (view) => this.show(view),
+      failed: (error) => {
+        const status = error instanceof ApiError ? error.status : 0;
+        replace(this.header, errorBox(error, status === 404 ? "No such analysis." : "The analysis could not be loaded."));
+        return status !== 404;
+      },
+    });
     /** @type {AnalysisBody | null} */
     this.view = null;
     /** @type {Viewer | null} */
@@ -57,23 +63,19 @@ export class AnalysisPage {
   }
 
   destroy() {
-    this.controller.abort();
-    clearTimeout(this.timer);
+    this.poller.stop();
     if (this.viewer) this.viewer.destroy();
   }
 
-  async load() {
-    clearTimeout(this.timer);
-    let view;
-    try {
-      view = await getAnalysis(this.project, this.analysis, this.controller.signal);
-    } catch (error) {
-      if (isAbort(error)) return;
-      const status = error instanceof ApiError ? error.status : 0;
-      replace(this.header, errorBox(error, status === 404 ? "No such analysis." : "The analysis could not be loaded."));
-      if (status !== 404) this.timer = setTimeout(() => this.load(), POLL_MS * 3);
-      return;
-    }
+  load() {
+    return this.poller.load();
+  }
+
+  /**
+   * @param {AnalysisBody} view
+   * @returns {boolean} whether it can still change (queued or running)
+   */
+  show(view) {
     this.view = view;
     document.title = `${view.name} · analysis #${view.analysis} · ${this.project} · segpipe`;
     this.renderHeader(view);
@@ -86,7 +88,7 @@ export class AnalysisPage {
         ? "This analysis has no images to show: it did not complete."
         : "The analysed images appear here when the analysis completes.", "no-images", "empty"));
     }
-    if (isBusy(view.status)) this.timer = setTimeout(() => this.load(), POLL_MS);
+    return isBusy(view.status);
   }
 
   /** @param {AnalysisBody} view */
@@ -202,7 +204,7 @@ export class AnalysisPage {
 
   /** @param {AnalysisBody} view */
   startViewer(view) {
-    const signal = this.controller.signal;
+    const signal = this.poller.signal;
     const classes = view.classes && view.classes.length ? [...view.classes] : Object.keys(view.thresholds || {});
     this.enabled = new Set(classes);
     /** @type {{total: number, images: AnalysisImageEntry[]} | null} */

@@ -2,13 +2,12 @@
 // The model table of a project: every version, newest first, refreshed while one is training.
 /** @import { HeadlineKey, ModelSummary } from "./types.js" */
 
-import { isAbort, listModels } from "./api.js";
+import { listModels } from "./api.js";
 import { activeBadge, errorBox, h, inputOf, replace, stateNote } from "./dom.js";
 import { date, missing, ratio, threshold } from "./format.js";
+import { Poller } from "./polling.js";
 import { versionHash } from "./router.js";
 import { activationButton, classChips, statusCell } from "./widgets.js";
-
-export const POLL_MS = 5000;
 
 /** @typedef {{key: HeadlineKey, label: string, title: string, fallback?: boolean}} HeadlineColumn */
 
@@ -47,9 +46,19 @@ export class ModelTableView {
   /** @param {HTMLElement} root @param {string} project */
   constructor(root, project) {
     this.project = project;
-    this.controller = new AbortController();
-    /** @type {ReturnType<typeof setTimeout> | undefined} */
-    this.timer = undefined;
+    this.poller = new Poller({
+      fetch: (signal) => listModels(project, { activeOnly: this.state.activeOnly, signal }),
+      show: (table) => {
+        this.render(table.models);
+        const busy = anyBusy(table.models);
+        this.updated.textContent = `Updated ${new Date().toLocaleTimeString()}${busy ? " · refreshing while training" : ""}`;
+        return busy;
+      },
+      failed: (error) => {
+        replace(this.body, errorBox(error, "The models could not be loaded."));
+        return true;
+      },
+    });
     this.state = { activeOnly: sessionStorage.getItem(activeOnlyKey(project)) === "1" };
     this.body = h("div", { class: "table-area", "data-testid": "models-area" }, stateNote("Loading models…", "loading"));
     this.updated = h("span", { class: "muted", "data-testid": "models-updated", "aria-live": "polite" });
@@ -82,23 +91,11 @@ export class ModelTableView {
   }
 
   destroy() {
-    this.controller.abort();
-    clearTimeout(this.timer);
+    this.poller.stop();
   }
 
-  async load() {
-    clearTimeout(this.timer);
-    try {
-      const table = await listModels(this.project, { activeOnly: this.state.activeOnly, signal: this.controller.signal });
-      this.render(table.models);
-      const busy = anyBusy(table.models);
-      this.updated.textContent = `Updated ${new Date().toLocaleTimeString()}${busy ? " · refreshing while training" : ""}`;
-      if (busy) this.timer = setTimeout(() => this.load(), POLL_MS);
-    } catch (error) {
-      if (isAbort(error)) return;
-      replace(this.body, errorBox(error, "The models could not be loaded."));
-      this.timer = setTimeout(() => this.load(), POLL_MS * 3);
-    }
+  load() {
+    return this.poller.load();
   }
 
   /** @param {ModelSummary[]} models */

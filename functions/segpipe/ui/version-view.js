@@ -6,7 +6,7 @@ import { ApiError, getModel, getSweep, isAbort, loadImageList, messageOf } from 
 import { detailsPanel } from "./details.js";
 import { activeBadge, errorBox, h, notify, replace, stateNote, statusBadge } from "./dom.js";
 import { date, missing } from "./format.js";
-import { POLL_MS } from "./model-table.js";
+import { Poller } from "./polling.js";
 import { Review } from "./review.js";
 import { VERSION_PATTERN, projectHash } from "./router.js";
 import { activationButton } from "./widgets.js";
@@ -33,9 +33,15 @@ export class VersionView {
   constructor(root, project, version) {
     this.project = project;
     this.version = version;
-    this.controller = new AbortController();
-    /** @type {ReturnType<typeof setTimeout> | undefined} */
-    this.timer = undefined;
+    this.poller = new Poller({
+      fetch: (signal) => getModel(project, version, signal),
+      show: (model) => this.show(model),
+      failed: (error) => {
+        const status = error instanceof ApiError ? error.status : 0;
+        replace(this.header, errorBox(error, status === 404 ? "No such version." : "The version could not be loaded."));
+        return status !== 404;
+      },
+    });
     /** @type {VersionState} */
     this.state = { model: null, review: null };
     this.header = h("div", { class: "version-head" }, stateNote("Loading the version…", "loading"));
@@ -58,23 +64,19 @@ export class VersionView {
   }
 
   destroy() {
-    this.controller.abort();
-    clearTimeout(this.timer);
+    this.poller.stop();
     if (this.state.review) this.state.review.destroy();
   }
 
-  async load() {
-    clearTimeout(this.timer);
-    let model;
-    try {
-      model = await getModel(this.project, this.version, this.controller.signal);
-    } catch (error) {
-      if (isAbort(error)) return;
-      const status = error instanceof ApiError ? error.status : 0;
-      replace(this.header, errorBox(error, status === 404 ? "No such version." : "The version could not be loaded."));
-      if (status !== 404) this.timer = setTimeout(() => this.load(), POLL_MS * 3);
-      return;
-    }
+  load() {
+    return this.poller.load();
+  }
+
+  /**
+   * @param {ModelVersion} model
+   * @returns {Promise<boolean>} whether it can still change (queued or training)
+   */
+  async show(model) {
     this.state.model = model;
     document.title = `${model.label} v${model.version} · ${this.project} · segpipe`;
     this.renderHeader(model);
@@ -85,13 +87,13 @@ export class VersionView {
       else this.state.review.modelChanged(model);
     } else {
       replace(this.reviewArea, stateNote(noPredictionsText(model.status), "no-predictions", "empty"));
-      if (model.status === "queued" || model.status === "training") this.timer = setTimeout(() => this.load(), POLL_MS);
     }
+    return model.status === "queued" || model.status === "training";
   }
 
   /** @param {ModelVersion} model */
   async startReview(model) {
-    const signal = this.controller.signal;
+    const signal = this.poller.signal;
     replace(this.reviewArea, stateNote("Loading predictions and statistics…", "loading"));
     // Both at once, each resolving to its value or its error (shown where it belongs).
     /** @param {unknown} error @returns {Error} */
@@ -126,7 +128,7 @@ export class VersionView {
 
   async reload() {
     try {
-      const model = await getModel(this.project, this.version, this.controller.signal);
+      const model = await getModel(this.project, this.version, this.poller.signal);
       this.state.model = model;
       this.renderHeader(model);
       if (this.state.review) this.state.review.modelChanged(model);
