@@ -18,7 +18,13 @@ from botocore.exceptions import ClientError
 
 from segpipe.dal.claims import ClaimItems, Claims
 from segpipe.dal.dynamodb import JOB_INDEX
-from segpipe.dal.dynamodb_items import attribute_value, condition_failed, marshal, partition_key, unmarshal
+from segpipe.dal.dynamodb_items import (
+    attribute_value,
+    condition_failed,
+    partition_key,
+    put_if_absent,
+    unmarshal,
+)
 from segpipe.dal.interfaces import Claim
 from segpipe.models.analysis import Analysis, AnalysisStatus, AnalysisSummary
 
@@ -70,15 +76,7 @@ class DynamoAnalysisRegistry:
             gsi1pk=f"JOB#{analysis.job_name}",
             gsi1sk=_analysis_sk(analysis.analysis),
         )
-        try:
-            self._db.put_item(
-                TableName=self._table, Item=marshal(item), ConditionExpression="attribute_not_exists(pk)"
-            )
-        except ClientError as error:
-            if condition_failed(error):
-                return False
-            raise
-        return True
+        return put_if_absent(self._db, self._table, item)
 
     def get_analysis(self, project: str, analysis: int) -> Analysis | None:
         response = self._db.get_item(

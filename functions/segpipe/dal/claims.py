@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import ClientError
-
-from segpipe.dal.dynamodb_items import condition_failed, marshal, partition_key, unmarshal
+from segpipe.dal.dynamodb_items import get_item, partition_key, put_if_absent
 from segpipe.dal.interfaces import Claim
 
 if TYPE_CHECKING:
@@ -47,14 +45,9 @@ class Claims:
         self._items = items
 
     def find(self, project: str, request_key: str) -> Claim | None:
-        response = self._db.get_item(
-            TableName=self._table,
-            Key={"pk": {"S": partition_key(project)}, "sk": {"S": self._items.request_sk(request_key)}},
-            ConsistentRead=True,
-        )
-        if "Item" not in response:
+        item = get_item(self._db, self._table, project=project, sk=self._items.request_sk(request_key))
+        if item is None:
             return None
-        item = unmarshal(response["Item"])
         return Claim(version=item[self._items.number_attribute], fresh=False, fingerprint=item["fingerprint"])
 
     def claim(self, project: str, request_key: str, fingerprint: str, now: datetime) -> Claim:
@@ -78,16 +71,10 @@ class Claims:
             items.number_attribute: number,
             "created_at": now.isoformat(),
         }
-        try:
-            self._db.put_item(
-                TableName=self._table, Item=marshal(item), ConditionExpression="attribute_not_exists(pk)"
-            )
-        except ClientError as error:
-            if not condition_failed(error):
-                raise
+        if not put_if_absent(self._db, self._table, item):
             # A concurrent delivery of the same request won the race: its number stands.
             winner = self.find(project, request_key)
-            if winner is None:  # pragma: no cover - the condition failed, so the item exists
-                raise
+            if winner is None:  # pragma: no cover - the put was refused, so the item exists
+                raise RuntimeError(f"request key {request_key!r} is bound, yet cannot be read")
             return winner
         return Claim(version=number, fresh=True, fingerprint=fingerprint)

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from segpipe.dal.claims import ClaimItems, Claims
-from segpipe.dal.dynamodb_items import attribute_value, condition_failed, marshal, partition_key, unmarshal
+from segpipe.dal.dynamodb_items import (
+    attribute_value,
+    condition_failed,
+    marshal,
+    partition_key,
+    put_if_absent,
+    unmarshal,
+)
 from segpipe.dal.interfaces import Claim
 from segpipe.models.common import SplitName, VersionStatus
 from segpipe.models.version import ModelVersion
@@ -70,15 +77,7 @@ class DynamoModelRegistry:
             gsi1pk=f"JOB#{version.job_name}",
             gsi1sk=_version_sk(version.version),
         )
-        try:
-            self._db.put_item(
-                TableName=self._table, Item=marshal(item), ConditionExpression="attribute_not_exists(pk)"
-            )
-        except ClientError as error:
-            if condition_failed(error):
-                return False
-            raise
-        return True
+        return put_if_absent(self._db, self._table, item)
 
     def get_version(self, project: str, version: int) -> ModelVersion | None:
         response = self._db.get_item(

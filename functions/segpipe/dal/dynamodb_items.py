@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic_core import to_jsonable_python
 
 from segpipe.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -68,3 +71,24 @@ def attribute_value(value: Any) -> Any:
 
 def condition_failed(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def put_if_absent(client: DynamoDBClient, table: str, item: dict[str, Any]) -> bool:
+    """Writes `item` unless an item with its key exists; whether it wrote."""
+    try:
+        client.put_item(TableName=table, Item=marshal(item), ConditionExpression="attribute_not_exists(pk)")
+    except ClientError as error:
+        if condition_failed(error):
+            return False
+        raise
+    return True
+
+
+def get_item(client: DynamoDBClient, table: str, *, project: str, sk: str) -> dict[str, Any] | None:
+    """The project's item under `sk` (a consistent read), unmarshalled, or None."""
+    response = client.get_item(
+        TableName=table,
+        Key={"pk": {"S": partition_key(project)}, "sk": {"S": sk}},
+        ConsistentRead=True,
+    )
+    return unmarshal(response["Item"]) if "Item" in response else None
