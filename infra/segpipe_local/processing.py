@@ -39,6 +39,7 @@ from pydantic import BaseModel, Field
 
 from segpipe.models.jobs import JobStatus
 from segpipe.models.processing import PROCESSING_ROOT, CreateProcessingJob, ProcessingOutput
+from segpipe_local.atomic import write_atomically
 from segpipe_local.events import ACCOUNT, processing_job_state_change_event, with_datetimes
 from segpipe_local.runner import (
     TERMINAL,
@@ -297,11 +298,7 @@ class ProcessingRunner:
             self._queue.put(job.name)
 
     def _save(self, job: LocalProcessingJob) -> None:
-        directory = self._root / job.name
-        directory.mkdir(parents=True, exist_ok=True)
-        temporary = directory / "job.json.tmp"
-        temporary.write_text(job.model_dump_json(indent=2))
-        temporary.replace(directory / "job.json")
+        write_atomically(self._root / job.name / "job.json", job.model_dump_json(indent=2).encode())
 
     def _update(self, job: LocalProcessingJob, **changes: Any) -> None:
         with self._lock:

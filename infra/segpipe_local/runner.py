@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from segpipe.models.jobs import CreateTrainingJob, JobStatus
+from segpipe_local.atomic import write_atomically
 from segpipe_local.events import ACCOUNT, job_state_change_event, with_datetimes
 
 logger = logging.getLogger(__name__)
@@ -306,11 +307,7 @@ class JobRunner:
                 self._queue.put(job.name)
 
     def _save(self, job: LocalJob) -> None:
-        directory = self._root / job.name
-        directory.mkdir(parents=True, exist_ok=True)
-        temporary = directory / "job.json.tmp"
-        temporary.write_text(job.model_dump_json(indent=2))
-        temporary.replace(directory / "job.json")
+        write_atomically(self._root / job.name / "job.json", job.model_dump_json(indent=2).encode())
 
     def _update(self, job: LocalJob, **changes: Any) -> None:
         with self._lock:
