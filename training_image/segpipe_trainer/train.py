@@ -287,7 +287,7 @@ class EpochResult:
     interrupted: bool
 
 
-def train_one_epoch(
+def train_one_epoch(  # long: keyword-only; the resume point and step settings have defaults
     model: nn.Module,
     *,
     loader: DataLoader[dict[str, torch.Tensor]],
@@ -528,11 +528,7 @@ def fit(model: Segmenter, *, setup: LoopSetup, predictor: Predictor) -> FitResul
         checkpoint, model=model, optimizer=optimizer, scheduler=scheduler, fingerprint=setup.fingerprint
     )
     state = state or TrainState()
-    wrapped: nn.Module = model
-    if runtime.distributed:
-        ids = [runtime.device.index] if runtime.device.type == "cuda" else None
-        wrapped = DistributedDataParallel(model, device_ids=ids)
-    wrapped, plan = _accelerate(setup, model=model, wrapped=wrapped, loss_fn=loss_fn)
+    wrapped, plan = _accelerate(setup, model=model, wrapped=_distributed(model, runtime), loss_fn=loss_fn)
     while not state.finished and state.epoch < config.epochs:
         if state.step_in_epoch == 0:
             torch.manual_seed(epoch_seed(config.seed, state.epoch))
@@ -569,6 +565,14 @@ def fit(model: Segmenter, *, setup: LoopSetup, predictor: Predictor) -> FitResul
         if runtime.any(setup.stop.requested) and not state.finished:
             return FitResult(state=state, interrupted=True)
     return FitResult(state=state, interrupted=False)
+
+
+def _distributed(model: Segmenter, runtime: Runtime) -> nn.Module:
+    """The model wrapped for data-parallel training when there are several processes."""
+    if not runtime.distributed:
+        return model
+    ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
 
 
 def _accelerate(
