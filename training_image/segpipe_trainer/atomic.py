@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +21,11 @@ TEMPORARY_SUFFIX = ".tmp"
 
 
 def temporary_path(path: Path) -> Path:
-    """The temporary name a write of `path` uses: unique per process and thread, ending in `.tmp`."""
-    return path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}{TEMPORARY_SUFFIX}")
+    """The temporary name a write of `path` uses: `{name}.tmp`. One name per target, not one per
+    process: each file has one writer (rank 0, or one host's own folder), and SageMaker syncs the
+    checkpoint folder to S3 and restores it on a resume, so a write cut short leaves at most one
+    leftover per file, which the next write of that file replaces."""
+    return path.with_name(path.name + TEMPORARY_SUFFIX)
 
 
 def _sync(path: Path) -> None:
