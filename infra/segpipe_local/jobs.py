@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from segpipe.models.jobs import JobStatus
+from segpipe_local.atomic import write_atomically
 from segpipe_local.events import event_bus_entry, with_datetimes
 
 logger = logging.getLogger(__name__)
@@ -269,11 +270,7 @@ class LocalRunner(Generic[Job]):
         raise NotImplementedError
 
     def _save(self, job: Job) -> None:
-        directory = self._root / job.name
-        directory.mkdir(parents=True, exist_ok=True)
-        temporary = directory / "job.json.tmp"
-        temporary.write_text(job.model_dump_json(indent=2))
-        temporary.replace(directory / "job.json")
+        write_atomically(self._root / job.name / "job.json", job.model_dump_json(indent=2).encode())
 
     def _update(self, job: Job, **changes: Any) -> None:
         with self._lock:

@@ -26,18 +26,19 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from segpipe_local.atomic import TEMPORARY_SUFFIX as _TEMPORARY
+from segpipe_local.atomic import write_atomically
 
 logger = logging.getLogger(__name__)
 
 _PLAIN = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_.-")
 _CHUNK = 200  # characters of an encoded key per path component (file systems allow 255 bytes)
 _FILE, _FOLDER = ".o", ".d"  # suffixes the encoding never ends a name with on its own
-_TEMPORARY = ".tmp"
 
 
 class SnapshotIncomplete(Exception):
@@ -73,36 +74,6 @@ def decode_key(path: Path) -> str:
             data.append(ord(text[index]))
             index += 1
     return data.decode("utf-8")
-
-
-def _sync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _temporary(path: Path) -> Path:
-    return path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}{_TEMPORARY}")
-
-
-def write_atomically(path: Path, chunks: Iterator[bytes] | bytes) -> None:
-    """Write `path` so that it is never seen half written: temporary file, fsync, rename, fsync
-    of the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _temporary(path)
-    try:
-        with temporary.open("wb") as file:
-            for chunk in [chunks] if isinstance(chunks, bytes) else chunks:
-                file.write(chunk)
-            file.flush()
-            os.fsync(file.fileno())
-        temporary.replace(path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _sync_folder(path.parent)
 
 
 class Snapshot:

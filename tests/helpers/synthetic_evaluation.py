@@ -27,9 +27,9 @@ from segpipe.models.trainer_io import (
     ThresholdPoint,
 )
 from segpipe_trainer.bootstrap import INSTANCE_SWEEP, instance_metrics, resample, resample_counts
-from segpipe_trainer.bootstrap import _interval as interval
+from segpipe_trainer.bootstrap import percentile_interval as interval
 from segpipe_trainer.metrics import COCO_IOUS, mean_ap, pooled_average_precision, suggest_thresholds
-from segpipe_trainer.metrics import _instance_metrics as instance_row
+from segpipe_trainer.metrics import metrics_from_counts as instance_row
 from tests.helpers.synthetic import SyntheticImage, by_split
 
 #: A score counts as shown at a threshold it equals (the sweep's thresholds are rounded decimals).

@@ -53,7 +53,7 @@ from segpipe.models.analysis import (
 )
 from segpipe.models.coco import CocoAnnotation, CocoCategory, CocoImage
 from segpipe.models.trainer_io import ModelCard, prediction_stem
-from segpipe_trainer import accel
+from segpipe_trainer import accel, atomic
 from segpipe_trainer.cli import configure_logging
 from segpipe_trainer.distributed import Runtime
 from segpipe_trainer.errors import TrainerError, failure_sentence
@@ -392,12 +392,10 @@ class Shard:
 
 
 def _write_csv(path: Path, *, header: list[str], rows: list[list[str]]) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
+    with atomic.atomic_path(path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
-    temporary.replace(path)
 
 
 def write_image_outputs(result: ImageResult, *, paths: ProcessingPaths, classes: Sequence[str]) -> None:
@@ -418,11 +416,8 @@ def write_image_outputs(result: ImageResult, *, paths: ProcessingPaths, classes:
         counts=counts,
     )
     write_json(paths.images_output / f"{result.stem}.json", analysed)
-    paths.masks_output.mkdir(parents=True, exist_ok=True)
-    mask_path = paths.masks_output / f"{result.stem}.tif"
-    temporary = mask_path.with_name(mask_path.name + ".tmp")
-    tifffile.imwrite(temporary, result.mask, compression="zlib")
-    temporary.replace(mask_path)
+    with atomic.atomic_path(paths.masks_output / f"{result.stem}.tif") as temporary:
+        tifffile.imwrite(temporary, result.mask, compression="zlib")
 
 
 def write_progress(paths: ProcessingPaths, *, host: str, done: int, total: int) -> None:

@@ -43,7 +43,8 @@ def resample_counts(images: int, *, draws: int, seed: int) -> np.ndarray:
     return np.bincount((indices + offsets).ravel(), minlength=draws * images).reshape(draws, images)
 
 
-def _interval(estimate: float | None, values: np.ndarray, *, confidence: float) -> Interval:
+def percentile_interval(estimate: float | None, values: np.ndarray, *, confidence: float) -> Interval:
+    """The estimate with the central `confidence` percentile interval of its finite resampled values."""
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return Interval(estimate=estimate)
@@ -119,7 +120,7 @@ def bootstrap_intervals(
         ThresholdIntervals(
             threshold=float(value),
             metrics={
-                name: _interval(_optional(whole[name][t]), drawn[name][:, t], confidence=confidence)
+                name: percentile_interval(_optional(whole[name][t]), drawn[name][:, t], confidence=confidence)
                 for name in sweep_names
             },
         )
@@ -134,7 +135,7 @@ def bootstrap_intervals(
         headline=ThresholdIntervals(
             threshold=float(evaluator.thresholds[index]),
             metrics={
-                name: _interval(_optional(estimate), values, confidence=confidence)
+                name: percentile_interval(_optional(estimate), values, confidence=confidence)
                 for name, (estimate, values) in headline.items()
             },
         ),

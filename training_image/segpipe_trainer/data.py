@@ -339,7 +339,7 @@ class TileDataset(Dataset[dict[str, torch.Tensor]]):
     image chosen by area, which also draws the negatives (images without objects).
     """
 
-    def __init__(
+    def __init__(  # long: keyword-only dataset settings, as the fields they fill; four have defaults
         self,
         *,
         samples: Sequence[Sample],

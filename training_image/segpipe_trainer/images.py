@@ -14,6 +14,7 @@ import tifffile
 from PIL import Image
 
 from segpipe.models.trainer_io import Normalization
+from segpipe_trainer import atomic
 from segpipe_trainer.errors import TrainerError
 
 logger = logging.getLogger(__name__)
@@ -194,6 +195,6 @@ def _two_channels(scaled: np.ndarray) -> np.ndarray:
 
 
 def write_preview(image: np.ndarray, *, path: Path, max_side: int = PREVIEW_MAX_SIDE) -> None:
-    """Write `preview(image)` as a PNG."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    preview(image, max_side=max_side).save(path, format="PNG", optimize=False)
+    """Write `preview(image)` as a PNG (atomically)."""
+    with atomic.atomic_path(path) as temporary:
+        preview(image, max_side=max_side).save(temporary, format="PNG", optimize=False)

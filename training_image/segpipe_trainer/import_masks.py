@@ -29,6 +29,7 @@ from scipy import ndimage as ndi
 
 from segpipe.errors import InvalidInput, SegpipeError
 from segpipe.models.coco import DATASET_FILE, CocoAnnotation, CocoCategory, CocoDataset, CocoImage, Rle
+from segpipe_trainer import atomic
 from segpipe_trainer.geometry import annotation_mask, bounding_box, mask_to_polygons
 
 logger = logging.getLogger(__name__)
@@ -404,9 +405,7 @@ def _write(dataset: CocoDataset, *, pairs: list[MaskPair], destination: Path) ->
     for pair in pairs:
         shutil.copyfile(pair.image, destination / pair.image.name)
     path = destination / DATASET_FILE
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(dataset.model_dump_json(exclude_none=True))
-    temporary.replace(path)
+    atomic.write_text(path, dataset.model_dump_json(exclude_none=True))
     return path
 
 

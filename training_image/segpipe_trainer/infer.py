@@ -71,7 +71,7 @@ _ASSUMED_OUTPUTS = 8
 
 
 @torch.no_grad()
-def sliding_window(
+def sliding_window(  # long: keyword-only inference settings, each with a default
     model: nn.Module,
     image: np.ndarray,
     *,
@@ -125,7 +125,7 @@ def sliding_window(
     return (total / norm)[:, :height, :width].cpu()
 
 
-def inference_batch_size(
+def inference_batch_size(  # long: keyword-only; limit and margin have defaults
     model: nn.Module,
     *,
     tile_size: int,

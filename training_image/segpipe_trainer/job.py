@@ -15,7 +15,7 @@ import torch
 
 from segpipe.models.coco import CocoDataset
 from segpipe.models.common import Preset, SplitName
-from segpipe.models.trainer_io import Normalization, Progress, TrainingConfig
+from segpipe.models.trainer_io import Normalization, Progress, SplitEvaluation, TrainingConfig
 from segpipe_trainer import accel
 from segpipe_trainer.base import StartingPoint, continue_from, find_starting_point
 from segpipe_trainer.bootstrap import bootstrap_intervals
@@ -196,35 +196,130 @@ def run_job(*, paths: MlPaths, config: TrainingConfig, runtime: Runtime, stop: S
         config.project or "-",
         config.version if config.version is not None else "-",
     )
+    job = set_up_job(paths=paths, config=config, runtime=runtime, stop=stop)
+    trained = train_job(job)
+    if trained.final.interrupted:
+        return _interrupted(trained.final)
+    finish_job(job, trained=trained)
+    return JobOutcome(interrupted=False, fit=trained.first)
+
+
+# --- Setup ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobSetup:
+    """What `set_up_job` prepared: inputs, the choice plan, the images, the model and its loop."""
+
+    paths: MlPaths
+    inputs: JobInputs
+    start: StartingPoint
+    plan: SelectionPlan
+    options: SampleOptions
+    samples: list[Sample]  # the images trained on (loop.train_samples), then the held-out ones
+    model: Segmenter
+    preset: Preset
+    resolved: dict[str, Any]  # output/data/config.json
+    predictor: Predictor
+    loop: LoopSetup
+
+    @property
+    def config(self) -> TrainingConfig:
+        return self.loop.config
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.loop.runtime
+
+
+def set_up_job(*, paths: MlPaths, config: TrainingConfig, runtime: Runtime, stop: StopSignal) -> JobSetup:
+    """Read the split, hold images out, prepare every training image, build the model and its
+    training loop; rank 0 writes the resolved config."""
     inputs = read_inputs(paths, config=config)
     start = find_starting_point(paths.base, work_dir=paths.work_dir)
     plan = SelectionPlan.build(inputs.train, fraction=config.validation_fraction)
-    fit_entries, val_entries = plan.fit, plan.validation
-    normalization = start.card.normalization if start.card is not None else Normalization()
     options = SampleOptions(
         dataset_dir=paths.dataset,
         class_map=inputs.class_map,
         model_type=config.model_type,
-        normalization=normalization,
+        normalization=start.card.normalization if start.card is not None else Normalization(),
         instance_head=resolved_head(config),
     )
-    samples = prepare_samples([*fit_entries, *val_entries], options=options, paths=paths, runtime=runtime)
-    fit_samples, val_samples = samples[: len(fit_entries)], samples[len(fit_entries) :]
+    samples = prepare_samples([*plan.fit, *plan.validation], options=options, paths=paths, runtime=runtime)
+    fit_samples, val_samples = samples[: len(plan.fit)], samples[len(plan.fit) :]
     in_channels = start.card.in_channels if start.card is not None else max(s.channels for s in samples)
     model, preset = build_job_model(config=config, start=start, in_channels=in_channels, runtime=runtime)
-    steps = config.steps_per_epoch or default_steps_per_epoch(
-        fit_samples, tile_size=config.tile_size, batch_size=config.batch_size, world=runtime.world
+    loop = LoopSetup(
+        config=config,
+        runtime=runtime,
+        train_samples=fit_samples,
+        val_samples=val_samples,
+        class_weights=torch.from_numpy(class_pixel_weights(fit_samples, num_classes=len(config.classes))),
+        in_channels=in_channels,
+        steps_per_epoch=config.steps_per_epoch
+        or default_steps_per_epoch(
+            fit_samples, tile_size=config.tile_size, batch_size=config.batch_size, world=runtime.world
+        ),
+        checkpoints=paths.checkpoints,
+        fingerprint=_fingerprint(config, preset=preset, in_channels=in_channels, world=runtime.world),
+        stop=stop,
+        encoder_pretrained=start.previous_model
+        or start.encoder_file is not None
+        or preset_spec(preset).pretrained,
+        num_workers=data_loader_workers(runtime),
+        accel=accel.AccelOptions.from_environment(),
     )
-    class_weights = class_pixel_weights(fit_samples, num_classes=len(config.classes))
-    resolved = {
+    resolved = _resolved_config(loop, preset=preset, options=options, plan=plan, inputs=inputs, start=start)
+    if runtime.is_main:
+        write_json(paths.resolved_config, resolved)
+    return JobSetup(
+        paths=paths,
+        inputs=inputs,
+        start=start,
+        plan=plan,
+        options=options,
+        samples=samples,
+        model=model,
+        preset=preset,
+        resolved=resolved,
+        predictor=_job_predictor(model, loop=loop),
+        loop=loop,
+    )
+
+
+def _fingerprint(config: TrainingConfig, *, preset: Preset, in_channels: int, world: int) -> Fingerprint:
+    return Fingerprint(
+        preset=str(preset),
+        model_type=config.model_type,
+        classes=tuple(config.classes),
+        tile_size=config.tile_size,
+        seed=config.seed,
+        in_channels=in_channels,
+        world=world,
+        instance_head=resolved_head(config),
+    )
+
+
+def _resolved_config(
+    loop: LoopSetup,
+    *,
+    preset: Preset,
+    options: SampleOptions,
+    plan: SelectionPlan,
+    inputs: JobInputs,
+    start: StartingPoint,
+) -> dict[str, Any]:
+    """output/data/config.json: the request's settings and every value the job derived from them."""
+    config, runtime = loop.config, loop.runtime
+    return {
         **config.model_dump(mode="json"),
         "preset": str(preset),
-        "in_channels": in_channels,
-        "steps_per_epoch": steps,
-        "normalization": normalization.model_dump(),
-        "class_weights": [round(float(w), 4) for w in class_weights],
-        "train_images": len(fit_entries),
-        "validation_images": [entry.file_name for entry in val_entries],
+        "in_channels": loop.in_channels,
+        "steps_per_epoch": loop.steps_per_epoch,
+        "normalization": options.normalization.model_dump(),
+        "class_weights": [round(float(w), 4) for w in loop.class_weights],
+        "train_images": len(plan.fit),
+        "validation_images": [entry.file_name for entry in plan.validation],
         "selection": plan.method,
         "instance_head": resolved_head(config) if config.model_type == "instance" else None,
         "test_images": len(inputs.test),
@@ -233,99 +328,87 @@ def run_job(*, paths: MlPaths, config: TrainingConfig, runtime: Runtime, stop: S
         "world_size": runtime.world,
         "torch": torch.__version__,
     }
-    if runtime.is_main:
-        write_json(paths.resolved_config, resolved)
-    speed = accel.AccelOptions.from_environment()
+
+
+def _job_predictor(model: Segmenter, *, loop: LoopSetup) -> Predictor:
+    """The model as rank 0 predicts with it (the only process that does): as many windows per batch
+    as the GPU holds, compiled where that pays."""
+    config, runtime = loop.config, loop.runtime
     predictor = Predictor(
         model=model,
         model_type=config.model_type,
         num_classes=len(config.classes),
         tile_size=config.tile_size,
-        in_channels=in_channels,
+        in_channels=loop.in_channels,
         device=runtime.device,
         bf16=runtime.bf16,
         min_area=config.min_object_area,
         instance_head=resolved_head(config),
     )
-    if runtime.is_main:  # the only process that predicts
-        predictor = accelerated(
-            predictor,
-            compile_model=speed.compiles(runtime.device),
-            cache_dir=paths.checkpoints / accel.COMPILE_CACHE_DIR,
-        )
-    setup = LoopSetup(
-        config=config,
-        runtime=runtime,
-        train_samples=fit_samples,
-        val_samples=val_samples,
-        class_weights=torch.from_numpy(class_weights),
-        in_channels=in_channels,
-        steps_per_epoch=steps,
-        checkpoints=paths.checkpoints,
-        fingerprint=Fingerprint(
-            preset=str(preset),
-            model_type=config.model_type,
-            classes=tuple(config.classes),
-            tile_size=config.tile_size,
-            seed=config.seed,
-            in_channels=in_channels,
-            world=runtime.world,
-            instance_head=resolved_head(config),
-        ),
-        stop=stop,
-        encoder_pretrained=start.previous_model
-        or start.encoder_file is not None
-        or preset_spec(preset).pretrained,
-        num_workers=data_loader_workers(runtime),
-        accel=speed,
+    if not runtime.is_main:
+        return predictor
+    return accelerated(
+        predictor,
+        compile_model=loop.accel.compiles(runtime.device),
+        cache_dir=loop.checkpoints / accel.COMPILE_CACHE_DIR,
     )
-    result = fit(model, setup=setup, predictor=predictor)
+
+
+# --- Run -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What `train_job` leaves: the first phase's fit, the fit the final model comes from (the same
+    one, or the refit's), its predictor, and what the held-out images measured."""
+
+    first: FitResult
+    final: FitResult
+    predictor: Predictor
+    held_out: SplitEvaluation | None  # of the held-out images, by the model that chose on them
+    final_images: int  # training images the final model was trained on
+    progress_offset: int = 0  # epochs of the first phase before a refit
+
+
+def train_job(job: JobSetup) -> Trained:
+    """Fit with early stopping on the held-out images; rank 0 then restores the best epoch's weights
+    and measures the held-out images; a refit plan trains a fresh model on every training image for
+    the chosen epoch count. An interrupted phase is the `final` fit, marked interrupted."""
+    result = fit(job.model, setup=job.loop, predictor=job.predictor)
+    trained = Trained(
+        first=result,
+        final=result,
+        predictor=job.predictor,
+        held_out=None,
+        final_images=len(job.loop.train_samples),
+    )
     if result.interrupted:
-        return _interrupted(result)
-    validation = None
-    if runtime.is_main:
-        restore_best(model, checkpoints=paths.checkpoints, state=result.state)
-        if val_samples:
-            validation = evaluate_split(
-                predictor, samples=val_samples, class_names=config.classes, outputs=None
+        return trained
+    if job.runtime.is_main:
+        restore_best(job.model, checkpoints=job.paths.checkpoints, state=result.state)
+        if job.loop.val_samples:
+            held_out = evaluate_split(
+                job.predictor, samples=job.loop.val_samples, class_names=job.config.classes, outputs=None
             )
+            trained = replace(trained, held_out=held_out)
     chosen_epoch = result.state.best_epoch
-    final_result, final_images, offset = result, len(fit_samples), 0
-    if plan.method == "refit" and chosen_epoch is not None:
-        refit = _refit(
-            setup,
-            epochs=chosen_epoch,
-            first_epochs=result.state.epoch,
-            samples=samples,
-            start=start,
-            predictor=predictor,
-        )
-        if refit.result.interrupted:
-            return _interrupted(refit.result)
-        predictor, final_result, final_images = refit.predictor, refit.result, len(samples)
-        offset = result.state.epoch
-    if runtime.is_main:
-        final = FinalOutputs(
-            paths=paths,
-            config=config,
-            predictor=predictor,
-            resolved=resolved,
-            preset=preset,
-            progress_offset=offset,
-        )
-        choice = Choice(
-            method=plan.method,
-            validation_images=[entry.file_name for entry in val_entries],
-            validation_groups=len({entry.group for entry in val_entries}),
-            validation=validation,
-            chosen_epoch=chosen_epoch,
-            final_images=final_images,
-        )
-        final.write(train=samples, test=inputs.test, options=options, result=final_result, choice=choice)
-    runtime.barrier()
-    if runtime.local_rank == 0:
-        shutil.rmtree(paths.work_dir, ignore_errors=True)
-    return JobOutcome(interrupted=False, fit=result)
+    if job.plan.method != "refit" or chosen_epoch is None:
+        return trained
+    refit = _refit(
+        job.loop,
+        epochs=chosen_epoch,
+        first_epochs=result.state.epoch,
+        samples=job.samples,
+        start=job.start,
+        predictor=job.predictor,
+    )
+    return replace(
+        trained,
+        final=refit.result,
+        predictor=refit.predictor,
+        final_images=len(job.samples),
+        progress_offset=result.state.epoch,
+    )
 
 
 def _interrupted(result: FitResult) -> JobOutcome:
@@ -387,6 +470,44 @@ def _refit(
     )
     refit_predictor = replace(predictor, model=model, runner=runner)
     return Refit(predictor=refit_predictor, result=fit(model, setup=refit_setup, predictor=refit_predictor))
+
+
+# --- Finish --------------------------------------------------------------------------------------
+
+
+def finish_job(job: JobSetup, *, trained: Trained) -> None:
+    """Rank 0 evaluates train and test and writes every output; then each host's work folder goes."""
+    if job.runtime.is_main:
+        final = FinalOutputs(
+            paths=job.paths,
+            config=job.config,
+            predictor=trained.predictor,
+            resolved=job.resolved,
+            preset=job.preset,
+            progress_offset=trained.progress_offset,
+        )
+        final.write(
+            train=job.samples,
+            test=job.inputs.test,
+            options=job.options,
+            result=trained.final,
+            choice=_choice(job.plan, trained=trained),
+        )
+    job.runtime.barrier()
+    if job.runtime.local_rank == 0:
+        shutil.rmtree(job.paths.work_dir, ignore_errors=True)
+
+
+def _choice(plan: SelectionPlan, *, trained: Trained) -> Choice:
+    """How the epoch and the thresholds were chosen, for evaluation.json."""
+    return Choice(
+        method=plan.method,
+        validation_images=[entry.file_name for entry in plan.validation],
+        validation_groups=len({entry.group for entry in plan.validation}),
+        validation=trained.held_out,
+        chosen_epoch=trained.first.state.best_epoch,
+        final_images=trained.final_images,
+    )
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ def _relief_key(distance_bits: int) -> int:
 
 
 @numba.njit(cache=True)
-def flood_components(
+def flood_components(  # long: one compiled loop (numba), its state kept in locals for speed
     labels: np.ndarray,
     crowded: np.ndarray,
     seeds: np.ndarray,
@@ -127,7 +127,7 @@ _HEAD, _FOLLOWING, _KEYS, _WHERE, _HEAP = 0, 1, 2, 3, 4
 
 
 @numba.njit(cache=True)
-def _flood_one(
+def _flood_one(  # long: a numba kernel: nopython code takes flat arrays and scalars, not objects
     flat_labels: np.ndarray,
     distance: np.ndarray,
     bits: np.ndarray,
@@ -218,7 +218,7 @@ def _unflooded_label(flat_labels: np.ndarray, pixels: np.ndarray, components: in
 
 
 @numba.njit(cache=True, inline="always")
-def _queue_markers(
+def _queue_markers(  # long: a numba kernel: nopython code takes flat arrays and scalars, not objects
     flat_labels: np.ndarray,
     distance: np.ndarray,
     bits: np.ndarray,
@@ -247,7 +247,9 @@ def _queue_markers(
 
 
 @numba.njit(cache=True, inline="always")
-def _enqueue(work: np.ndarray, items: int, current: int, bucket: int, key: int, index: int, item: int) -> int:
+def _enqueue(  # long: a numba kernel: nopython code takes flat arrays and scalars, not objects
+    work: np.ndarray, items: int, current: int, bucket: int, key: int, index: int, item: int
+) -> int:
     """Queue item number `item` (pixel `index`, order key `key`): into the heap if its bucket is
     the current one, else onto its bucket; the heap's new size."""
     work[_KEYS, item], work[_WHERE, item] = key, index
@@ -453,7 +455,7 @@ def label_at(labels: np.ndarray, row: int, col: int) -> int:
 
 
 @numba.njit(cache=True)
-def trace_outlines(
+def trace_outlines(  # long: one compiled loop (numba), its state kept in locals for speed
     labels: np.ndarray, targets: np.ndarray, count: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Outer outlines of the `targets` (distinct labels 1..count) of an int32 H x W label image,
@@ -529,7 +531,7 @@ def trace_outlines(
 
 
 @numba.njit(cache=True)
-def _walk(
+def _walk(  # long: a numba kernel: nopython code takes flat arrays and scalars, not objects
     labels: np.ndarray,
     visited: np.ndarray,
     label: int,

@@ -128,7 +128,7 @@ class _ClassTally:
         self.iou_sum = np.zeros(self.thresholds)
 
     def metrics(self, index: int) -> Metrics:
-        return _instance_metrics(
+        return metrics_from_counts(
             tp=int(self.tp[index]),
             predicted=int(self.predicted[index]),
             gt=self.gt,
@@ -136,7 +136,7 @@ class _ClassTally:
         )
 
 
-def _instance_metrics(*, tp: int, predicted: int, gt: int, iou_sum: float) -> Metrics:
+def metrics_from_counts(*, tp: int, predicted: int, gt: int, iou_sum: float) -> Metrics:
     """One statistics row. Ratios without a denominator (nothing to count) are None."""
     fp, fn = predicted - tp, gt - tp
     return Metrics(
@@ -255,7 +255,7 @@ class InstanceEvaluator:
         )
 
     def _point(self, index: int, threshold: float) -> ThresholdPoint:
-        overall = _instance_metrics(
+        overall = metrics_from_counts(
             tp=int(sum(tally.tp[index] for tally in self._tallies)),
             predicted=int(sum(tally.predicted[index] for tally in self._tallies)),
             gt=sum(tally.gt for tally in self._tallies),

@@ -27,11 +27,13 @@ from segpipe.models.trainer_io import (
     TrainingConfig,
     prediction_stem,
 )
+from segpipe_trainer import atomic
 from segpipe_trainer.data import Sample
+from segpipe_trainer.evaluation import Evaluator, ImagePrediction, evaluate_images
 from segpipe_trainer.geometry import objects_from_instances
 from segpipe_trainer.images import write_preview
-from segpipe_trainer.infer import Predictor, dense_maps
-from segpipe_trainer.metrics import InstanceEvaluator, SemanticEvaluator, suggest_thresholds
+from segpipe_trainer.infer import Predictor
+from segpipe_trainer.metrics import suggest_thresholds
 from segpipe_trainer.model import resolved_head
 from segpipe_trainer.paths import MlPaths
 from segpipe_trainer.train import save_weights
@@ -43,24 +45,39 @@ CARD_FILE = "model.json"
 
 
 def write_json(path: Path, payload: BaseModel | dict[str, Any]) -> None:
-    """Write JSON atomically (a temporary file renamed into place)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write JSON atomically (`atomic.write_text`)."""
     text = (
         payload.model_dump_json(indent=2) if isinstance(payload, BaseModel) else json.dumps(payload, indent=2)
     )
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
+    atomic.write_text(path, text)
 
 
 @dataclass(frozen=True)
 class SplitOutputs:
-    """Where one split's predictions and previews go; None writes nothing (validation)."""
+    """Where one split's predictions and previews go; its `write` is the evaluation loop's hook."""
 
     split: SplitName
     paths: MlPaths
     class_names: Sequence[str]
     score_floor: float
+
+    def write(self, prediction: ImagePrediction) -> None:
+        """predictions/{split}/{stem}.json and previews/{stem}.png of one predicted image."""
+        sample = prediction.sample
+        stem = prediction_stem(sample.file_name)
+        preview_name = f"{stem}.png"
+        write_preview(np.asarray(sample.image, dtype=np.float32), path=self.paths.previews_dir / preview_name)
+        predictions = ImagePredictions(
+            file_name=sample.file_name,
+            width=sample.width,
+            height=sample.height,
+            split=self.split,
+            preview=preview_name,
+            objects=objects_from_instances(
+                prediction.instances, class_names=self.class_names, score_floor=self.score_floor
+            ),
+        )
+        write_json(self.paths.predictions_dir(self.split) / f"{stem}.json", predictions)
 
 
 def evaluate_split(
@@ -80,45 +97,13 @@ def predict_split(
     samples: Iterable[Sample],
     class_names: Sequence[str],
     outputs: SplitOutputs | None,
-) -> InstanceEvaluator | SemanticEvaluator:
-    """Predict every image of a split into its evaluator (returned); write predictions and previews."""
-    evaluator: InstanceEvaluator | SemanticEvaluator
-    if predictor.model_type == "instance":
-        evaluator = InstanceEvaluator(class_names=class_names)
-    else:
-        evaluator = SemanticEvaluator(class_names=class_names)
-    count = 0
-    for sample in samples:
-        maps = dense_maps(predictor.outputs(sample.image), num_classes=predictor.num_classes)
-        instances = predictor.instances(maps)
-        if isinstance(evaluator, InstanceEvaluator):
-            evaluator.add(
-                gt_labels=np.asarray(sample.labels), gt_classes=np.asarray(sample.classes), pred=instances
-            )
-        else:
-            evaluator.add(gt_classes=sample.class_map(), pred=instances)
-        if outputs is not None:
-            _write_image_outputs(sample, instances=instances, outputs=outputs)
-        count += 1
-    logger.info("Evaluated %d images%s", count, f" of {outputs.split}" if outputs else "")
+) -> Evaluator:
+    """Predict every image of a split into its evaluator (returned); write predictions and previews
+    when `outputs` says where (None writes nothing: the held-out images)."""
+    hooks = [] if outputs is None else [outputs.write]
+    evaluator = evaluate_images(predictor, samples=samples, class_names=class_names, hooks=hooks)
+    logger.info("Evaluated %d images%s", evaluator.images, f" of {outputs.split}" if outputs else "")
     return evaluator
-
-
-def _write_image_outputs(sample: Sample, *, instances: Any, outputs: SplitOutputs) -> None:
-    stem = prediction_stem(sample.file_name)
-    preview_name = f"{stem}.png"
-    write_preview(np.asarray(sample.image, dtype=np.float32), path=outputs.paths.previews_dir / preview_name)
-    predictions = ImagePredictions(
-        file_name=sample.file_name,
-        width=sample.width,
-        height=sample.height,
-        split=outputs.split,
-        preview=preview_name,
-        objects=objects_from_instances(
-            instances, class_names=outputs.class_names, score_floor=outputs.score_floor
-        ),
-    )
-    write_json(outputs.paths.predictions_dir(outputs.split) / f"{stem}.json", predictions)
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from segpipe.models.trainer_io import Progress, SplitEvaluation, TrainingConfig
-from segpipe_trainer import accel
+from segpipe_trainer import accel, atomic
 from segpipe_trainer.data import Sample, StepSampler, TileDataset
 from segpipe_trainer.distributed import Runtime
-from segpipe_trainer.infer import Predictor, autocast, dense_maps
-from segpipe_trainer.metrics import InstanceEvaluator, SemanticEvaluator
+from segpipe_trainer.evaluation import ImagePrediction, evaluate_images
+from segpipe_trainer.infer import Predictor, autocast
 from segpipe_trainer.model import FLOW_SCALE, Segmenter, split_outputs
 
 logger = logging.getLogger(__name__)
@@ -220,7 +220,6 @@ def save_checkpoint(
     fingerprint: Fingerprint,
 ) -> None:
     """Write a resumable checkpoint atomically (a temporary file renamed over the old one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "fingerprint": fingerprint.as_dict(),
@@ -231,9 +230,8 @@ def save_checkpoint(
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
-    temporary = path.with_suffix(".tmp")
-    torch.save(payload, temporary)
-    temporary.replace(path)
+    with atomic.atomic_path(path) as temporary:
+        torch.save(payload, temporary)
 
 
 def load_checkpoint(
@@ -270,11 +268,9 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def save_weights(model: nn.Module, path: Path) -> None:
     """The model's weights as safetensors (atomically)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {key: value.detach().cpu().contiguous() for key, value in _unwrap(model).state_dict().items()}
-    temporary = path.with_suffix(".tmp")
-    save_file(tensors, str(temporary))
-    temporary.replace(path)
+    with atomic.atomic_path(path) as temporary:
+        save_file(tensors, str(temporary))
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
@@ -291,7 +287,7 @@ class EpochResult:
     interrupted: bool
 
 
-def train_one_epoch(
+def train_one_epoch(  # long: keyword-only; the resume point and step settings have defaults
     model: nn.Module,
     *,
     loader: DataLoader[dict[str, torch.Tensor]],
@@ -363,18 +359,21 @@ def _accumulate_gradients(
     return total
 
 
-# --- Validation --------------------------------------------------------------------------------
+# --- Held-out images ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Validation:
+class HeldOutResult:
+    """What the held-out training images (those the epoch and thresholds are chosen on) gave after
+    an epoch: their mean loss, their score (`split_score`) and their metrics."""
+
     loss: float
     score: float
     evaluation: SplitEvaluation
 
 
 def split_score(evaluation: SplitEvaluation, *, model_type: str) -> float:
-    """The validation score: best F1 at IoU 0.5 (instance) or best mean IoU (semantic) over the sweep."""
+    """The held-out score: best F1 at IoU 0.5 (instance) or best mean IoU (semantic) over the sweep."""
     values = [
         point.overall.f1 if model_type == "instance" else point.overall.iou for point in evaluation.sweep
     ]
@@ -382,43 +381,47 @@ def split_score(evaluation: SplitEvaluation, *, model_type: str) -> float:
     return max(present) if present else 0.0
 
 
-def evaluate(
+class HeldOutLoss:
+    """An evaluation hook (`evaluation.ImageHook`): the loss of each whole image against its targets,
+    and their mean."""
+
+    def __init__(self, loss_fn: SegmentationLoss, *, flow: bool) -> None:
+        self.loss_fn = loss_fn
+        self.flow = flow
+        self.losses: list[float] = []
+
+    def __call__(self, prediction: ImagePrediction) -> None:
+        sample = prediction.sample
+        classes = torch.from_numpy(sample.class_map())[None]
+        target = torch.from_numpy(_target_of(sample, flow=self.flow))[None]
+        loss = segmentation_loss(
+            prediction.outputs[None],
+            classes,
+            target,
+            class_weights=self.loss_fn.class_weights.cpu(),
+            num_classes=self.loss_fn.num_classes,
+            distance_weight=self.loss_fn.distance_weight,
+        )
+        self.losses.append(float(loss))
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.losses)) if self.losses else 0.0
+
+
+def evaluate_held_out(
     predictor: Predictor,
     *,
     samples: Sequence[Sample],
     loss_fn: SegmentationLoss,
     class_names: Sequence[str],
-) -> Validation:
-    """Loss and score of whole images predicted by sliding windows (the way the final model is used)."""
-    evaluator: InstanceEvaluator | SemanticEvaluator
-    if predictor.model_type == "instance":
-        evaluator = InstanceEvaluator(class_names=class_names)
-    else:
-        evaluator = SemanticEvaluator(class_names=class_names)
-    losses = []
-    for sample in samples:
-        outputs = predictor.outputs(sample.image)
-        classes = torch.from_numpy(sample.class_map())[None]
-        distance = torch.from_numpy(_target_of(sample, flow=predictor.instance_head == "flow"))[None]
-        loss = segmentation_loss(
-            outputs[None],
-            classes,
-            distance,
-            class_weights=loss_fn.class_weights.cpu(),
-            num_classes=loss_fn.num_classes,
-            distance_weight=loss_fn.distance_weight,
-        )
-        losses.append(float(loss))
-        instances = predictor.instances(dense_maps(outputs, num_classes=predictor.num_classes))
-        if isinstance(evaluator, InstanceEvaluator):
-            evaluator.add(gt_labels=np.asarray(sample.labels), gt_classes=sample.classes, pred=instances)
-        else:
-            evaluator.add(gt_classes=sample.class_map(), pred=instances)
+) -> HeldOutResult:
+    """Loss and score of the held-out images, each predicted whole (the way the final model is used)."""
+    loss = HeldOutLoss(loss_fn, flow=predictor.instance_head == "flow")
+    evaluator = evaluate_images(predictor, samples=samples, class_names=class_names, hooks=[loss])
     result = evaluator.result()
-    return Validation(
-        loss=float(np.mean(losses)) if losses else 0.0,
-        score=split_score(result, model_type=predictor.model_type),
-        evaluation=result,
+    return HeldOutResult(
+        loss=loss.mean, score=split_score(result, model_type=predictor.model_type), evaluation=result
     )
 
 
@@ -506,10 +509,11 @@ def make_loader(setup: LoopSetup, *, epoch: int, start_step: int) -> DataLoader[
 
 
 def fit(model: Segmenter, *, setup: LoopSetup, predictor: Predictor) -> FitResult:
-    """Train for config.epochs (resuming from checkpoints/ when one exists), validating each epoch.
+    """Train for config.epochs (resuming from checkpoints/ when one exists), scoring the held-out
+    images (`setup.val_samples`) after each epoch.
 
-    Only rank 0 validates, logs metrics and writes checkpoints; the decision to stop early is
-    broadcast. The best weights by validation score are kept in checkpoints/best.safetensors.
+    Only rank 0 scores, logs metrics and writes checkpoints; the decision to stop early is
+    broadcast. The best weights by held-out score are kept in checkpoints/best.safetensors.
     """
     config, runtime = setup.config, setup.runtime
     loss_fn = SegmentationLoss(class_weights=setup.class_weights, num_classes=len(config.classes)).to(
@@ -524,11 +528,7 @@ def fit(model: Segmenter, *, setup: LoopSetup, predictor: Predictor) -> FitResul
         checkpoint, model=model, optimizer=optimizer, scheduler=scheduler, fingerprint=setup.fingerprint
     )
     state = state or TrainState()
-    wrapped: nn.Module = model
-    if runtime.distributed:
-        ids = [runtime.device.index] if runtime.device.type == "cuda" else None
-        wrapped = DistributedDataParallel(model, device_ids=ids)
-    wrapped, plan = _accelerate(setup, model=model, wrapped=wrapped, loss_fn=loss_fn)
+    wrapped, plan = _accelerate(setup, model=model, wrapped=_distributed(model, runtime), loss_fn=loss_fn)
     while not state.finished and state.epoch < config.epochs:
         if state.step_in_epoch == 0:
             torch.manual_seed(epoch_seed(config.seed, state.epoch))
@@ -565,6 +565,14 @@ def fit(model: Segmenter, *, setup: LoopSetup, predictor: Predictor) -> FitResul
         if runtime.any(setup.stop.requested) and not state.finished:
             return FitResult(state=state, interrupted=True)
     return FitResult(state=state, interrupted=False)
+
+
+def _distributed(model: Segmenter, runtime: Runtime) -> nn.Module:
+    """The model wrapped for data-parallel training when there are several processes."""
+    if not runtime.distributed:
+        return model
+    ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
 
 
 def _accelerate(
@@ -624,22 +632,21 @@ def _end_epoch(
     state: TrainState,
     result: EpochResult,
 ) -> TrainState:
-    """Validate (rank 0), log, track the best weights, decide on early stopping; the new state."""
+    """Score the held-out images (rank 0), log, track the best weights, decide on early stopping;
+    the new state."""
     config = setup.config
     epoch = state.epoch + 1
     train_loss = result.loss_sum / max(1, setup.steps_per_epoch)
-    validation = None
+    held_out = None
     if setup.runtime.is_main:
         metrics_logger.info("epoch=%d train_loss=%.6f", epoch, train_loss)
         if setup.val_samples:
-            validation = evaluate(
+            held_out = evaluate_held_out(
                 predictor, samples=setup.val_samples, loss_fn=loss_fn, class_names=config.classes
             )
-            metrics_logger.info(
-                "epoch=%d val_loss=%.6f val_score=%.6f", epoch, validation.loss, validation.score
-            )
+            metrics_logger.info("epoch=%d val_loss=%.6f val_score=%.6f", epoch, held_out.loss, held_out.score)
     state = setup.runtime.broadcast(
-        _next_state(setup, state=state, epoch=epoch, loss=train_loss, validation=validation)
+        _next_state(setup, state=state, epoch=epoch, loss=train_loss, held_out=held_out)
     )
     if setup.runtime.is_main and state.best_epoch == epoch:
         save_weights(model, setup.checkpoints / BEST_WEIGHTS_FILE)
@@ -647,20 +654,20 @@ def _end_epoch(
 
 
 def _next_state(
-    setup: LoopSetup, *, state: TrainState, epoch: int, loss: float, validation: Validation | None
+    setup: LoopSetup, *, state: TrainState, epoch: int, loss: float, held_out: HeldOutResult | None
 ) -> TrainState:
     config = setup.config
-    score = validation.score if validation else None
+    score = held_out.score if held_out else None
     improved = score is not None and (state.best_score is None or score > state.best_score)
     stale = 0 if improved else state.stale_epochs + 1
     patience = config.early_stopping_patience
-    stopped_early = validation is not None and patience > 0 and stale >= patience
+    stopped_early = held_out is not None and patience > 0 and stale >= patience
     if stopped_early:
         logger.info("Stopping early after epoch %d: no better validation score for %d epochs", epoch, stale)
     history_entry = {
         "epoch": float(epoch),
         "train_loss": loss,
-        "val_loss": validation.loss if validation else None,
+        "val_loss": held_out.loss if held_out else None,
         "val_score": score,
     }
     return TrainState(
@@ -706,11 +713,8 @@ def _checkpoint(
 
 def write_progress(path: Path, *, progress: Progress) -> None:
     """`checkpoints/progress.json`, stamped with the current time."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     stamped = progress.model_copy(update={"updated_at": datetime.now(UTC).isoformat(timespec="seconds")})
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(stamped.model_dump_json(indent=2))
-    temporary.replace(path)
+    atomic.write_text(path, stamped.model_dump_json(indent=2))
 
 
 def restore_best(model: nn.Module, *, checkpoints: Path, state: TrainState) -> bool:
