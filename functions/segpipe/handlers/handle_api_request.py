@@ -6,8 +6,9 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Callable
 from functools import cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
@@ -29,7 +30,8 @@ from segpipe.handlers.runtime import (
     tracer,
 )
 from segpipe.logic import analyses_api, analysis_submit, models_api
-from segpipe.logic.submit import fingerprint_of, preview, submit
+from segpipe.logic.submission import Rejected, fingerprint_of
+from segpipe.logic.submit import preview, submit
 from segpipe.models.analysis import (
     MAX_ANALYSIS,
     AnalysisAccepted,
@@ -114,6 +116,42 @@ ANALYSIS_LOCATION = {
 }
 
 
+def _key_header(description: str) -> Header:
+    return Header(alias="idempotency-key", max_length=200, description=description)
+
+
+TrainingKey = Annotated[str | None, _key_header("Retries with the same key get the same version")]
+AnalysisKey = Annotated[
+    str | None, _key_header("Retries with the same key get the same analysis and one job")
+]
+Accepted = TypeVar("Accepted", SubmitAccepted, AnalysisAccepted)
+
+
+def _request_key(project: str, idempotency_key: str | None) -> str:
+    """The request key of an HTTP submission: its Idempotency-Key, or a fresh one without."""
+    return f"http:{project}:{idempotency_key}" if idempotency_key else f"http:{uuid.uuid4()}"
+
+
+def _accepted(
+    outcome: Accepted | Rejected[Any],
+    *,
+    metric: str,
+    refusal: type[errors.SubmissionRejected],
+    location: Callable[[Accepted], str],
+) -> Response[Accepted]:
+    """202 with the accepted submission and its Location; a rejected one raises `refusal` (422)."""
+    if isinstance(outcome, Rejected):
+        metrics.add_metric(name=f"{metric}Rejected", unit=MetricUnit.Count, value=1)
+        raise refusal(outcome.report)
+    metrics.add_metric(name=f"{metric}Accepted", unit=MetricUnit.Count, value=1)
+    return Response(
+        status_code=202,
+        content_type=content_types.APPLICATION_JSON,
+        body=outcome,
+        headers={"Location": location(outcome)},
+    )
+
+
 @app.post(
     "/projects/<project>/trainings",
     summary="Submit a training",
@@ -127,42 +165,20 @@ ANALYSIS_LOCATION = {
     },
 )
 def submit_training(
-    project: ProjectParam,
-    request: Annotated[TrainingRequest, Body()],
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="idempotency-key",
-            max_length=200,
-            description="Retries with the same key get the same version",
-        ),
-    ] = None,
+    project: ProjectParam, request: Annotated[TrainingRequest, Body()], idempotency_key: TrainingKey = None
 ) -> Response[SubmitAccepted]:
-    key = f"http:{project}:{idempotency_key}" if idempotency_key else f"http:{uuid.uuid4()}"
     outcome = submit(
         request,
         project=project,
-        request_key=key,
+        request_key=_request_key(project, idempotency_key),
         fingerprint=fingerprint_of(request),
         deps=submit_deps(settings),
     )
-    if outcome.version is None or outcome.job_name is None or outcome.status is None:
-        metrics.add_metric(name="SubmissionsRejected", unit=MetricUnit.Count, value=1)
-        raise errors.SubmissionRejected(outcome.report)
-    metrics.add_metric(name="SubmissionsAccepted", unit=MetricUnit.Count, value=1)
-    accepted = SubmitAccepted(
-        project=project,
-        version=outcome.version,
-        job_name=outcome.job_name,
-        status=outcome.status,
-        repeated=outcome.repeated,
-        report=outcome.report,
-    )
-    return Response(
-        status_code=202,
-        content_type=content_types.APPLICATION_JSON,
-        body=accepted,
-        headers={"Location": f"/projects/{project}/models/{outcome.version}"},
+    return _accepted(
+        outcome,
+        metric="Submissions",
+        refusal=errors.SubmissionRejected,
+        location=lambda accepted: f"/projects/{project}/models/{accepted.version}",
     )
 
 
@@ -188,42 +204,20 @@ def preview_training(project: ProjectParam, request: Annotated[TrainingRequest, 
     },
 )
 def submit_analysis(
-    project: ProjectParam,
-    request: Annotated[AnalysisRequest, Body()],
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="idempotency-key",
-            max_length=200,
-            description="Retries with the same key get the same analysis and one job",
-        ),
-    ] = None,
+    project: ProjectParam, request: Annotated[AnalysisRequest, Body()], idempotency_key: AnalysisKey = None
 ) -> Response[AnalysisAccepted]:
-    key = f"http:{project}:{idempotency_key}" if idempotency_key else f"http:{uuid.uuid4()}"
     outcome = analysis_submit.submit_analysis(
         request,
         project=project,
-        request_key=key,
-        fingerprint=analysis_submit.analysis_fingerprint(request),
+        request_key=_request_key(project, idempotency_key),
+        fingerprint=fingerprint_of(request),
         deps=analysis_submit_deps(settings),
     )
-    if outcome.analysis is None or outcome.job_name is None or outcome.status is None:
-        metrics.add_metric(name="AnalysesRejected", unit=MetricUnit.Count, value=1)
-        raise errors.AnalysisRejected(outcome.report)
-    metrics.add_metric(name="AnalysesAccepted", unit=MetricUnit.Count, value=1)
-    accepted = AnalysisAccepted(
-        project=project,
-        analysis=outcome.analysis,
-        job_name=outcome.job_name,
-        status=outcome.status,
-        repeated=outcome.repeated,
-        report=outcome.report,
-    )
-    return Response(
-        status_code=202,
-        content_type=content_types.APPLICATION_JSON,
-        body=accepted,
-        headers={"Location": f"/projects/{project}/analyses/{outcome.analysis}"},
+    return _accepted(
+        outcome,
+        metric="Analyses",
+        refusal=errors.AnalysisRejected,
+        location=lambda accepted: f"/projects/{project}/analyses/{accepted.analysis}",
     )
 
 

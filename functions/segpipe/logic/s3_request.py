@@ -15,21 +15,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
 from segpipe.dal.interfaces import ArtifactStore
 from segpipe.errors import ObjectChanged, ObjectNotFound
-from segpipe.logic.analysis_submit import (
-    AnalysisOutcome,
-    AnalysisSubmitDeps,
-    analysis_fingerprint,
-    submit_analysis,
-)
-from segpipe.logic.submit import SubmitDeps, SubmitOutcome, fingerprint_of, submit
+from segpipe.logic.analysis_submit import AnalysisOutcome, AnalysisSubmitDeps, submit_analysis
+from segpipe.logic.submission import fingerprint_of
+from segpipe.logic.submit import RejectedTraining, SubmitDeps, SubmitOutcome, submit
 from segpipe.models import keys
-from segpipe.models.analysis import AnalysisReport, AnalysisRequest
+from segpipe.models.analysis import AnalysisAccepted, AnalysisReport, AnalysisRequest
+from segpipe.models.api import SubmitAccepted
 from segpipe.models.common import is_item_name
 from segpipe.models.report import ErrorCode, Issue, ValidationReport
 from segpipe.models.request import TrainingRequest
@@ -62,9 +59,7 @@ class UploadOutcome(BaseModel):
     @property
     def accepted(self) -> bool:
         """A training or an analysis was created (or found, for a repeat)."""
-        return (self.outcome is not None and self.outcome.version is not None) or (
-            self.analysis is not None and self.analysis.analysis is not None
-        )
+        return isinstance(self.outcome, SubmitAccepted) or isinstance(self.analysis, AnalysisAccepted)
 
 
 def _problems(error: ValidationError) -> tuple[str, list[dict[str, str]]]:
@@ -86,6 +81,16 @@ def _invalid(message: str, **context: object) -> Issue:
 
 
 _Result = SubmitOutcome | AnalysisOutcome | list[Issue]
+_Request = TypeVar("_Request", TrainingRequest, AnalysisRequest, contravariant=True)
+_Deps = TypeVar("_Deps", SubmitDeps, AnalysisSubmitDeps, contravariant=True)
+
+
+class _UseCase(Protocol[_Request, _Deps]):
+    """`submit` or `submit_analysis`."""
+
+    def __call__(
+        self, request: _Request, *, project: str, request_key: str, fingerprint: str, deps: _Deps
+    ) -> _Result: ...
 
 
 @dataclass(frozen=True)
@@ -111,40 +116,36 @@ def _parsed(model: type[M], data: bytes, noun: str) -> M | list[Issue]:
         ]
 
 
-def _training(deps: SubmitDeps) -> _Kind:
+def _submitter(
+    model: type[_Request], noun: str, use_case: _UseCase[_Request, _Deps], deps: _Deps
+) -> Callable[[bytes, str, str], _Result]:
+    """Parse the file as `model`, then run `use_case` (`submit` or `submit_analysis`) with `deps`."""
+
     def run(data: bytes, project: str, request_key: str) -> _Result:
-        request = _parsed(TrainingRequest, data, "training request")
+        request = _parsed(model, data, noun)
         if isinstance(request, list):
             return request
-        return submit(
+        return use_case(
             request, project=project, request_key=request_key, fingerprint=fingerprint_of(request), deps=deps
         )
 
+    return run
+
+
+def _training(deps: SubmitDeps) -> _Kind:
     return _Kind(
         noun="training request",
         report_key=keys.report_key,
-        submit=run,
+        submit=_submitter(TrainingRequest, "training request", submit, deps),
         invalid_report=lambda issues: ValidationReport(ok=False, errors=issues),
     )
 
 
 def _analysis(deps: AnalysisSubmitDeps) -> _Kind:
-    def run(data: bytes, project: str, request_key: str) -> _Result:
-        request = _parsed(AnalysisRequest, data, "analysis request")
-        if isinstance(request, list):
-            return request
-        return submit_analysis(
-            request,
-            project=project,
-            request_key=request_key,
-            fingerprint=analysis_fingerprint(request),
-            deps=deps,
-        )
-
     return _Kind(
         noun="analysis request",
         report_key=keys.analysis_report_key,
-        submit=run,
+        submit=_submitter(AnalysisRequest, "analysis request", submit_analysis, deps),
         invalid_report=lambda issues: AnalysisReport(ok=False, errors=issues),
     )
 
@@ -201,7 +202,7 @@ def handle_uploaded_request(
     if isinstance(result, list):
         artifacts.put_bytes(report_key, kind.invalid_report(result).model_dump_json(indent=2).encode())
         return done
-    if isinstance(result, SubmitOutcome):
+    if isinstance(result, SubmitAccepted | RejectedTraining):
         done.outcome = result
     else:
         done.analysis = result
