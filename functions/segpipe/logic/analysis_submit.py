@@ -170,18 +170,9 @@ class _Analysis:
 
 
 def _accepted(analysis: Analysis, *, status: AnalysisStatus, repeated: bool) -> AnalysisAccepted:
-    report = AnalysisReport(
-        ok=True,
-        warnings=analysis.warnings,
-        details=analysis.details,
-        analysis=analysis.analysis,
-        job_name=analysis.job_name,
-    )
+    """The answer for an analysis recorded now or before: its report is what the item froze."""
+    bound = {"analysis": analysis.analysis, "job_name": analysis.job_name}
+    report = AnalysisReport(ok=True, warnings=analysis.warnings, details=analysis.details, **bound)
     return AnalysisAccepted(
-        project=analysis.project,
-        analysis=analysis.analysis,
-        job_name=analysis.job_name,
-        status=status,
-        repeated=repeated,
-        report=report,
+        project=analysis.project, status=status, repeated=repeated, report=report, **bound
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -83,6 +83,8 @@ def _invalid(message: str, **context: object) -> Issue:
 _Result = SubmitOutcome | AnalysisOutcome | list[Issue]
 _Request = TypeVar("_Request", TrainingRequest, AnalysisRequest, contravariant=True)
 _Deps = TypeVar("_Deps", SubmitDeps, AnalysisSubmitDeps, contravariant=True)
+_KindRequest = TypeVar("_KindRequest", TrainingRequest, AnalysisRequest)
+_KindDeps = TypeVar("_KindDeps", SubmitDeps, AnalysisSubmitDeps)
 
 
 class _UseCase(Protocol[_Request, _Deps]):
@@ -91,16 +93,6 @@ class _UseCase(Protocol[_Request, _Deps]):
     def __call__(
         self, request: _Request, *, project: str, request_key: str, fingerprint: str, deps: _Deps
     ) -> _Result: ...
-
-
-@dataclass(frozen=True)
-class _Kind:
-    """What differs between a training request and an analysis request uploaded to S3."""
-
-    noun: str
-    report_key: Callable[[str, str], str]
-    submit: Callable[[bytes, str, str], _Result]
-    invalid_report: Callable[[list[Issue]], BaseModel]
 
 
 def _parsed(model: type[M], data: bytes, noun: str) -> M | list[Issue]:
@@ -116,38 +108,46 @@ def _parsed(model: type[M], data: bytes, noun: str) -> M | list[Issue]:
         ]
 
 
-def _submitter(
-    model: type[_Request], noun: str, use_case: _UseCase[_Request, _Deps], deps: _Deps
-) -> Callable[[bytes, str, str], _Result]:
-    """Parse the file as `model`, then run `use_case` (`submit` or `submit_analysis`) with `deps`."""
+@dataclass(frozen=True)
+class _Kind(Generic[_KindRequest, _KindDeps]):
+    """What differs between a training request and an analysis request uploaded to S3."""
 
-    def run(data: bytes, project: str, request_key: str) -> _Result:
-        request = _parsed(model, data, noun)
+    noun: str
+    model: type[_KindRequest]
+    report_key: Callable[[str, str], str]
+    report: type[ValidationReport | AnalysisReport]  # of a file that is no request of this kind
+    use_case: _UseCase[_KindRequest, _KindDeps]  # `submit` or `submit_analysis`
+    deps: _KindDeps
+
+    def submit(self, data: bytes, project: str, request_key: str) -> _Result:
+        """Parse the file as this kind's request, then submit it."""
+        request = _parsed(self.model, data, self.noun)
         if isinstance(request, list):
             return request
-        return use_case(
-            request, project=project, request_key=request_key, fingerprint=fingerprint_of(request), deps=deps
+        fingerprint = fingerprint_of(request)
+        return self.use_case(
+            request, project=project, request_key=request_key, fingerprint=fingerprint, deps=self.deps
         )
 
-    return run
+    def invalid_report(self, issues: list[Issue]) -> BaseModel:
+        return self.report(ok=False, errors=issues)
 
 
-def _training(deps: SubmitDeps) -> _Kind:
-    return _Kind(
-        noun="training request",
-        report_key=keys.report_key,
-        submit=_submitter(TrainingRequest, "training request", submit, deps),
-        invalid_report=lambda issues: ValidationReport(ok=False, errors=issues),
-    )
-
-
-def _analysis(deps: AnalysisSubmitDeps) -> _Kind:
-    return _Kind(
-        noun="analysis request",
-        report_key=keys.analysis_report_key,
-        submit=_submitter(AnalysisRequest, "analysis request", submit_analysis, deps),
-        invalid_report=lambda issues: AnalysisReport(ok=False, errors=issues),
-    )
+def _kind_of(
+    key: str, deps: SubmitDeps, analysis_deps: AnalysisSubmitDeps | None
+) -> tuple[_Kind[Any, Any], tuple[str, str]] | None:
+    """The kind of request `key` holds, with its (project, name); None for any other key."""
+    if (parsed := keys.parse_request_key(key)) is not None:
+        return _Kind(
+            "training request", TrainingRequest, keys.report_key, ValidationReport, submit, deps
+        ), parsed
+    if analysis_deps is not None and (parsed := keys.parse_analysis_request_key(key)) is not None:
+        analysis = _Kind(
+            "analysis request", AnalysisRequest, keys.analysis_report_key, AnalysisReport, submit_analysis,
+            analysis_deps,
+        )  # fmt: skip
+        return analysis, parsed
+    return None
 
 
 def handle_uploaded_request(
@@ -159,15 +159,10 @@ def handle_uploaded_request(
 ) -> UploadOutcome:
     """Submit an uploaded training request (`requests/`) or analysis request (`analysis-requests/`,
     when `analysis_deps` is given) and write its report beside it."""
-    if (parsed_key := keys.parse_request_key(upload.key)) is not None:
-        kind = _training(deps)
-    elif (
-        analysis_deps is not None and (parsed_key := keys.parse_analysis_request_key(upload.key)) is not None
-    ):
-        kind = _analysis(analysis_deps)
-    else:
+    found = _kind_of(upload.key, deps, analysis_deps)
+    if found is None:
         return UploadOutcome(key=upload.key, ignored="not a request key")
-    project, name = parsed_key
+    kind, (project, name) = found
     if not (is_item_name(project) and "." not in project and is_item_name(name)):
         logger.warning("refusing request with an invalid project or name: %s", upload.key)
         return UploadOutcome(key=upload.key, ignored="invalid project or request name")

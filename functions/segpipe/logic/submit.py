@@ -200,18 +200,7 @@ def _dataset_name(request: TrainingRequest, project: str) -> str:
 
 
 def _accepted(record: ModelVersion, *, status: VersionStatus, repeated: bool) -> SubmitAccepted:
-    report = ValidationReport(
-        ok=True,
-        warnings=record.warnings,
-        details=record.details,
-        version=record.version,
-        job_name=record.job_name,
-    )
-    return SubmitAccepted(
-        project=record.project,
-        version=record.version,
-        job_name=record.job_name,
-        status=status,
-        repeated=repeated,
-        report=report,
-    )
+    """The answer for a version recorded now or before: its report is what the record froze."""
+    bound = {"version": record.version, "job_name": record.job_name}
+    report = ValidationReport(ok=True, warnings=record.warnings, details=record.details, **bound)
+    return SubmitAccepted(project=record.project, status=status, repeated=repeated, report=report, **bound)
