@@ -7,8 +7,9 @@ import binascii
 import json
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
@@ -30,8 +31,9 @@ from segpipe.handlers.runtime import (
     tracer,
 )
 from segpipe.logic import analyses_api, analysis_submit, models_api
-from segpipe.logic.submission import Rejected, fingerprint_of
-from segpipe.logic.submit import preview, submit
+from segpipe.logic.analysis_submit import AnalysisSubmitDeps
+from segpipe.logic.submission import Rejected, UseCase, fingerprint_of
+from segpipe.logic.submit import SubmitDeps, preview, submit
 from segpipe.models.analysis import (
     MAX_ANALYSIS,
     AnalysisAccepted,
@@ -125,6 +127,8 @@ AnalysisKey = Annotated[
     str | None, _key_header("Retries with the same key get the same analysis and one job")
 ]
 Accepted = TypeVar("Accepted", SubmitAccepted, AnalysisAccepted)
+Request = TypeVar("Request", TrainingRequest, AnalysisRequest)
+Deps = TypeVar("Deps", SubmitDeps, AnalysisSubmitDeps)
 
 
 def _request_key(project: str, idempotency_key: str | None) -> str:
@@ -132,24 +136,51 @@ def _request_key(project: str, idempotency_key: str | None) -> str:
     return f"http:{project}:{idempotency_key}" if idempotency_key else f"http:{uuid.uuid4()}"
 
 
-def _accepted(
-    outcome: Accepted | Rejected[Any],
-    *,
-    metric: str,
-    refusal: type[errors.SubmissionRejected],
-    location: Callable[[Accepted], str],
-) -> Response[Accepted]:
-    """202 with the accepted submission and its Location; a rejected one raises `refusal` (422)."""
-    if isinstance(outcome, Rejected):
-        metrics.add_metric(name=f"{metric}Rejected", unit=MetricUnit.Count, value=1)
-        raise refusal(outcome.report)
-    metrics.add_metric(name=f"{metric}Accepted", unit=MetricUnit.Count, value=1)
-    return Response(
-        status_code=202,
-        content_type=content_types.APPLICATION_JSON,
-        body=outcome,
-        headers={"Location": location(outcome)},
-    )
+@dataclass(frozen=True)
+class _Starts(Generic[Request, Deps, Accepted]):
+    """What the POST routes that start a job (trainings, analyses) differ in."""
+
+    use_case: UseCase[Request, Deps, Accepted | Rejected[Any]]
+    deps: Callable[[ApiSettings], Deps]
+    metric: str  # "{metric}Accepted" and "{metric}Rejected" count the outcomes
+    refusal: type[errors.SubmissionRejected]  # raised (422) with the report of a request with errors
+    location: Callable[[Accepted], str]  # API path of what was started
+
+    def answer(self, request: Request, *, project: str, idempotency_key: str | None) -> Response[Accepted]:
+        """202 with the accepted submission and its Location; a rejected one raises `refusal`."""
+        outcome = self.use_case(
+            request,
+            project=project,
+            request_key=_request_key(project, idempotency_key),
+            fingerprint=fingerprint_of(request),
+            deps=self.deps(settings),
+        )
+        if isinstance(outcome, Rejected):
+            metrics.add_metric(name=f"{self.metric}Rejected", unit=MetricUnit.Count, value=1)
+            raise self.refusal(outcome.report)
+        metrics.add_metric(name=f"{self.metric}Accepted", unit=MetricUnit.Count, value=1)
+        return Response(
+            status_code=202,
+            content_type=content_types.APPLICATION_JSON,
+            body=outcome,
+            headers={"Location": self.location(outcome)},
+        )
+
+
+TRAININGS: _Starts[TrainingRequest, SubmitDeps, SubmitAccepted] = _Starts(
+    use_case=submit,
+    deps=submit_deps,
+    metric="Submissions",
+    refusal=errors.SubmissionRejected,
+    location=lambda accepted: f"/projects/{accepted.project}/models/{accepted.version}",
+)
+ANALYSES: _Starts[AnalysisRequest, AnalysisSubmitDeps, AnalysisAccepted] = _Starts(
+    use_case=analysis_submit.submit_analysis,
+    deps=analysis_submit_deps,
+    metric="Analyses",
+    refusal=errors.AnalysisRejected,
+    location=lambda accepted: f"/projects/{accepted.project}/analyses/{accepted.analysis}",
+)
 
 
 @app.post(
@@ -167,19 +198,7 @@ def _accepted(
 def submit_training(
     project: ProjectParam, request: Annotated[TrainingRequest, Body()], idempotency_key: TrainingKey = None
 ) -> Response[SubmitAccepted]:
-    outcome = submit(
-        request,
-        project=project,
-        request_key=_request_key(project, idempotency_key),
-        fingerprint=fingerprint_of(request),
-        deps=submit_deps(settings),
-    )
-    return _accepted(
-        outcome,
-        metric="Submissions",
-        refusal=errors.SubmissionRejected,
-        location=lambda accepted: f"/projects/{project}/models/{accepted.version}",
-    )
+    return TRAININGS.answer(request, project=project, idempotency_key=idempotency_key)
 
 
 @app.post(
@@ -206,19 +225,7 @@ def preview_training(project: ProjectParam, request: Annotated[TrainingRequest, 
 def submit_analysis(
     project: ProjectParam, request: Annotated[AnalysisRequest, Body()], idempotency_key: AnalysisKey = None
 ) -> Response[AnalysisAccepted]:
-    outcome = analysis_submit.submit_analysis(
-        request,
-        project=project,
-        request_key=_request_key(project, idempotency_key),
-        fingerprint=fingerprint_of(request),
-        deps=analysis_submit_deps(settings),
-    )
-    return _accepted(
-        outcome,
-        metric="Analyses",
-        refusal=errors.AnalysisRejected,
-        location=lambda accepted: f"/projects/{project}/analyses/{accepted.analysis}",
-    )
+    return ANALYSES.answer(request, project=project, idempotency_key=idempotency_key)
 
 
 @app.post(

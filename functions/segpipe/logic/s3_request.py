@@ -15,14 +15,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
 from segpipe.dal.interfaces import ArtifactStore
 from segpipe.errors import ObjectChanged, ObjectNotFound
 from segpipe.logic.analysis_submit import AnalysisOutcome, AnalysisSubmitDeps, submit_analysis
-from segpipe.logic.submission import fingerprint_of
+from segpipe.logic.submission import UseCase, fingerprint_of
 from segpipe.logic.submit import RejectedTraining, SubmitDeps, SubmitOutcome, submit
 from segpipe.models import keys
 from segpipe.models.analysis import AnalysisAccepted, AnalysisReport, AnalysisRequest
@@ -81,18 +81,8 @@ def _invalid(message: str, **context: object) -> Issue:
 
 
 _Result = SubmitOutcome | AnalysisOutcome | list[Issue]
-_Request = TypeVar("_Request", TrainingRequest, AnalysisRequest, contravariant=True)
-_Deps = TypeVar("_Deps", SubmitDeps, AnalysisSubmitDeps, contravariant=True)
 _KindRequest = TypeVar("_KindRequest", TrainingRequest, AnalysisRequest)
 _KindDeps = TypeVar("_KindDeps", SubmitDeps, AnalysisSubmitDeps)
-
-
-class _UseCase(Protocol[_Request, _Deps]):
-    """`submit` or `submit_analysis`."""
-
-    def __call__(
-        self, request: _Request, *, project: str, request_key: str, fingerprint: str, deps: _Deps
-    ) -> _Result: ...
 
 
 def _parsed(model: type[M], data: bytes, noun: str) -> M | list[Issue]:
@@ -116,7 +106,7 @@ class _Kind(Generic[_KindRequest, _KindDeps]):
     model: type[_KindRequest]
     report_key: Callable[[str, str], str]
     report: type[ValidationReport | AnalysisReport]  # of a file that is no request of this kind
-    use_case: _UseCase[_KindRequest, _KindDeps]  # `submit` or `submit_analysis`
+    use_case: UseCase[_KindRequest, _KindDeps, _Result]  # `submit` or `submit_analysis`
     deps: _KindDeps
 
     def submit(self, data: bytes, project: str, request_key: str) -> _Result:

@@ -29,6 +29,10 @@ Checked = TypeVar("Checked")  # what passing checks hand on to the writes
 Accepted = TypeVar("Accepted", bound=BaseModel, covariant=True)  # the answer for an accepted request
 Refusal = TypeVar("Refusal", bound="Rejected[Any]", covariant=True)  # the answer for a request with errors
 
+RequestT = TypeVar("RequestT", contravariant=True)
+DepsT = TypeVar("DepsT", contravariant=True)
+OutcomeT = TypeVar("OutcomeT", covariant=True)
+
 REUSED_KEY = "This Idempotency-Key was already used for a different request body."
 
 
@@ -80,6 +84,14 @@ class Submission(Protocol[Record, Checked, Accepted, Refusal]):
     def bind(self, checked: Checked, claim: Claim, now: datetime) -> Accepted:
         """Write what the accepted request needs under `claim`'s number and start its job."""
         ...
+
+
+class UseCase(Protocol[RequestT, DepsT, OutcomeT]):
+    """A kind's submit use case (`submit`, `submit_analysis`), as its entry points call it."""
+
+    def __call__(
+        self, request: RequestT, *, project: str, request_key: str, fingerprint: str, deps: DepsT
+    ) -> OutcomeT: ...
 
 
 def fingerprint_of(request: BaseModel) -> str:
