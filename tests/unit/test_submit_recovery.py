@@ -10,8 +10,9 @@ import pytest
 
 from segpipe.dal.interfaces import Claim
 from segpipe.errors import IdempotencyKeyReused, JobRefused, ServiceUnavailable
-from segpipe.logic.jobspec import JobEnvironment
+from segpipe.logic.jobspec import JobEnvironment, ResolvedTraining
 from segpipe.logic.submit import RejectedTraining, SubmitAccepted, SubmitDeps, fingerprint_of, submit
+from segpipe.logic.validate import validate_request
 from segpipe.models.common import Preset, VersionStatus
 from segpipe.models.jobs import CreateTrainingJob
 from segpipe.models.report import TrainingDetails
@@ -160,6 +161,23 @@ def test_the_base_version_is_read_once_and_gives_the_preset_and_the_weights() ->
     assert {channel.ChannelName: channel.DataSource.S3DataSource.S3Uri for channel in job.InputDataConfig}[
         "base"
     ] == BASE_ARTIFACT
+
+
+def test_the_validation_hands_on_the_settings_and_the_base_it_used() -> None:
+    lab = Lab()
+    lab.completed_base(preset=Preset.DINOV2_SMALL)
+    base = lab.registry.get_version("lab", 1)
+
+    validation = validate_request(
+        lab.request(base="v1", training={"epochs": 3}),
+        project="lab",
+        store=lab.store,
+        defaults=small_defaults(),
+        base_lookup=lambda number: lab.registry.get_version("lab", number),
+    )
+
+    assert validation.report.ok and validation.base == base
+    assert validation.training == ResolvedTraining(preset=Preset.DINOV2_SMALL, epochs=3, tile_size=128)
 
 
 def test_a_preset_base_reads_no_version() -> None:
