@@ -12,6 +12,7 @@ from segpipe.errors import IdempotencyKeyReused, ServiceUnavailable
 from segpipe.logic.analysis_checks import AnalysisSources
 from segpipe.logic.analysis_submit import (
     AnalysisSubmitDeps,
+    RejectedAnalysis,
     analysis_fingerprint,
     preview_analysis,
     submit_analysis,
@@ -147,7 +148,7 @@ def test_errors_leave_nothing_behind_and_take_no_number() -> None:
 
     outcome = setup.submit(images="plate-404")
 
-    assert outcome.analysis is None and not outcome.report.ok
+    assert isinstance(outcome, RejectedAnalysis) and not outcome.report.ok
     assert [issue.code for issue in outcome.report.errors] == ["no_images"]
     assert setup.analyses.analyses == {} and setup.analyses.claims == {} and setup.analyses.counters == {}
     assert setup.written() == [] and setup.jobs.created == []

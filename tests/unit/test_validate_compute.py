@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from segpipe.logic.jobspec import JobEnvironment
-from segpipe.logic.submit import SubmitDeps, preview, submit
+from segpipe.logic.submit import RejectedTraining, SubmitDeps, preview, submit
 from segpipe.logic.validate import ComputeRules, Validation, validate_request
 from segpipe.models.common import VersionStatus
 from segpipe.models.report import ErrorCode, TrainingDetails, WarningCode
@@ -128,7 +128,9 @@ def test_a_refused_submission_leaves_nothing_behind() -> None:
     outcome = submit(_request(), project="lab", request_key="k1", fingerprint="f", deps=deps)
     previewed = preview(_request(), project="lab", deps=deps)
 
-    assert outcome.version is None and error_codes_of(outcome.report) == ["too_many_running_jobs"]
+    assert isinstance(outcome, RejectedTraining) and error_codes_of(outcome.report) == [
+        "too_many_running_jobs"
+    ]
     assert error_codes_of(previewed) == ["too_many_running_jobs"]
     assert deps.registry.claims == {} and deps.jobs.created == [] and len(deps.registry.versions) == 2
 

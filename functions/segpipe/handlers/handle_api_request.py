@@ -6,8 +6,10 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
@@ -29,7 +31,9 @@ from segpipe.handlers.runtime import (
     tracer,
 )
 from segpipe.logic import analyses_api, analysis_submit, models_api
-from segpipe.logic.submit import fingerprint_of, preview, submit
+from segpipe.logic.analysis_submit import AnalysisSubmitDeps
+from segpipe.logic.submission import Rejected, UseCase, fingerprint_of
+from segpipe.logic.submit import SubmitDeps, preview, submit
 from segpipe.models.analysis import (
     MAX_ANALYSIS,
     AnalysisAccepted,
@@ -113,6 +117,71 @@ ANALYSIS_LOCATION = {
 }
 
 
+def _key_header(description: str) -> Header:
+    return Header(alias="idempotency-key", max_length=200, description=description)
+
+
+TrainingKey = Annotated[str | None, _key_header("Retries with the same key get the same version")]
+AnalysisKey = Annotated[
+    str | None, _key_header("Retries with the same key get the same analysis and one job")
+]
+Accepted = TypeVar("Accepted", SubmitAccepted, AnalysisAccepted)
+Request = TypeVar("Request", TrainingRequest, AnalysisRequest)
+Deps = TypeVar("Deps", SubmitDeps, AnalysisSubmitDeps)
+
+
+def _request_key(project: str, idempotency_key: str | None) -> str:
+    """The request key of an HTTP submission: its Idempotency-Key, or a fresh one without."""
+    return f"http:{project}:{idempotency_key}" if idempotency_key else f"http:{uuid.uuid4()}"
+
+
+@dataclass(frozen=True)
+class _Starts(Generic[Request, Deps, Accepted]):
+    """What the POST routes that start a job (trainings, analyses) differ in."""
+
+    use_case: UseCase[Request, Deps, Accepted | Rejected[Any]]
+    deps: Callable[[ApiSettings], Deps]
+    metric: str  # "{metric}Accepted" and "{metric}Rejected" count the outcomes
+    refusal: type[errors.SubmissionRejected]  # raised (422) with the report of a request with errors
+    location: Callable[[Accepted], str]  # API path of what was started
+
+    def answer(self, request: Request, *, project: str, idempotency_key: str | None) -> Response[Accepted]:
+        """202 with the accepted submission and its Location; a rejected one raises `refusal`."""
+        outcome = self.use_case(
+            request,
+            project=project,
+            request_key=_request_key(project, idempotency_key),
+            fingerprint=fingerprint_of(request),
+            deps=self.deps(settings),
+        )
+        if isinstance(outcome, Rejected):
+            metrics.add_metric(name=f"{self.metric}Rejected", unit=MetricUnit.Count, value=1)
+            raise self.refusal(outcome.report)
+        metrics.add_metric(name=f"{self.metric}Accepted", unit=MetricUnit.Count, value=1)
+        return Response(
+            status_code=202,
+            content_type=content_types.APPLICATION_JSON,
+            body=outcome,
+            headers={"Location": self.location(outcome)},
+        )
+
+
+TRAININGS: _Starts[TrainingRequest, SubmitDeps, SubmitAccepted] = _Starts(
+    use_case=submit,
+    deps=submit_deps,
+    metric="Submissions",
+    refusal=errors.SubmissionRejected,
+    location=lambda accepted: f"/projects/{accepted.project}/models/{accepted.version}",
+)
+ANALYSES: _Starts[AnalysisRequest, AnalysisSubmitDeps, AnalysisAccepted] = _Starts(
+    use_case=analysis_submit.submit_analysis,
+    deps=analysis_submit_deps,
+    metric="Analyses",
+    refusal=errors.AnalysisRejected,
+    location=lambda accepted: f"/projects/{accepted.project}/analyses/{accepted.analysis}",
+)
+
+
 @app.post(
     "/projects/<project>/trainings",
     summary="Submit a training",
@@ -126,43 +195,9 @@ ANALYSIS_LOCATION = {
     },
 )
 def submit_training(
-    project: ProjectParam,
-    request: Annotated[TrainingRequest, Body()],
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="idempotency-key",
-            max_length=200,
-            description="Retries with the same key get the same version",
-        ),
-    ] = None,
+    project: ProjectParam, request: Annotated[TrainingRequest, Body()], idempotency_key: TrainingKey = None
 ) -> Response[SubmitAccepted]:
-    key = f"http:{project}:{idempotency_key}" if idempotency_key else f"http:{uuid.uuid4()}"
-    outcome = submit(
-        request,
-        project=project,
-        request_key=key,
-        fingerprint=fingerprint_of(request),
-        deps=submit_deps(settings),
-    )
-    if outcome.version is None or outcome.job_name is None or outcome.status is None:
-        metrics.add_metric(name="SubmissionsRejected", unit=MetricUnit.Count, value=1)
-        raise errors.SubmissionRejected(outcome.report)
-    metrics.add_metric(name="SubmissionsAccepted", unit=MetricUnit.Count, value=1)
-    accepted = SubmitAccepted(
-        project=project,
-        version=outcome.version,
-        job_name=outcome.job_name,
-        status=outcome.status,
-        repeated=outcome.repeated,
-        report=outcome.report,
-    )
-    return Response(
-        status_code=202,
-        content_type=content_types.APPLICATION_JSON,
-        body=accepted,
-        headers={"Location": f"/projects/{project}/models/{outcome.version}"},
-    )
+    return TRAININGS.answer(request, project=project, idempotency_key=idempotency_key)
 
 
 @app.post(
@@ -187,43 +222,9 @@ def preview_training(project: ProjectParam, request: Annotated[TrainingRequest, 
     },
 )
 def submit_analysis(
-    project: ProjectParam,
-    request: Annotated[AnalysisRequest, Body()],
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="idempotency-key",
-            max_length=200,
-            description="Retries with the same key get the same analysis and one job",
-        ),
-    ] = None,
+    project: ProjectParam, request: Annotated[AnalysisRequest, Body()], idempotency_key: AnalysisKey = None
 ) -> Response[AnalysisAccepted]:
-    key = f"http:{project}:{idempotency_key}" if idempotency_key else f"http:{uuid.uuid4()}"
-    outcome = analysis_submit.submit_analysis(
-        request,
-        project=project,
-        request_key=key,
-        fingerprint=analysis_submit.analysis_fingerprint(request),
-        deps=analysis_submit_deps(settings),
-    )
-    if outcome.analysis is None or outcome.job_name is None or outcome.status is None:
-        metrics.add_metric(name="AnalysesRejected", unit=MetricUnit.Count, value=1)
-        raise errors.AnalysisRejected(outcome.report)
-    metrics.add_metric(name="AnalysesAccepted", unit=MetricUnit.Count, value=1)
-    accepted = AnalysisAccepted(
-        project=project,
-        analysis=outcome.analysis,
-        job_name=outcome.job_name,
-        status=outcome.status,
-        repeated=outcome.repeated,
-        report=outcome.report,
-    )
-    return Response(
-        status_code=202,
-        content_type=content_types.APPLICATION_JSON,
-        body=accepted,
-        headers={"Location": f"/projects/{project}/analyses/{outcome.analysis}"},
-    )
+    return ANALYSES.answer(request, project=project, idempotency_key=idempotency_key)
 
 
 @app.post(

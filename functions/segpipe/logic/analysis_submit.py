@@ -1,8 +1,9 @@
 """Submit an analysis request: check, bind a number, freeze the item, start the processing job.
 
-One use case for both entry points (HTTP and S3 upload), as for trainings (`submit.py`). A request
-key (the uploaded object and its ETag, or the HTTP Idempotency-Key) is bound to one analysis number
-and the job name derives from it, so a repeated delivery yields the same analysis and one job.
+One use case for both entry points (HTTP and S3 upload), as for trainings (`submit.py`); the order
+of writes and the handling of repeats are `submission.submit_once`'s. A request key (the uploaded
+object and its ETag, or the HTTP Idempotency-Key) is bound to one analysis number and the job name
+derives from it, so a repeated delivery yields the same analysis and one job.
 
 Order of writes, each repeatable: claim (the counter moves only once the checks pass) -> the job's
 `analyze.json` -> the item -> CreateProcessingJob. A report with errors writes nothing at all. A
@@ -14,27 +15,39 @@ so a claimed request that is never retried leaves a gap in the numbering, nothin
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import BaseModel, Field
-
-from segpipe.dal.interfaces import AnalysisRegistry, ProcessingJobs
-from segpipe.errors import IdempotencyKeyReused, JobRefused
+from segpipe.dal.interfaces import AnalysisRegistry, Claim, ProcessingJobs
+from segpipe.errors import IdempotencyKeyReused
 from segpipe.logic.analysis_checks import AnalysisCheck, AnalysisSources, check_analysis
 from segpipe.logic.analysis_job import analysis_job_name, analyze_config, build_processing_job
 from segpipe.logic.jobspec import JobEnvironment
+from segpipe.logic.submission import REUSED_KEY, Rejected, fingerprint_of, start_job, submit_once
 from segpipe.models import keys
 from segpipe.models.analysis import (
     Analysis,
+    AnalysisAccepted,
     AnalysisReport,
     AnalysisRequest,
     AnalysisStatus,
     AnalysisStatusChange,
 )
 from segpipe.models.version import ModelVersion
+
+__all__ = [
+    "AnalysisAccepted",
+    "AnalysisOutcome",
+    "AnalysisSubmitDeps",
+    "RejectedAnalysis",
+    "analysis_fingerprint",
+    "preview_analysis",
+    "submit_analysis",
+]
+
+#: A digest of the request body, to tell a retry from a different request under the same key.
+analysis_fingerprint = fingerprint_of
 
 
 @dataclass(frozen=True)
@@ -46,17 +59,11 @@ class AnalysisSubmitDeps:
     clock: Callable[[], datetime]
 
 
-class AnalysisOutcome(BaseModel):
-    report: AnalysisReport
-    analysis: int | None = None
-    job_name: str | None = None
-    status: AnalysisStatus | None = None
-    repeated: bool = Field(default=False, description="The request key was already bound to this analysis")
+class RejectedAnalysis(Rejected[AnalysisReport]):
+    """An analysis request whose checks found errors: the report; nothing was written."""
 
 
-def analysis_fingerprint(request: AnalysisRequest) -> str:
-    """A digest of the request body, to tell a retry from a different request under the same key."""
-    return hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+AnalysisOutcome = AnalysisAccepted | RejectedAnalysis
 
 
 def preview_analysis(request: AnalysisRequest, *, project: str, deps: AnalysisSubmitDeps) -> AnalysisReport:
@@ -68,118 +75,104 @@ def submit_analysis(
     request: AnalysisRequest, *, project: str, request_key: str, fingerprint: str, deps: AnalysisSubmitDeps
 ) -> AnalysisOutcome:
     """Check and start an analysis. A report with errors comes back with nothing written."""
-    if (earlier := _already_submitted(project, request_key, fingerprint, deps)) is not None:
-        return earlier
-    check = check_analysis(request, project=project, sources=deps.sources)
-    if not check.ok or check.version is None:
-        return AnalysisOutcome(report=check.report)
+    return submit_once(_Analysis(request, project, request_key, fingerprint, deps))
 
-    now = deps.clock()
-    claim = deps.analyses.claim_analysis(project, request_key, fingerprint, now)
-    if claim.fingerprint != fingerprint:
-        raise IdempotencyKeyReused(
-            "This Idempotency-Key was already used for a different request body.", analysis=claim.version
+
+@dataclass(frozen=True)
+class _Analysis:
+    """The `Submission` of one analysis request."""
+
+    request: AnalysisRequest
+    project: str
+    request_key: str
+    fingerprint: str
+    deps: AnalysisSubmitDeps
+
+    def now(self) -> datetime:
+        return self.deps.clock()
+
+    def find_claim(self) -> Claim | None:
+        return self.deps.analyses.find_analysis_claim(self.project, self.request_key)
+
+    def claim(self, now: datetime) -> Claim:
+        return self.deps.analyses.claim_analysis(self.project, self.request_key, self.fingerprint, now)
+
+    def reused(self, claim: Claim) -> IdempotencyKeyReused:
+        return IdempotencyKeyReused(REUSED_KEY, analysis=claim.version)
+
+    def stored(self, number: int) -> Analysis | None:
+        return self.deps.analyses.get_analysis(self.project, number)
+
+    def resume(self, record: Analysis) -> AnalysisAccepted:
+        status = record.status
+        if status is AnalysisStatus.QUEUED and self.deps.jobs.describe(record.job_name) is None:
+            version = self.deps.sources.registry.get_version(self.project, record.version)
+            if version is not None and version.model_artifact:
+                # Recorded but its job was never started: start it from the frozen item.
+                self._write_config(record)
+                status = self._start(record, version)
+        return _accepted(record, status=status, repeated=True)
+
+    def check(self, earlier: Claim | None) -> AnalysisCheck:
+        return check_analysis(self.request, project=self.project, sources=self.deps.sources)
+
+    def refusal(self, check: AnalysisCheck) -> RejectedAnalysis | None:
+        return None if check.ok and check.version is not None else RejectedAnalysis(report=check.report)
+
+    def bind(self, check: AnalysisCheck, claim: Claim, now: datetime) -> AnalysisAccepted:
+        assert check.version is not None  # `refusal` lets through only a check that found the version
+        record = self._record(check, check.version, number=claim.version, now=now)
+        self._write_config(record)
+        self.deps.analyses.create_analysis(record)  # False when an earlier attempt wrote it: the same values
+        stored = self.deps.analyses.get_analysis(self.project, record.analysis) or record
+        return _accepted(stored, status=self._start(stored, check.version), repeated=not claim.fresh)
+
+    def _record(self, check: AnalysisCheck, version: ModelVersion, *, number: int, now: datetime) -> Analysis:
+        request, details, env = self.request, check.report.details, self.deps.env
+        return Analysis(
+            project=self.project,
+            analysis=number,
+            name=request.name,
+            images_folder=request.images,
+            request=request,
+            version=version.version,
+            model_type=version.model_type,
+            classes=list(version.classes),
+            thresholds=dict(details.thresholds),
+            pixel_size=request.pixel_size,
+            details=details,
+            warnings=check.report.warnings,
+            status=AnalysisStatus.QUEUED,
+            status_history=[AnalysisStatusChange(status=AnalysisStatus.QUEUED, at=now)],
+            job_name=analysis_job_name(
+                self.project, number, self.request_key, salt=f"{env.stack}/{env.bucket}"
+            ),
+            created_at=now,
+            updated_at=now,
         )
-    number = claim.version
-    record = _record(
-        request, check=check, project=project, number=number, request_key=request_key, now=now, deps=deps
-    )
-    deps.sources.artifacts.put_bytes(
-        keys.analysis_config_key(project, number), analyze_config(record).model_dump_json(indent=2).encode()
-    )
-    deps.analyses.create_analysis(record)  # False when an earlier attempt wrote it: the same frozen values
-    stored = deps.analyses.get_analysis(project, number) or record
-    status = _start_job(stored, check.version, deps)
-    return _accepted(stored, status=status, repeated=not claim.fresh)
 
-
-def _record(
-    request: AnalysisRequest,
-    *,
-    check: AnalysisCheck,
-    project: str,
-    number: int,
-    request_key: str,
-    now: datetime,
-    deps: AnalysisSubmitDeps,
-) -> Analysis:
-    version = check.version
-    assert version is not None  # checked by the caller
-    details = check.report.details
-    name = analysis_job_name(project, number, request_key, salt=f"{deps.env.stack}/{deps.env.bucket}")
-    return Analysis(
-        project=project,
-        analysis=number,
-        name=request.name,
-        images_folder=request.images,
-        request=request,
-        version=version.version,
-        model_type=version.model_type,
-        classes=list(version.classes),
-        thresholds=dict(details.thresholds),
-        pixel_size=request.pixel_size,
-        details=details,
-        warnings=check.report.warnings,
-        status=AnalysisStatus.QUEUED,
-        status_history=[AnalysisStatusChange(status=AnalysisStatus.QUEUED, at=now)],
-        job_name=name,
-        created_at=now,
-        updated_at=now,
-    )
-
-
-def _start_job(analysis: Analysis, version: ModelVersion, deps: AnalysisSubmitDeps) -> AnalysisStatus:
-    assert version.model_artifact is not None  # the checks refuse versions without one
-    job = build_processing_job(analysis, model_artifact=version.model_artifact, env=deps.env)
-    try:
-        deps.jobs.create(job)  # False: an earlier attempt started it (the same deterministic name)
-    except JobRefused as error:
-        # The analysis exists and says why no job runs, rather than staying queued for ever.
-        deps.analyses.transition_analysis(
-            analysis.project, analysis.analysis, AnalysisStatus.FAILED, deps.clock(), reason=error.message
+    def _write_config(self, analysis: Analysis) -> None:
+        self.deps.sources.artifacts.put_bytes(
+            keys.analysis_config_key(analysis.project, analysis.analysis),
+            analyze_config(analysis).model_dump_json(indent=2).encode(),
         )
-        return AnalysisStatus.FAILED
-    return analysis.status
 
-
-def _already_submitted(
-    project: str, request_key: str, fingerprint: str, deps: AnalysisSubmitDeps
-) -> AnalysisOutcome | None:
-    claim = deps.analyses.find_analysis_claim(project, request_key)
-    if claim is None:
-        return None
-    if claim.fingerprint != fingerprint:
-        raise IdempotencyKeyReused(
-            "This Idempotency-Key was already used for a different request body.", analysis=claim.version
+    def _start(self, analysis: Analysis, version: ModelVersion) -> AnalysisStatus:
+        assert version.model_artifact is not None  # the checks refuse versions without one
+        job = build_processing_job(analysis, model_artifact=version.model_artifact, env=self.deps.env)
+        started = start_job(
+            lambda: self.deps.jobs.create(job),
+            lambda reason: self.deps.analyses.transition_analysis(
+                analysis.project, analysis.analysis, AnalysisStatus.FAILED, self.deps.clock(), reason=reason
+            ),
         )
-    existing = deps.analyses.get_analysis(project, claim.version)
-    if existing is None:
-        return None  # bound but never recorded (an earlier attempt stopped half-way): finish it now
-    status = existing.status
-    if status is AnalysisStatus.QUEUED and deps.jobs.describe(existing.job_name) is None:
-        version = deps.sources.registry.get_version(project, existing.version)
-        if version is not None and version.model_artifact:
-            # Recorded but its job was never started: start it from the frozen item.
-            deps.sources.artifacts.put_bytes(
-                keys.analysis_config_key(project, existing.analysis),
-                analyze_config(existing).model_dump_json(indent=2).encode(),
-            )
-            status = _start_job(existing, version, deps)
-    return _accepted(existing, status=status, repeated=True)
+        return analysis.status if started else AnalysisStatus.FAILED
 
 
-def _accepted(analysis: Analysis, *, status: AnalysisStatus, repeated: bool) -> AnalysisOutcome:
-    report = AnalysisReport(
-        ok=True,
-        warnings=analysis.warnings,
-        details=analysis.details,
-        analysis=analysis.analysis,
-        job_name=analysis.job_name,
-    )
-    return AnalysisOutcome(
-        report=report,
-        analysis=analysis.analysis,
-        job_name=analysis.job_name,
-        status=status,
-        repeated=repeated,
+def _accepted(analysis: Analysis, *, status: AnalysisStatus, repeated: bool) -> AnalysisAccepted:
+    """The answer for an analysis recorded now or before: its report is what the item froze."""
+    bound = {"analysis": analysis.analysis, "job_name": analysis.job_name}
+    report = AnalysisReport(ok=True, warnings=analysis.warnings, details=analysis.details, **bound)
+    return AnalysisAccepted(
+        project=analysis.project, status=status, repeated=repeated, report=report, **bound
     )

@@ -15,21 +15,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
 from segpipe.dal.interfaces import ArtifactStore
 from segpipe.errors import ObjectChanged, ObjectNotFound
-from segpipe.logic.analysis_submit import (
-    AnalysisOutcome,
-    AnalysisSubmitDeps,
-    analysis_fingerprint,
-    submit_analysis,
-)
-from segpipe.logic.submit import SubmitDeps, SubmitOutcome, fingerprint_of, submit
+from segpipe.logic.analysis_submit import AnalysisOutcome, AnalysisSubmitDeps, submit_analysis
+from segpipe.logic.submission import UseCase, fingerprint_of
+from segpipe.logic.submit import RejectedTraining, SubmitDeps, SubmitOutcome, submit
 from segpipe.models import keys
-from segpipe.models.analysis import AnalysisReport, AnalysisRequest
+from segpipe.models.analysis import AnalysisAccepted, AnalysisReport, AnalysisRequest
+from segpipe.models.api import SubmitAccepted
 from segpipe.models.common import is_item_name
 from segpipe.models.report import ErrorCode, Issue, ValidationReport
 from segpipe.models.request import TrainingRequest
@@ -62,9 +59,7 @@ class UploadOutcome(BaseModel):
     @property
     def accepted(self) -> bool:
         """A training or an analysis was created (or found, for a repeat)."""
-        return (self.outcome is not None and self.outcome.version is not None) or (
-            self.analysis is not None and self.analysis.analysis is not None
-        )
+        return isinstance(self.outcome, SubmitAccepted) or isinstance(self.analysis, AnalysisAccepted)
 
 
 def _problems(error: ValidationError) -> tuple[str, list[dict[str, str]]]:
@@ -86,16 +81,8 @@ def _invalid(message: str, **context: object) -> Issue:
 
 
 _Result = SubmitOutcome | AnalysisOutcome | list[Issue]
-
-
-@dataclass(frozen=True)
-class _Kind:
-    """What differs between a training request and an analysis request uploaded to S3."""
-
-    noun: str
-    report_key: Callable[[str, str], str]
-    submit: Callable[[bytes, str, str], _Result]
-    invalid_report: Callable[[list[Issue]], BaseModel]
+_KindRequest = TypeVar("_KindRequest", TrainingRequest, AnalysisRequest)
+_KindDeps = TypeVar("_KindDeps", SubmitDeps, AnalysisSubmitDeps)
 
 
 def _parsed(model: type[M], data: bytes, noun: str) -> M | list[Issue]:
@@ -111,42 +98,46 @@ def _parsed(model: type[M], data: bytes, noun: str) -> M | list[Issue]:
         ]
 
 
-def _training(deps: SubmitDeps) -> _Kind:
-    def run(data: bytes, project: str, request_key: str) -> _Result:
-        request = _parsed(TrainingRequest, data, "training request")
+@dataclass(frozen=True)
+class _Kind(Generic[_KindRequest, _KindDeps]):
+    """What differs between a training request and an analysis request uploaded to S3."""
+
+    noun: str
+    model: type[_KindRequest]
+    report_key: Callable[[str, str], str]
+    report: type[ValidationReport | AnalysisReport]  # of a file that is no request of this kind
+    use_case: UseCase[_KindRequest, _KindDeps, _Result]  # `submit` or `submit_analysis`
+    deps: _KindDeps
+
+    def submit(self, data: bytes, project: str, request_key: str) -> _Result:
+        """Parse the file as this kind's request, then submit it."""
+        request = _parsed(self.model, data, self.noun)
         if isinstance(request, list):
             return request
-        return submit(
-            request, project=project, request_key=request_key, fingerprint=fingerprint_of(request), deps=deps
+        fingerprint = fingerprint_of(request)
+        return self.use_case(
+            request, project=project, request_key=request_key, fingerprint=fingerprint, deps=self.deps
         )
 
-    return _Kind(
-        noun="training request",
-        report_key=keys.report_key,
-        submit=run,
-        invalid_report=lambda issues: ValidationReport(ok=False, errors=issues),
-    )
+    def invalid_report(self, issues: list[Issue]) -> BaseModel:
+        return self.report(ok=False, errors=issues)
 
 
-def _analysis(deps: AnalysisSubmitDeps) -> _Kind:
-    def run(data: bytes, project: str, request_key: str) -> _Result:
-        request = _parsed(AnalysisRequest, data, "analysis request")
-        if isinstance(request, list):
-            return request
-        return submit_analysis(
-            request,
-            project=project,
-            request_key=request_key,
-            fingerprint=analysis_fingerprint(request),
-            deps=deps,
-        )
-
-    return _Kind(
-        noun="analysis request",
-        report_key=keys.analysis_report_key,
-        submit=run,
-        invalid_report=lambda issues: AnalysisReport(ok=False, errors=issues),
-    )
+def _kind_of(
+    key: str, deps: SubmitDeps, analysis_deps: AnalysisSubmitDeps | None
+) -> tuple[_Kind[Any, Any], tuple[str, str]] | None:
+    """The kind of request `key` holds, with its (project, name); None for any other key."""
+    if (parsed := keys.parse_request_key(key)) is not None:
+        return _Kind(
+            "training request", TrainingRequest, keys.report_key, ValidationReport, submit, deps
+        ), parsed
+    if analysis_deps is not None and (parsed := keys.parse_analysis_request_key(key)) is not None:
+        analysis = _Kind(
+            "analysis request", AnalysisRequest, keys.analysis_report_key, AnalysisReport, submit_analysis,
+            analysis_deps,
+        )  # fmt: skip
+        return analysis, parsed
+    return None
 
 
 def handle_uploaded_request(
@@ -158,15 +149,10 @@ def handle_uploaded_request(
 ) -> UploadOutcome:
     """Submit an uploaded training request (`requests/`) or analysis request (`analysis-requests/`,
     when `analysis_deps` is given) and write its report beside it."""
-    if (parsed_key := keys.parse_request_key(upload.key)) is not None:
-        kind = _training(deps)
-    elif (
-        analysis_deps is not None and (parsed_key := keys.parse_analysis_request_key(upload.key)) is not None
-    ):
-        kind = _analysis(analysis_deps)
-    else:
+    found = _kind_of(upload.key, deps, analysis_deps)
+    if found is None:
         return UploadOutcome(key=upload.key, ignored="not a request key")
-    project, name = parsed_key
+    kind, (project, name) = found
     if not (is_item_name(project) and "." not in project and is_item_name(name)):
         logger.warning("refusing request with an invalid project or name: %s", upload.key)
         return UploadOutcome(key=upload.key, ignored="invalid project or request name")
@@ -201,7 +187,7 @@ def handle_uploaded_request(
     if isinstance(result, list):
         artifacts.put_bytes(report_key, kind.invalid_report(result).model_dump_json(indent=2).encode())
         return done
-    if isinstance(result, SubmitOutcome):
+    if isinstance(result, SubmitAccepted | RejectedTraining):
         done.outcome = result
     else:
         done.analysis = result

@@ -1,37 +1,47 @@
-"""Submit a training request: validate, bind a version, freeze the split, start the job.
+"""Submit a training request: validate once, bind a version, freeze the split, start the job.
 
-One use case serves both entry points (HTTP and S3 upload). A request is identified by a
-request key (the uploaded object and its ETag, or the HTTP Idempotency-Key); the registry binds
-each key to one version number, and the job name is derived from it, so a repeated delivery
-yields the same version and never a second job.
+One use case serves both entry points (HTTP and S3 upload). The order of writes and the handling
+of repeats and retries are `submission.submit_once`'s, shared with analyses: the request key is
+bound to one version number and the job name derives from it, so a repeated delivery yields the
+same version and never a second job. A version recorded whose job never started is validated
+again and its job started (what the dataset holds now is what trains).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import BaseModel, Field
-
-from segpipe.dal.interfaces import ArtifactStore, DatasetStore, ModelRegistry, TrainingJobs
-from segpipe.errors import IdempotencyKeyReused, JobRefused
-from segpipe.logic.jobspec import (
-    JobEnvironment,
-    ResolvedTraining,
-    build_training_job,
-    job_name,
-    training_config,
-)
+from segpipe.dal.interfaces import ArtifactStore, Claim, DatasetStore, ModelRegistry, TrainingJobs
+from segpipe.errors import IdempotencyKeyReused
+from segpipe.logic.jobspec import JobEnvironment, build_training_job, job_name, training_config
 from segpipe.logic.split import render_manifests
-from segpipe.logic.validate import MAX_ANNOTATIONS_BYTES, ComputeRules, TrainingDefaults, validate_request
+from segpipe.logic.submission import REUSED_KEY, Rejected, fingerprint_of, start_job, submit_once
+from segpipe.logic.validate import (
+    MAX_ANNOTATIONS_BYTES,
+    ComputeRules,
+    TrainingDefaults,
+    Validation,
+    validate_request,
+)
 from segpipe.models import keys
-from segpipe.models.common import Preset, VersionStatus
+from segpipe.models.api import SubmitAccepted
+from segpipe.models.common import VersionStatus
 from segpipe.models.jobs import CreateTrainingJob
 from segpipe.models.report import ValidationReport
 from segpipe.models.request import TrainingRequest
 from segpipe.models.version import ModelVersion, StatusChange
+
+__all__ = [
+    "RejectedTraining",
+    "SubmitAccepted",
+    "SubmitDeps",
+    "SubmitOutcome",
+    "fingerprint_of",
+    "preview",
+    "submit",
+]
 
 
 @dataclass(frozen=True)
@@ -47,182 +57,150 @@ class SubmitDeps:
     max_annotations_bytes: int = MAX_ANNOTATIONS_BYTES
 
 
-class SubmitOutcome(BaseModel):
-    report: ValidationReport
-    version: int | None = None
-    job_name: str | None = None
-    status: VersionStatus | None = None
-    repeated: bool = Field(default=False, description="The request key was already bound to this version")
+class RejectedTraining(Rejected[ValidationReport]):
+    """A training request whose validation found errors: the report; nothing was written."""
 
 
-def fingerprint_of(request: TrainingRequest) -> str:
-    """A digest of the request body, to tell a retry from a different request under the same key."""
-    return hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+SubmitOutcome = SubmitAccepted | RejectedTraining
 
 
 def preview(request: TrainingRequest, *, project: str, deps: SubmitDeps) -> ValidationReport:
     """The report a submission would get; writes nothing."""
-    return validate_request(
-        request,
-        project=project,
-        store=deps.store,
-        defaults=deps.defaults,
-        base_lookup=_base_lookup(project, deps),
-        compute_rules=deps.compute_rules,
-        running_trainings=lambda: deps.registry.running_versions(project),
-        max_annotations_bytes=deps.max_annotations_bytes,
-    ).report
+    return _validate(request, project=project, deps=deps, earlier=None).report
 
 
 def submit(
     request: TrainingRequest, *, project: str, request_key: str, fingerprint: str, deps: SubmitDeps
 ) -> SubmitOutcome:
     """Validate and start a training. A report with errors comes back with nothing written."""
-    if repeated := _already_submitted(project, request_key, fingerprint, deps):
-        return repeated
+    return submit_once(_Training(request, project, request_key, fingerprint, deps))
 
-    validation = validate_request(
+
+def _validate(
+    request: TrainingRequest, *, project: str, deps: SubmitDeps, earlier: Claim | None
+) -> Validation:
+    return validate_request(
         request,
         project=project,
         store=deps.store,
         defaults=deps.defaults,
-        base_lookup=_base_lookup(project, deps),
+        base_lookup=lambda number: deps.registry.get_version(project, number),
         compute_rules=deps.compute_rules,
-        running_trainings=lambda: _running_besides(project, request_key, deps),
+        running_trainings=lambda: _running_besides(project, earlier, deps),
         max_annotations_bytes=deps.max_annotations_bytes,
     )
-    if validation.plan is None:
-        return SubmitOutcome(report=validation.report)
-
-    now = deps.clock()
-    claim = deps.registry.claim(project, request_key, fingerprint, now)
-    if claim.fingerprint != fingerprint:
-        raise IdempotencyKeyReused(
-            "This Idempotency-Key was already used for a different request body.", version=claim.version
-        )
-    version = claim.version
-    location = request.dataset_location(project)
-    assert location is not None  # validation refuses datasets of other projects
-    dataset = location[0]
-    resolved = _resolve(request, validation.report, project, deps)
-    name = job_name(project, version, request_key, salt=f"{deps.env.stack}/{deps.env.bucket}")
-
-    manifests = render_manifests(validation.plan, project=project, version=version)
-    deps.artifacts.put_many(
-        (keys.split_key(project, version, split), body, "application/json")
-        for split, body in manifests.items()
-    )
-    config = training_config(request, resolved, project=project, version=version)
-    base = request.base_version()
-    base_version = deps.registry.get_version(project, base) if base else None
-    job = build_training_job(
-        request=request,
-        config=config,
-        project=project,
-        dataset=dataset,
-        version=version,
-        name=name,
-        env=deps.env,
-        base_artifact=base_version.model_artifact if base_version else None,
-    )
-    details = validation.report.details.model_copy(
-        update={"preset": resolved.preset.value, "epochs": resolved.epochs, "tile_size": resolved.tile_size}
-    )
-    record = ModelVersion(
-        project=project,
-        version=version,
-        label=request.label,
-        model_type=request.model_type,
-        classes=list(request.classes),
-        dataset=dataset,
-        request=request,
-        details=details,
-        warnings=validation.report.warnings,
-        status=VersionStatus.QUEUED,
-        status_history=[StatusChange(status=VersionStatus.QUEUED, at=now)],
-        job_name=name,
-        created_at=now,
-        updated_at=now,
-    )
-    deps.registry.create_version(record)
-    status = _start_job(job, record, deps)
-    report = validation.report.model_copy(update={"details": details, "version": version, "job_name": name})
-    return SubmitOutcome(
-        report=report, version=version, job_name=name, status=status, repeated=not claim.fresh
-    )
 
 
-def _start_job(job: CreateTrainingJob, record: ModelVersion, deps: SubmitDeps) -> VersionStatus:
-    try:
-        deps.jobs.create(job)
-    except JobRefused as error:
-        # The version exists and says why no job runs, rather than staying queued for ever.
-        deps.registry.transition(
-            record.project, record.version, VersionStatus.FAILED, deps.clock(), reason=error.message
-        )
-        return VersionStatus.FAILED
-    return VersionStatus.QUEUED
-
-
-def _already_submitted(
-    project: str, request_key: str, fingerprint: str, deps: SubmitDeps
-) -> SubmitOutcome | None:
-    claim = deps.registry.find_claim(project, request_key)
-    if claim is None:
-        return None
-    if claim.fingerprint != fingerprint:
-        raise IdempotencyKeyReused(
-            "This Idempotency-Key was already used for a different request body.", version=claim.version
-        )
-    existing = deps.registry.get_version(project, claim.version)
-    if existing is None:
-        return None  # bound but never recorded (an earlier attempt stopped half-way): finish it now
-    if existing.status is VersionStatus.QUEUED and deps.jobs.describe(existing.job_name) is None:
-        return None  # recorded but its job was never started: start it now
-    report = ValidationReport(
-        ok=True,
-        warnings=existing.warnings,
-        details=existing.details,
-        version=existing.version,
-        job_name=existing.job_name,
-    )
-    return SubmitOutcome(
-        report=report,
-        version=existing.version,
-        job_name=existing.job_name,
-        status=existing.status,
-        repeated=True,
-    )
-
-
-def _resolve(
-    request: TrainingRequest, report: ValidationReport, project: str, deps: SubmitDeps
-) -> ResolvedTraining:
-    details = report.details
-    preset = request.base_preset()
-    if preset is None and (base := request.base_version()):
-        base_version = deps.registry.get_version(project, base)
-        if base_version and base_version.details.preset:
-            preset = Preset(base_version.details.preset)
-    if preset is None:
-        preset = Preset(details.preset) if details.preset else deps.defaults.preset
-    return ResolvedTraining(
-        preset=preset,
-        epochs=request.training.epochs or details.epochs or deps.defaults.epochs,
-        tile_size=request.training.tile_size or details.tile_size or deps.defaults.tile_size,
-    )
-
-
-def _running_besides(project: str, request_key: str, deps: SubmitDeps) -> Sequence[int]:
+def _running_besides(project: str, earlier: Claim | None, deps: SubmitDeps) -> Sequence[int]:
     """The project's queued or training versions, except one already bound to this very request
     (an earlier attempt that stopped before its job started is finished, not counted)."""
-    claim = deps.registry.find_claim(project, request_key)
     return [
         number
         for number in deps.registry.running_versions(project)
-        if claim is None or number != claim.version
+        if earlier is None or number != earlier.version
     ]
 
 
-def _base_lookup(project: str, deps: SubmitDeps) -> Callable[[int], ModelVersion | None]:
-    return lambda number: deps.registry.get_version(project, number)
+@dataclass(frozen=True)
+class _Training:
+    """The `Submission` of one training request."""
+
+    request: TrainingRequest
+    project: str
+    request_key: str
+    fingerprint: str
+    deps: SubmitDeps
+
+    def now(self) -> datetime:
+        return self.deps.clock()
+
+    def find_claim(self) -> Claim | None:
+        return self.deps.registry.find_claim(self.project, self.request_key)
+
+    def claim(self, now: datetime) -> Claim:
+        return self.deps.registry.claim(self.project, self.request_key, self.fingerprint, now)
+
+    def reused(self, claim: Claim) -> IdempotencyKeyReused:
+        return IdempotencyKeyReused(REUSED_KEY, version=claim.version)
+
+    def stored(self, number: int) -> ModelVersion | None:
+        return self.deps.registry.get_version(self.project, number)
+
+    def resume(self, record: ModelVersion) -> SubmitAccepted | None:
+        if record.status is VersionStatus.QUEUED and self.deps.jobs.describe(record.job_name) is None:
+            return None  # recorded but its job was never started: validate and start it now
+        return _accepted(record, status=record.status, repeated=True)
+
+    def check(self, earlier: Claim | None) -> Validation:
+        return _validate(self.request, project=self.project, deps=self.deps, earlier=earlier)
+
+    def refusal(self, validation: Validation) -> RejectedTraining | None:
+        return None if validation.plan is not None else RejectedTraining(report=validation.report)
+
+    def bind(self, validation: Validation, claim: Claim, now: datetime) -> SubmitAccepted:
+        assert validation.plan is not None  # `refusal` lets through only a validation with a split plan
+        version, deps = claim.version, self.deps
+        name = job_name(self.project, version, self.request_key, salt=f"{deps.env.stack}/{deps.env.bucket}")
+        manifests = render_manifests(validation.plan, project=self.project, version=version)
+        deps.artifacts.put_many(
+            (keys.split_key(self.project, version, split), body, "application/json")
+            for split, body in manifests.items()
+        )
+        record = self._record(validation, version=version, name=name, now=now)
+        job = self._job(validation, record)
+        deps.registry.create_version(record)  # False when an earlier attempt wrote it
+        started = start_job(
+            lambda: deps.jobs.create(job),
+            lambda reason: deps.registry.transition(
+                self.project, version, VersionStatus.FAILED, deps.clock(), reason=reason
+            ),
+        )
+        status = VersionStatus.QUEUED if started else VersionStatus.FAILED
+        return _accepted(record, status=status, repeated=not claim.fresh)
+
+    def _record(self, validation: Validation, *, version: int, name: str, now: datetime) -> ModelVersion:
+        request = self.request
+        return ModelVersion(
+            project=self.project,
+            version=version,
+            label=request.label,
+            model_type=request.model_type,
+            classes=list(request.classes),
+            dataset=_dataset_name(request, self.project),
+            request=request,
+            details=validation.report.details,
+            warnings=validation.report.warnings,
+            status=VersionStatus.QUEUED,
+            status_history=[StatusChange(status=VersionStatus.QUEUED, at=now)],
+            job_name=name,
+            created_at=now,
+            updated_at=now,
+        )
+
+    def _job(self, validation: Validation, record: ModelVersion) -> CreateTrainingJob:
+        config = training_config(
+            self.request, validation.training, project=self.project, version=record.version
+        )
+        return build_training_job(
+            request=self.request,
+            config=config,
+            project=self.project,
+            dataset=record.dataset,
+            version=record.version,
+            name=record.job_name,
+            env=self.deps.env,
+            base_artifact=validation.base.model_artifact if validation.base else None,
+        )
+
+
+def _dataset_name(request: TrainingRequest, project: str) -> str:
+    location = request.dataset_location(project)
+    assert location is not None  # validation refuses datasets of other projects
+    return location[0]
+
+
+def _accepted(record: ModelVersion, *, status: VersionStatus, repeated: bool) -> SubmitAccepted:
+    """The answer for a version recorded now or before: its report is what the record froze."""
+    bound = {"version": record.version, "job_name": record.job_name}
+    report = ValidationReport(ok=True, warnings=record.warnings, details=record.details, **bound)
+    return SubmitAccepted(project=record.project, status=status, repeated=repeated, report=report, **bound)

@@ -60,6 +60,7 @@ from segpipe.logic.image_headers import (
     UnsupportedFormat,
     read_header,
 )
+from segpipe.logic.jobspec import ResolvedTraining
 from segpipe.logic.memory import gc_paused
 from segpipe.logic.split import (
     AnnotationRecord,
@@ -149,6 +150,8 @@ class ComputeRules:
 class Validation:
     report: ValidationReport  # ok, errors, warnings, details (TrainingDetails filled in)
     plan: SplitPlan | None  # None exactly when the report has errors
+    training: ResolvedTraining  # the preset, epochs and tile size a job of this request runs with
+    base: ModelVersion | None  # the version named in `base`, read once (None: a preset or no base)
 
 
 def validate_request(
@@ -170,8 +173,12 @@ def validate_request(
     or training (None skips that limit).
     """
     issues = Issues()
+    number = request.base_version()
+    base = base_lookup(number) if base_lookup is not None and number is not None and number >= 1 else None
+    read_base = None if base_lookup is None else lambda _: base  # the checks see the version read here
+    plan: SplitPlan | None = None
     with gc_paused():
-        training = _resolve_training(request, defaults=defaults, base_lookup=base_lookup, issues=issues)
+        training = _resolve_training(request, defaults=defaults, base_lookup=read_base, issues=issues)
         if compute_rules is not None:
             _check_compute(request, rules=compute_rules, running=running_trainings, issues=issues)
         loaded = _load_dataset(
@@ -183,16 +190,19 @@ def validate_request(
             details = TrainingDetails(
                 dataset=request.dataset, model_type=request.model_type, **training.details()
             )
-            return Validation(report=issues.report(details), plan=None)
-        name, dataset = loaded
-        return _validate_dataset(
-            request,
-            dataset=dataset,
-            name=name,
-            source=_Source(store, project, name),
-            training=training,
-            issues=issues,
-        )
+            report = issues.report(details)
+        else:
+            name, dataset = loaded
+            report, plan = _validate_dataset(
+                request,
+                dataset=dataset,
+                name=name,
+                source=_Source(store, project, name),
+                training=training,
+                issues=issues,
+            )
+    resolved = ResolvedTraining(preset=training.preset, epochs=training.epochs, tile_size=training.tile_size)
+    return Validation(report=report, plan=plan, training=resolved, base=base)
 
 
 # --- Issues and small helpers ------------------------------------------------------------------
@@ -737,7 +747,7 @@ def _validate_dataset(
     source: _Source,
     training: _Training,
     issues: Issues,
-) -> Validation:
+) -> tuple[ValidationReport, SplitPlan | None]:
     _check_duplicates(dataset, classes=request.classes, issues=issues)
     classes = _resolve_classes(request.classes, dataset.categories, issues=issues)
     images = _split_by_status(dataset.images, issues=issues)
@@ -772,10 +782,8 @@ def _validate_dataset(
     _check_estimate(request, details=details, issues=issues)
     report = issues.report(details)
     if not report.ok:
-        return Validation(report=report, plan=None)
-    return Validation(
-        report=report, plan=_plan(request, name=name, classes=classes, scan=scan, assignment=assignment)
-    )
+        return report, None
+    return report, _plan(request, name=name, classes=classes, scan=scan, assignment=assignment)
 
 
 def _duplicates(values: Sequence[Any]) -> list[Any]:
