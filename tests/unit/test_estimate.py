@@ -8,6 +8,7 @@ from segpipe.logic import estimate
 from segpipe.logic.estimate import estimate_training, instance_profiles, preset_speeds
 from segpipe.models import presets
 from segpipe.models.common import Preset
+from segpipe.models.report import Estimate
 from segpipe.models.request import ComputeOptions
 
 
@@ -15,15 +16,23 @@ def on_demand(instance_type: str = "ml.g5.xlarge", **options: object) -> Compute
     return ComputeOptions.model_validate({"instance_type": instance_type, "spot": False, **options})
 
 
+def estimated(
+    compute: ComputeOptions,
+    *,
+    preset: Preset = Preset.TINY,
+    epochs: int = 1,
+    train: float = 1.0,
+    evaluate: float = 1.0,
+) -> Estimate:
+    """The estimate for `epochs` over `train` training megapixels and `evaluate` megapixels to evaluate."""
+    return estimate_training(
+        preset=preset, epochs=epochs, train_megapixels=train, eval_megapixels=evaluate, compute=compute
+    )
+
+
 def test_hours_follow_the_documented_formula() -> None:
     # Given 10 epochs over 100 training megapixels and 50 megapixels to evaluate, on one A10G
-    result = estimate_training(
-        preset=Preset.SAM_VIT_BASE,
-        epochs=10,
-        train_megapixels=100.0,
-        eval_megapixels=50.0,
-        compute=on_demand(),
-    )
+    result = estimated(on_demand(), preset=Preset.SAM_VIT_BASE, epochs=10, train=100.0, evaluate=50.0)
 
     # Then the hours are start-up plus pixels over throughput, and the cost is hours times the price
     rate = (
@@ -50,15 +59,10 @@ def test_every_preset_has_a_throughput() -> None:
 
 
 def test_spot_is_cheaper_but_takes_a_little_longer() -> None:
-    common = {
-        "preset": Preset.DINOV2_SMALL,
-        "epochs": 50,
-        "train_megapixels": 500.0,
-        "eval_megapixels": 100.0,
-    }
+    work = {"preset": Preset.DINOV2_SMALL, "epochs": 50, "train": 500.0, "evaluate": 100.0}
 
-    spot = estimate_training(**common, compute=ComputeOptions(spot=True))  # type: ignore[arg-type]
-    full = estimate_training(**common, compute=ComputeOptions(spot=False))  # type: ignore[arg-type]
+    spot = estimated(ComputeOptions(spot=True), **work)  # type: ignore[arg-type]
+    full = estimated(ComputeOptions(spot=False), **work)  # type: ignore[arg-type]
 
     assert spot.cost_usd < full.cost_usd
     assert spot.hours == pytest.approx(full.hours * estimate.SPOT_TIME_FACTOR, abs=0.01)
@@ -67,13 +71,7 @@ def test_spot_is_cheaper_but_takes_a_little_longer() -> None:
 
 def test_more_work_takes_longer_and_more_gpus_take_less() -> None:
     def hours(epochs: int, compute: ComputeOptions) -> float:
-        return estimate_training(
-            preset=Preset.SAM_VIT_BASE,
-            epochs=epochs,
-            train_megapixels=2000.0,
-            eval_megapixels=0.0,
-            compute=compute,
-        ).hours
+        return estimated(compute, preset=Preset.SAM_VIT_BASE, epochs=epochs, train=2000.0, evaluate=0.0).hours
 
     assert hours(20, on_demand()) < hours(40, on_demand())
     assert hours(40, on_demand("ml.g5.12xlarge")) < hours(40, on_demand("ml.g5.xlarge"))
@@ -81,28 +79,16 @@ def test_more_work_takes_longer_and_more_gpus_take_less() -> None:
 
 
 def test_two_hosts_cost_twice_per_hour() -> None:
-    one = estimate_training(
-        preset=Preset.TINY, epochs=1, train_megapixels=1.0, eval_megapixels=1.0, compute=on_demand()
-    )
-    two = estimate_training(
-        preset=Preset.TINY,
-        epochs=1,
-        train_megapixels=1.0,
-        eval_megapixels=1.0,
-        compute=on_demand(instance_count=2),
-    )
+    one = estimated(on_demand())
+    two = estimated(on_demand(instance_count=2))
 
     assert two.hourly_usd == pytest.approx(2 * (one.hourly_usd or 0))
 
 
 def test_an_unknown_instance_type_still_gets_hours_and_a_clear_basis() -> None:
     # Given an instance type of a known GPU family but not in the price table
-    result = estimate_training(
-        preset=Preset.SAM_VIT_BASE,
-        epochs=10,
-        train_megapixels=100.0,
-        eval_megapixels=10.0,
-        compute=on_demand("ml.p5.48xlarge"),
+    result = estimated(
+        on_demand("ml.p5.48xlarge"), preset=Preset.SAM_VIT_BASE, epochs=10, train=100.0, evaluate=10.0
     )
 
     # Then there are hours (for one GPU of that family), no price, and the basis says so
@@ -115,13 +101,7 @@ def test_an_unknown_instance_type_still_gets_hours_and_a_clear_basis() -> None:
 
 
 def test_an_unknown_family_is_assumed_to_be_an_a10g() -> None:
-    result = estimate_training(
-        preset=Preset.TINY,
-        epochs=1,
-        train_megapixels=1.0,
-        eval_megapixels=1.0,
-        compute=on_demand("ml.zz9.large"),
-    )
+    result = estimated(on_demand("ml.zz9.large"))
 
     assert result.gpu == estimate.DEFAULT_GPU.name
 
