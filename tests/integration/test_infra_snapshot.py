@@ -20,6 +20,7 @@ from moto import mock_aws
 
 from segpipe_local.snapshot import Snapshot
 from segpipe_local.template import load_template, table_definition
+from tests.helpers.durable_writes import record_syncs_and_renames
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "segpipe-local-data"
@@ -183,20 +184,7 @@ def test_items_are_saved_first_and_one_unreadable_object_stops_nothing_else(
 def test_every_file_is_written_to_a_temporary_name_synced_then_renamed(
     credentials: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    synced: list[str] = []
-    renamed: list[tuple[str, str]] = []
-    real_fsync, real_replace = os.fsync, os.replace
-
-    def fsync(fd: int) -> None:
-        synced.append(str(Path(f"/proc/self/fd/{fd}").readlink()))
-        real_fsync(fd)
-
-    def replace(source: Any, target: Any) -> None:
-        renamed.append((str(source), str(target)))
-        real_replace(source, target)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
+    synced, renamed = record_syncs_and_renames(monkeypatch)
     with mock_aws():
         s3, dynamodb = _clients()
         for key in ("a", "a/b", "d/"):

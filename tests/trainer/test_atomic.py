@@ -4,11 +4,9 @@ synced; a failed write leaves the old file and no temporary file behind."""
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import numpy as np
 import pytest
@@ -18,30 +16,13 @@ from segpipe.models.trainer_io import Progress
 from segpipe_trainer import analyze, atomic, outputs, train
 from segpipe_trainer.images import write_preview
 from segpipe_trainer.processing_paths import ProcessingPaths
-
-
-def _record_syncs_and_renames(monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], list[tuple[str, str]]]:
-    synced: list[str] = []
-    renamed: list[tuple[str, str]] = []
-    real_fsync, real_replace = os.fsync, os.replace
-
-    def fsync(fd: int) -> None:
-        synced.append(str(Path(f"/proc/self/fd/{fd}").readlink()))
-        real_fsync(fd)
-
-    def replace(source: Any, target: Any) -> None:
-        renamed.append((str(source), str(target)))
-        real_replace(source, target)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
-    return synced, renamed
+from tests.helpers.durable_writes import record_syncs_and_renames
 
 
 def test_a_write_goes_to_a_synced_temporary_file_beside_the_target_then_is_renamed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    synced, renamed = _record_syncs_and_renames(monkeypatch)
+    synced, renamed = record_syncs_and_renames(monkeypatch)
     target = tmp_path / "deeper" / "evaluation.json"
 
     atomic.write_text(target, '{"ok": true}')
