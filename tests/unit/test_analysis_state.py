@@ -9,7 +9,7 @@ import pytest
 
 from segpipe.logic.analysis_state import NO_REASON, AnalysisStateDeps, apply_processing_state
 from segpipe.models import keys
-from segpipe.models.analysis import OUTPUT_NAMES, AnalysisStatus
+from segpipe.models.analysis import OUTPUT_NAMES, Analysis, AnalysisStatus
 from segpipe.models.processing import ProcessingJobDescription
 from tests.helpers.analysis_shards import analysis_item, config, put_shards, sample_images
 from tests.unit.analysis_fakes import DescribedJobs, MemoryAnalyses
@@ -53,10 +53,20 @@ def _event(status: str, *, exit_message: str | None = None, **tags: str) -> Proc
     )
 
 
-def _item(deps: AnalysisStateDeps):  # type: ignore[no-untyped-def]
+def _item(deps: AnalysisStateDeps) -> Analysis:
     item = deps.analyses.get_analysis("lab", 1)
     assert item is not None
     return item
+
+
+def _ended_without_a_start(status: str) -> Analysis:
+    """The analysis after one `status` event that has an end time but no start time."""
+    deps = _deps()
+    apply_processing_state(
+        ProcessingJobDescription(ProcessingJobName=JOB, ProcessingJobStatus=status, ProcessingEndTime=ENDED),
+        deps=deps,
+    )
+    return _item(deps)
 
 
 SEQUENCES = {
@@ -177,16 +187,8 @@ def test_a_failure_without_any_message_falls_back_to_sagemakers_reason_then_a_se
 
 
 def test_a_failure_straight_from_queued_without_a_start_never_ran() -> None:
-    deps = _deps()
+    item = _ended_without_a_start("Stopped")
 
-    apply_processing_state(
-        ProcessingJobDescription(
-            ProcessingJobName=JOB, ProcessingJobStatus="Stopped", ProcessingEndTime=ENDED
-        ),
-        deps=deps,
-    )
-
-    item = _item(deps)
     assert item.status is AnalysisStatus.STOPPED and item.started_at is None
     assert [change.status for change in item.status_history] == [AnalysisStatus.STOPPED]
 
@@ -205,15 +207,7 @@ def test_events_of_unknown_jobs_and_other_stacks_are_ignored() -> None:
 
 
 def test_a_completed_event_without_a_start_time_never_starts_after_it_ended() -> None:
-    deps = _deps()
+    item = _ended_without_a_start("Completed")
 
-    apply_processing_state(
-        ProcessingJobDescription(
-            ProcessingJobName=JOB, ProcessingJobStatus="Completed", ProcessingEndTime=ENDED
-        ),
-        deps=deps,
-    )
-
-    item = _item(deps)
     assert item.status is AnalysisStatus.COMPLETED
     assert item.started_at == item.ended_at == ENDED
