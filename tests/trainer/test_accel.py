@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -17,22 +16,14 @@ from segpipe_trainer import accel
 from segpipe_trainer.accel import AccelOptions, BatchPlan
 from segpipe_trainer.data import Augmentation, Sample, StepSampler, TileDataset
 from segpipe_trainer.distributed import Runtime
-from segpipe_trainer.infer import Predictor, accelerated, inference_batch_size, sliding_window
+from segpipe_trainer.infer import accelerated, inference_batch_size, sliding_window
 from segpipe_trainer.model import build_model
-from segpipe_trainer.postprocess import distance_target
 from segpipe_trainer.train import SegmentationLoss, _accumulate_gradients, build_optimizer
-from tests.trainer.trainer_testkit import synthetic_image
+from tests.trainer.trainer_testkit import cpu_predictor, synthetic_sample
 
 
 def _sample(seed: int) -> Sample:
-    synthetic = synthetic_image(size=(80, 80), objects=3, seed=seed)
-    return Sample(
-        file_name=f"{seed}.tif",
-        image=synthetic.pixels.astype(np.float32) / 65535,
-        labels=synthetic.labels,
-        classes=synthetic.classes,
-        distance=distance_target(synthetic.labels),
-    )
+    return synthetic_sample(seed=seed, size=(80, 80), objects=3)
 
 
 def _tiny() -> nn.Module:
@@ -348,14 +339,7 @@ def test_an_accelerated_predictor_runs_its_compiled_model_on_fixed_batches(
 
     monkeypatch.setattr(torch, "compile", compiler)
     model = _tiny()
-    plain = Predictor(
-        model=model,
-        model_type="instance",
-        num_classes=2,
-        tile_size=64,
-        in_channels=1,
-        device=torch.device("cpu"),
-    )
+    plain = cpu_predictor(model)
     image = _sample(4).image
 
     fast = accelerated(plain, compile_model=True)

@@ -18,39 +18,22 @@ from segpipe.models.trainer_io import TrainingConfig
 from segpipe_trainer import accel
 from segpipe_trainer.data import Sample, StepSampler, TileDataset
 from segpipe_trainer.distributed import Runtime
-from segpipe_trainer.infer import Predictor
 from segpipe_trainer.model import build_model
-from segpipe_trainer.postprocess import distance_target
 from segpipe_trainer.train import (
-    Fingerprint,
-    LoopSetup,
     SegmentationLoss,
     StopSignal,
     build_optimizer,
     build_scheduler,
-    fit,
     seed_everything,
     train_one_epoch,
 )
-from tests.trainer.trainer_testkit import hyperparameters, synthetic_image
+from tests.trainer.trainer_testkit import fit_tiny, hyperparameters, synthetic_sample, tiny_fingerprint
 
 TILE, BATCH = 64, 2
 
 
 def _samples() -> list[Sample]:
-    out = []
-    for seed in (11, 12, 13):
-        synthetic = synthetic_image(size=(96, 96), objects=4, seed=seed)
-        out.append(
-            Sample(
-                file_name=f"{seed}.tif",
-                image=synthetic.pixels.astype(np.float32) / 65535,
-                labels=synthetic.labels,
-                classes=synthetic.classes,
-                distance=distance_target(synthetic.labels),
-            )
-        )
-    return out
+    return [synthetic_sample(seed=seed, size=(96, 96), objects=4) for seed in (11, 12, 13)]
 
 
 def _reference_epoch(
@@ -168,39 +151,13 @@ def _fit(checkpoints: Path, *, compiler: Callable[..., Any], monkeypatch: pytest
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "unset")
     monkeypatch.setenv("TRITON_CACHE_DIR", "unset")
     config = TrainingConfig.from_hyperparameters(hyperparameters(epochs=1, steps_per_epoch=2, batch_size=2))
-    seed_everything(config.seed)
-    model = build_model(preset="tiny", num_classes=2, model_type="instance", in_channels=1)
-    setup = LoopSetup(
-        config=config,
-        runtime=Runtime(),
-        train_samples=_samples(),
-        val_samples=[],
-        class_weights=torch.ones(3),
-        in_channels=1,
-        steps_per_epoch=2,
+    _, result = fit_tiny(
+        config,
         checkpoints=checkpoints,
-        fingerprint=Fingerprint(
-            preset="tiny",
-            model_type="instance",
-            classes=("round", "long"),
-            tile_size=64,
-            seed=0,
-            in_channels=1,
-            world=1,
-        ),
-        stop=StopSignal(),
-        encoder_pretrained=False,
+        train_samples=_samples(),
+        fingerprint=tiny_fingerprint(),
         accel=accel.AccelOptions(compile="on"),
     )
-    predictor = Predictor(
-        model=model,
-        model_type="instance",
-        num_classes=2,
-        tile_size=64,
-        in_channels=1,
-        device=torch.device("cpu"),
-    )
-    result = fit(model, setup=setup, predictor=predictor)
     return result.state.epoch
 
 

@@ -19,41 +19,23 @@ from segpipe_trainer.metrics import InstanceEvaluator, SemanticEvaluator
 from segpipe_trainer.model import build_model
 from segpipe_trainer.outputs import SplitOutputs, predict_split
 from segpipe_trainer.paths import MlPaths
-from segpipe_trainer.postprocess import distance_target
 from segpipe_trainer.train import SegmentationLoss, evaluate_held_out, segmentation_loss, split_score
-from tests.trainer.trainer_testkit import synthetic_image
+from tests.trainer.trainer_testkit import cpu_predictor, synthetic_sample
 
 CLASSES = ["round", "long"]
 
 
 def _samples(count: int) -> list[Sample]:
-    samples = []
-    for number in range(count):
-        synthetic = synthetic_image(size=(48, 64), objects=3, seed=number)
-        samples.append(
-            Sample(
-                file_name=f"folder/s{number}.tif",
-                image=synthetic.pixels.astype(np.float32) / 65535,
-                labels=synthetic.labels,
-                classes=synthetic.classes,
-                distance=distance_target(synthetic.labels),
-            )
-        )
-    return samples
+    return [
+        synthetic_sample(seed=number, size=(48, 64), objects=3, file_name=f"folder/s{number}.tif")
+        for number in range(count)
+    ]
 
 
 def _predictor(model_type: ModelType) -> Predictor:
     torch.manual_seed(0)
     model = build_model(preset="tiny", num_classes=2, model_type=model_type, in_channels=1)
-    return Predictor(
-        model=model,
-        model_type=model_type,
-        num_classes=2,
-        tile_size=32,
-        in_channels=1,
-        device=torch.device("cpu"),
-        min_area=1,
-    )
+    return cpu_predictor(model, model_type=model_type, tile_size=32, min_area=1)
 
 
 @pytest.mark.parametrize("model_type", ["instance", "semantic"])

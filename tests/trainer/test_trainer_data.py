@@ -29,8 +29,7 @@ from segpipe_trainer.data import (
 )
 from segpipe_trainer.errors import TrainerError
 from segpipe_trainer.images import ImageReadError
-from segpipe_trainer.postprocess import distance_target
-from tests.trainer.trainer_testkit import CATEGORIES, CLASSES, DatasetSpec, synthetic_image, write_dataset
+from tests.trainer.trainer_testkit import CATEGORIES, CLASSES, DatasetSpec, synthetic_sample, write_dataset
 
 
 def _entries(groups: list[str]) -> list[ImageEntry]:
@@ -45,14 +44,7 @@ def _entries(groups: list[str]) -> list[ImageEntry]:
 
 
 def _sample(*, seed: int = 0, size: tuple[int, int] = (96, 96), objects: int = 5) -> Sample:
-    synthetic = synthetic_image(size=size, objects=objects, seed=seed)
-    return Sample(
-        file_name=f"s{seed}.tif",
-        image=synthetic.pixels.astype(np.float32) / 65535,
-        labels=synthetic.labels,
-        classes=synthetic.classes,
-        distance=distance_target(synthetic.labels),
-    )
+    return synthetic_sample(seed=seed, size=size, objects=objects, file_name=f"s{seed}.tif")
 
 
 # --- Manifests -----------------------------------------------------------------------------------

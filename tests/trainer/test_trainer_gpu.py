@@ -23,7 +23,6 @@ from segpipe_trainer.infer import autocast, sliding_window
 from segpipe_trainer.job import data_loader_workers, run_job
 from segpipe_trainer.model import build_model
 from segpipe_trainer.paths import MlPaths
-from segpipe_trainer.postprocess import distance_target
 from segpipe_trainer.train import (
     SegmentationLoss,
     StopSignal,
@@ -31,7 +30,7 @@ from segpipe_trainer.train import (
     build_scheduler,
     train_one_epoch,
 )
-from tests.trainer.trainer_testkit import DatasetSpec, hyperparameters, make_ml_root, synthetic_image
+from tests.trainer.trainer_testkit import DatasetSpec, hyperparameters, make_ml_root, synthetic_sample
 
 pytestmark = [
     pytest.mark.gpu,
@@ -44,14 +43,7 @@ def _runtime() -> Runtime:
 
 
 def _sample(seed: int) -> Sample:
-    synthetic = synthetic_image(size=(96, 96), objects=4, seed=seed)
-    return Sample(
-        file_name=f"{seed}.tif",
-        image=synthetic.pixels.astype(np.float32) / 65535,
-        labels=synthetic.labels,
-        classes=synthetic.classes,
-        distance=distance_target(synthetic.labels),
-    )
+    return synthetic_sample(seed=seed, size=(96, 96), objects=4)
 
 
 def test_autocast_runs_the_encoder_and_decoder_in_bf16_on_cuda() -> None:

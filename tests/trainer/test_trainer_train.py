@@ -6,33 +6,26 @@ import itertools
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch.nn import functional
 
 from segpipe.models.trainer_io import Progress, TrainingConfig
 from segpipe_trainer.data import Sample
-from segpipe_trainer.distributed import Runtime
-from segpipe_trainer.infer import Predictor
 from segpipe_trainer.model import Segmenter, build_model
-from segpipe_trainer.postprocess import distance_target
 from segpipe_trainer.train import (
     CHECKPOINT_FILE,
     Fingerprint,
-    LoopSetup,
     StopSignal,
     TrainState,
     WarmupCosine,
     build_optimizer,
     build_scheduler,
-    fit,
     load_checkpoint,
     save_checkpoint,
-    seed_everything,
     segmentation_loss,
 )
-from tests.trainer.trainer_testkit import hyperparameters, synthetic_image
+from tests.trainer.trainer_testkit import fit_tiny, hyperparameters, synthetic_sample, tiny_fingerprint
 
 
 class StopAfter(StopSignal):
@@ -59,57 +52,24 @@ def _config(**overrides: object) -> TrainingConfig:
 
 
 def _samples(count: int, *, seed: int = 0) -> list[Sample]:
-    out = []
-    for number in range(count):
-        synthetic = synthetic_image(size=(64, 64), objects=3, seed=seed + number)
-        out.append(
-            Sample(
-                file_name=f"s{number}.tif",
-                image=synthetic.pixels.astype(np.float32) / 65535,
-                labels=synthetic.labels,
-                classes=synthetic.classes,
-                distance=distance_target(synthetic.labels),
-            )
-        )
-    return out
+    return [
+        synthetic_sample(seed=seed + number, size=(64, 64), objects=3, file_name=f"s{number}.tif")
+        for number in range(count)
+    ]
 
 
 def _run(
     checkpoints: Path, *, stop: StopSignal, config: TrainingConfig, validation: int = 0
 ) -> tuple[Segmenter, bool, int]:
     """A fresh seeded model trained by `fit`: (model, interrupted, epochs done)."""
-    seed_everything(config.seed)
-    model = build_model(preset="tiny", num_classes=2, model_type="instance", in_channels=1)
-    setup = LoopSetup(
-        config=config,
-        runtime=Runtime(),
+    model, result = fit_tiny(
+        config,
+        checkpoints=checkpoints,
         train_samples=_samples(2),
         val_samples=_samples(validation, seed=50),
-        class_weights=torch.ones(3),
-        in_channels=1,
-        steps_per_epoch=config.steps_per_epoch or 3,
-        checkpoints=checkpoints,
-        fingerprint=Fingerprint(
-            preset="tiny",
-            model_type="instance",
-            classes=("round", "long"),
-            tile_size=64,
-            seed=3,
-            in_channels=1,
-            world=1,
-        ),
+        fingerprint=tiny_fingerprint(seed=3),
         stop=stop,
-        encoder_pretrained=False,
     )
-    predictor = Predictor(
-        model=model,
-        model_type="instance",
-        num_classes=2,
-        tile_size=64,
-        in_channels=1,
-        device=torch.device("cpu"),
-    )
-    result = fit(model, setup=setup, predictor=predictor)
     return model, result.interrupted, result.state.epoch
 
 
