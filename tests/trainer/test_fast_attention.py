@@ -11,6 +11,7 @@ import torch
 from timm.models.vision_transformer_sam import get_rel_pos
 from torch import nn
 
+from bench import gpu_bench
 from segpipe_trainer.fast_attention import (
     FastRelPosAttention,
     folded_width,
@@ -19,16 +20,9 @@ from segpipe_trainer.fast_attention import (
 )
 from segpipe_trainer.model import build_model_from_spec, sam_vit_base
 
-#: A SAM-style encoder small enough for CPU: 4 blocks (2 windowed, 2 global), windows of 4 tokens.
-SMALL_SAM = {
-    "embed_dim": 64,
-    "depth": 4,
-    "num_heads": 2,
-    "global_attn_indexes": [1, 3],
-    "window_size": 4,
-    "img_size": 128,
-    "neck_chans": None,
-}
+#: A SAM-style encoder small enough for CPU: 4 blocks (2 windowed, 2 global), windows of 4 tokens; the
+#: GPU benchmark's `sam-tiny` preset.
+SMALL_SAM = gpu_bench.SAM_TINY_KWARGS
 
 
 def _small_sam(seed: int = 0) -> nn.Module:
