@@ -18,18 +18,33 @@ def _client() -> object:
     )
 
 
-def test_stopping_a_job_that_was_never_created_is_not_running_even_when_iam_denies_the_stop() -> None:
+@pytest.mark.parametrize(
+    ("adapter", "kind", "job", "not_running", "message"),
+    [
+        (SageMakerTrainingJobs, "training", "segpipe-lab-v1-abc", VersionNotRunning, "not found"),
+        (SageMakerProcessingJobs, "processing", "segpipe-lab-a1-0123abcd", AnalysisNotRunning, ""),
+    ],
+    ids=["training", "processing"],
+)
+def test_stopping_a_job_that_was_never_created_is_not_running_even_when_iam_denies_the_stop(
+    adapter: type[SageMakerTrainingJobs | SageMakerProcessingJobs],
+    kind: str,
+    job: str,
+    not_running: type[Exception],
+    message: str,
+) -> None:
     # Given a job that does not exist, whose stop IAM refuses (the grant is conditioned on the
     # stack tag, which a missing job cannot carry)
     client = _client()
     with Stubber(client) as stub:
-        stub.add_client_error("stop_training_job", service_error_code="AccessDeniedException")
+        stub.add_client_error(f"stop_{kind}_job", service_error_code="AccessDeniedException")
         stub.add_client_error(
-            "describe_training_job", service_error_code="ValidationException", service_message="not found"
+            f"describe_{kind}_job", service_error_code="ValidationException", service_message=message
         )
-        # When it is stopped / Then the version is reported as not running, not as a server error
-        with pytest.raises(VersionNotRunning):
-            SageMakerTrainingJobs(client).stop("segpipe-lab-v1-abc")  # type: ignore[arg-type]
+        # When it is stopped / Then the version (the analysis) is reported as not running, not as a
+        # server error
+        with pytest.raises(not_running):
+            adapter(client).stop(job)  # type: ignore[arg-type]
         stub.assert_no_pending_responses()
 
 
@@ -125,16 +140,6 @@ def test_a_processing_job_that_exists_already_is_a_repeated_submission() -> None
         assert jobs.create(_processing_request()) is True
 
 
-def test_stopping_a_processing_job_that_was_never_created_is_not_running() -> None:
-    client = _client()
-    with Stubber(client) as stub:
-        stub.add_client_error("stop_processing_job", service_error_code="AccessDeniedException")
-        stub.add_client_error("describe_processing_job", service_error_code="ValidationException")
-        with pytest.raises(AnalysisNotRunning):
-            SageMakerProcessingJobs(client).stop("segpipe-lab-a1-0123abcd")  # type: ignore[arg-type]
-        stub.assert_no_pending_responses()
-
-
 def test_a_processing_job_is_described_or_missing() -> None:
     client = _client()
     with Stubber(client) as stub:
@@ -145,13 +150,7 @@ def test_a_processing_job_is_described_or_missing() -> None:
                 "ProcessingJobArn": _ARN,
                 "ProcessingJobStatus": "Failed",
                 "ExitMessage": "image a.tif is corrupt",
-                "ProcessingResources": {
-                    "ClusterConfig": {
-                        "InstanceCount": 1,
-                        "InstanceType": "ml.g5.xlarge",
-                        "VolumeSizeInGB": 30,
-                    }
-                },
+                "ProcessingResources": {"ClusterConfig": _CLUSTER},
                 "AppSpecification": {"ImageUri": "img"},
                 "CreationTime": "2026-01-01T00:00:00Z",
             },
