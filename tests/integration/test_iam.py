@@ -29,47 +29,30 @@ from tests.integration.conftest import (
     upload_dataset,
 )
 
+#: What each function that reads and writes the registry and the data bucket needs.
+_REGISTRY_AND_BUCKET = [
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:Query",  # listings, and the compute guard counting the project's running trainings
+    "dynamodb:UpdateItem",
+    "s3:GetObject",
+    "s3:ListBucket",
+    "s3:PutObject",
+]
+#: What starting a training or an analysis needs: the API and the submit function both start them.
+_STARTS_JOBS = [
+    "iam:PassRole",
+    "sagemaker:AddTags",
+    "sagemaker:CreateProcessingJob",
+    "sagemaker:CreateTrainingJob",
+    "sagemaker:DescribeProcessingJob",  # an analysis retried with its Idempotency-Key, or delivered again
+]
+
 #: The actions each function was seen to need in the life cycle below.
 ACTIONS_IN_USE = {
-    "ApiFunction": [
-        "dynamodb:GetItem",
-        "dynamodb:PutItem",
-        "dynamodb:Query",
-        "dynamodb:UpdateItem",
-        "iam:PassRole",
-        "s3:GetObject",
-        "s3:ListBucket",
-        "s3:PutObject",
-        "sagemaker:AddTags",
-        "sagemaker:CreateProcessingJob",
-        "sagemaker:CreateTrainingJob",
-        "sagemaker:DescribeProcessingJob",  # an analysis retried with its Idempotency-Key
-        "sagemaker:StopTrainingJob",
-    ],
-    "JobStateFunction": [
-        "dynamodb:GetItem",
-        "dynamodb:PutItem",
-        "dynamodb:Query",
-        "dynamodb:UpdateItem",
-        "s3:GetObject",
-        "s3:ListBucket",
-        "s3:PutObject",
-    ],
-    "SubmitFunction": [
-        "dynamodb:GetItem",
-        "dynamodb:PutItem",
-        "dynamodb:Query",  # the compute guard counts the project's running trainings
-        "dynamodb:UpdateItem",
-        "iam:PassRole",
-        "s3:GetObject",
-        "s3:ListBucket",
-        "s3:PutObject",
-        "sagemaker:AddTags",
-        "sagemaker:CreateProcessingJob",
-        "sagemaker:CreateTrainingJob",
-        "sagemaker:DescribeProcessingJob",
-        "sagemaker:DescribeTrainingJob",
-    ],
+    "ApiFunction": sorted([*_REGISTRY_AND_BUCKET, *_STARTS_JOBS, "sagemaker:StopTrainingJob"]),
+    "JobStateFunction": _REGISTRY_AND_BUCKET,
+    "SubmitFunction": sorted([*_REGISTRY_AND_BUCKET, *_STARTS_JOBS, "sagemaker:DescribeTrainingJob"]),
 }
 
 
