@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from segpipe.dal.dynamodb import DynamoModelRegistry
+from segpipe.logic.jobspec import deterministic_job_name
 from segpipe.models import keys
 from segpipe.models.common import VersionStatus
 from segpipe.models.report import (
@@ -143,11 +144,6 @@ def _warnings(details: TrainingDetails) -> list[Issue]:
     return []
 
 
-def _job_name(project: str, version: int) -> str:
-    safe = "".join(c if c.isalnum() else "-" for c in project)[:30].strip("-") or "p"
-    return f"segpipe-{safe}-v{version}-{uuid.uuid4().hex[:8]}"
-
-
 def _create_version(
     *,
     config: LocalConfig,
@@ -162,7 +158,8 @@ def _create_version(
     registry = DynamoModelRegistry(client("dynamodb", config), config.table)
     now = datetime.now(UTC)
     number = registry.claim(project, f"seed:{uuid.uuid4()}", "seed", now).version
-    job_name = _job_name(project, number)
+    # named the way submission names a version's job
+    job_name = deterministic_job_name(project, f"v{number}", f"seed\n{uuid.uuid4()}")
     test_set = (
         FractionTestSet(strategy="fraction", fraction=test_fraction, seed=0)
         if test_fraction > 0

@@ -25,11 +25,13 @@ import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from segpipe.dal.analyses import DynamoAnalysisRegistry
+from segpipe.logic.jobspec import deterministic_job_name
 from segpipe.models import keys
 from segpipe.models.analysis import (
     AnalysedImage,
@@ -87,11 +89,6 @@ def _registry(config: LocalConfig) -> DynamoAnalysisRegistry:
     return DynamoAnalysisRegistry(client("dynamodb", config), config.table)
 
 
-def _job_name(project: str, analysis: int) -> str:
-    safe = "".join(c if c.isalnum() else "-" for c in project)[:30].strip("-") or "p"
-    return f"segpipe-{safe}-a{analysis}-{uuid.uuid4().hex[:8]}"
-
-
 def _item(
     *,
     spec: AnalysisSpec,
@@ -135,7 +132,7 @@ def _item(
         ),
         status=status,
         status_history=history,
-        job_name=_job_name(spec.project, number),
+        job_name=deterministic_job_name(spec.project, f"a{number}", f"seed\n{uuid.uuid4()}"),
         failure_reason=reason if status is AnalysisStatus.FAILED else None,
         summary=summary,
         created_at=created,
@@ -147,6 +144,21 @@ def _item(
 
 def _claim(config: LocalConfig, project: str, now: datetime) -> int:
     return _registry(config).claim_analysis(project, f"seed:{uuid.uuid4()}", "seed", now).version
+
+
+def _store(config: LocalConfig, item: Analysis, *, images_done: int, **outputs: Any) -> SeededAnalysis:
+    """Write the analysis item, as submission and the job-state handler leave it, and say what was
+    seeded (`outputs`: a completed analysis's images and object counts)."""
+    if not _registry(config).create_analysis(item):
+        raise RuntimeError(f"analysis {item.analysis} of {item.project} exists already")
+    return SeededAnalysis(
+        project=item.project,
+        analysis=item.analysis,
+        status=item.status.value,
+        images_total=item.details.images,
+        images_done=images_done,
+        **outputs,
+    )
 
 
 # --- a running analysis ----------------------------------------------------------------------------
@@ -171,15 +183,7 @@ def seed_running_analysis(
             Body=body.model_dump_json().encode(),
         )
     item = _item(spec=spec, number=number, status=AnalysisStatus.RUNNING, images_total=total, created=now)
-    if not _registry(config).create_analysis(item):
-        raise RuntimeError(f"analysis {number} of {spec.project} exists already")
-    return SeededAnalysis(
-        project=spec.project,
-        analysis=number,
-        status="running",
-        images_total=total,
-        images_done=sum(done for done, _ in progress),
-    )
+    return _store(config, item, images_done=sum(done for done, _ in progress))
 
 
 def seed_failed_analysis(*, config: LocalConfig, spec: AnalysisSpec, reason: str) -> SeededAnalysis:
@@ -194,11 +198,7 @@ def seed_failed_analysis(*, config: LocalConfig, spec: AnalysisSpec, reason: str
         created=now,
         reason=reason,
     )
-    if not _registry(config).create_analysis(item):
-        raise RuntimeError(f"analysis {number} of {spec.project} exists already")
-    return SeededAnalysis(
-        project=spec.project, analysis=number, status="failed", images_total=spec.images, images_done=0
-    )
+    return _store(config, item, images_done=0)
 
 
 # --- a completed analysis --------------------------------------------------------------------------
@@ -411,13 +411,9 @@ def seed_completed_analysis(*, config: LocalConfig, spec: AnalysisSpec) -> Seede
         created=now,
         summary=summary,
     )
-    if not _registry(config).create_analysis(item):
-        raise RuntimeError(f"analysis {number} of {spec.project} exists already")
-    return SeededAnalysis(
-        project=spec.project,
-        analysis=number,
-        status="completed",
-        images_total=len(images),
+    return _store(
+        config,
+        item,
         images_done=len(images),
         images={image.stem: image for image in images},
         objects={name: totals.objects for name, totals in summary.per_class.items()},
