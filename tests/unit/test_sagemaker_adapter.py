@@ -131,10 +131,7 @@ def test_a_processing_job_that_exists_already_is_a_repeated_submission() -> None
     client = _client()
     with Stubber(client) as stub:
         stub.add_client_error("create_processing_job", service_error_code="ResourceInUse")
-        stub.add_response(
-            "create_processing_job",
-            {"ProcessingJobArn": _ARN},
-        )
+        stub.add_response("create_processing_job", {"ProcessingJobArn": _ARN})
         jobs = SageMakerProcessingJobs(client)  # type: ignore[arg-type]
         assert jobs.create(_processing_request()) is False
         assert jobs.create(_processing_request()) is True
