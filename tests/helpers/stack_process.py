@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import boto3
+
 from segpipe_local.config import LocalConfig
 
 logger = logging.getLogger(__name__)
@@ -39,6 +41,18 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def loopback_client(service: str, port: int) -> Any:
+    """A plain boto3 client of a local server on a loopback port (the local servers take any
+    credentials)."""
+    return boto3.client(
+        service,
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region_name="us-east-1",
+        aws_access_key_id="segpipe-local",
+        aws_secret_access_key="segpipe-local",
+    )
 
 
 def local_config(*, data_dir: Path) -> LocalConfig:

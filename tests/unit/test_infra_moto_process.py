@@ -8,11 +8,10 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from segpipe_local.aws import MotoServer
-from tests.helpers.stack_process import free_port
+from tests.helpers.stack_process import free_port, loopback_client
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +39,7 @@ def _send(port: int, method: str, path: str, headers: dict[str, str]) -> tuple[i
 
 def test_sdk_clients_are_answered(moto: int) -> None:
     # Given an S3 client on the moto server's loopback endpoint
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=f"http://127.0.0.1:{moto}",
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    s3 = loopback_client("s3", moto)
     # When it writes and reads an object / Then moto answers as usual
     s3.create_bucket(Bucket="guarded")
     s3.put_object(Bucket="guarded", Key="a.txt", Body=b"local data")

@@ -8,7 +8,6 @@ S3 is an in-memory fake and boto3 reaches the runner through the real local Sage
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import textwrap
 import threading
@@ -17,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -33,6 +31,7 @@ from segpipe_local import processing as processing_module
 from segpipe_local.processing import ProcessingRunner, shard
 from segpipe_local.runner import JobRunner
 from segpipe_local.sagemaker_api import SageMakerServer
+from tests.helpers.stack_process import free_port, loopback_client
 
 BUCKET = "data"
 IMAGES = [f"projects/lab/images/plate/{name}" for name in ("a.png", "b.png", "c.png", "sub/d.tif", "e.png")]
@@ -121,13 +120,6 @@ class Events:
         ]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 @pytest.fixture
 def container(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     script = tmp_path / "container.py"
@@ -151,17 +143,11 @@ class Stack:
     def __init__(self, s3: FakeS3, data: Path) -> None:
         self.events = Events()
         self.runner = ProcessingRunner(s3=s3, events=self.events, data_dir=data, region="us-east-1")
-        port = _free_port()
+        port = free_port()
         training = JobRunner(s3=s3, events=self.events, data_dir=data, region="us-east-1")
         self._server = SageMakerServer(training, host="127.0.0.1", port=port, processing=self.runner)
         self._server.start()
-        self.sagemaker = boto3.client(
-            "sagemaker",
-            endpoint_url=f"http://127.0.0.1:{port}",
-            region_name="us-east-1",
-            aws_access_key_id="segpipe-local",
-            aws_secret_access_key="segpipe-local",
-        )
+        self.sagemaker = loopback_client("sagemaker", port)
         self.runner.start()
 
     def close(self) -> None:

@@ -6,17 +6,16 @@ boto3 talks to a real server on a loopback port, as the backend's SageMaker adap
 from __future__ import annotations
 
 import itertools
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from segpipe_local.runner import JobRunner
 from segpipe_local.sagemaker_api import SageMakerServer
+from tests.helpers.stack_process import free_port, loopback_client
 
 
 class NoEvents:
@@ -24,28 +23,15 @@ class NoEvents:
         return {"FailedEntryCount": 0, "Entries": []}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, JobRunner, Path]]:
     """One server for the module (a werkzeug server takes half a second to stop)."""
     data = tmp_path_factory.mktemp("runner")
     runner = JobRunner(s3=None, events=NoEvents(), data_dir=data, region="us-east-1")  # workers not started
-    port = _free_port()
+    port = free_port()
     server = SageMakerServer(runner, host="127.0.0.1", port=port)
     server.start()
-    client = boto3.client(
-        "sagemaker",
-        endpoint_url=f"http://127.0.0.1:{port}",
-        region_name="us-east-1",
-        aws_access_key_id="segpipe-local",
-        aws_secret_access_key="segpipe-local",
-    )
+    client = loopback_client("sagemaker", port)
     try:
         yield client, runner, data
     finally:
@@ -175,7 +161,7 @@ def test_the_emulation_listens_on_loopback_only(tmp_path: Path, host: str) -> No
     runner = JobRunner(s3=None, events=NoEvents(), data_dir=tmp_path, region="us-east-1")
 
     with pytest.raises(ValueError, match="loopback"):
-        SageMakerServer(runner, host=host, port=_free_port())
+        SageMakerServer(runner, host=host, port=free_port())
 
 
 def test_it_refuses_a_foreign_host(sagemaker: Any, runner: JobRunner) -> None:
