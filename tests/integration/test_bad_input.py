@@ -1,4 +1,5 @@
-"""Bad input never produces a 500 or a traceback, and nothing is written."""
+"""Bad input never produces a 500 or a traceback, and nothing is written (`with_dataset`, the valid
+dataset `cells` of tests/integration/conftest.py, is there to be submitted)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,7 @@ import json
 
 import pytest
 
-from tests.helpers.datasets import DatasetBuilder
-from tests.integration.conftest import Aws, request_body, upload_dataset
-
-
-@pytest.fixture
-def with_dataset(aws: Aws) -> Aws:
-    builder = DatasetBuilder(classes=["nucleus"], seed=2)
-    builder.add_images(15, objects={"nucleus": 4})
-    upload_dataset(aws, builder)
-    return aws
+from tests.integration.conftest import Aws, request_body
 
 
 def _nothing_written(aws: Aws) -> None:
