@@ -19,7 +19,7 @@ from segpipe_trainer.distributed import Runtime
 from segpipe_trainer.infer import accelerated, inference_batch_size, sliding_window
 from segpipe_trainer.model import build_model
 from segpipe_trainer.train import SegmentationLoss, _accumulate_gradients, build_optimizer
-from tests.trainer.trainer_testkit import cpu_predictor, synthetic_sample
+from tests.trainer.tiny_model import cpu_predictor, synthetic_sample
 
 
 def _sample(seed: int) -> Sample:

@@ -27,7 +27,8 @@ from segpipe_trainer.train import (
     seed_everything,
     train_one_epoch,
 )
-from tests.trainer.trainer_testkit import fit_tiny, hyperparameters, synthetic_sample, tiny_fingerprint
+from tests.trainer.tiny_model import fit_tiny, synthetic_sample, tiny_fingerprint
+from tests.trainer.trainer_testkit import hyperparameters
 
 TILE, BATCH = 64, 2
 

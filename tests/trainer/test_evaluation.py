@@ -20,7 +20,7 @@ from segpipe_trainer.model import build_model
 from segpipe_trainer.outputs import SplitOutputs, predict_split
 from segpipe_trainer.paths import MlPaths
 from segpipe_trainer.train import SegmentationLoss, evaluate_held_out, segmentation_loss, split_score
-from tests.trainer.trainer_testkit import cpu_predictor, synthetic_sample
+from tests.trainer.tiny_model import cpu_predictor, synthetic_sample
 
 CLASSES = ["round", "long"]
 

@@ -20,15 +20,7 @@ from segpipe_trainer.geometry import (
     rasterize_instances,
 )
 from segpipe_trainer.postprocess import Instances
-
-
-def disc(shape: tuple[int, int], *, center: tuple[float, float], radius: float) -> np.ndarray:
-    rows, cols = np.mgrid[: shape[0], : shape[1]]
-    return (rows - center[0]) ** 2 + (cols - center[1]) ** 2 < radius**2
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.count_nonzero(a & b) / max(int(np.count_nonzero(a | b)), 1))
+from tests.trainer.trainer_testkit import disc, iou
 
 
 def round_trip(mask: np.ndarray) -> np.ndarray:

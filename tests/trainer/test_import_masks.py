@@ -24,11 +24,7 @@ from segpipe_trainer.import_masks import (
     import_masks,
     main,
 )
-
-
-def disc(shape: tuple[int, int], *, center: tuple[float, float], radius: float) -> np.ndarray:
-    rows, cols = np.mgrid[: shape[0], : shape[1]]
-    return (rows - center[0]) ** 2 + (cols - center[1]) ** 2 < radius**2
+from tests.trainer.trainer_testkit import disc, iou
 
 
 def instance_mask() -> np.ndarray:
@@ -49,21 +45,24 @@ def image_of(mask: np.ndarray, *, channels: int = 0) -> np.ndarray:
     return rng.integers(0, 255, shape).astype(np.uint8)
 
 
+def paired_tiffs(tmp_path: Path, stem: str) -> tuple[Path, np.ndarray]:
+    """`source/` holding `{stem}.tif` beside its instance mask `{stem}_masks.tif`: (source, the mask)."""
+    source = tmp_path / "source"
+    source.mkdir()
+    mask = instance_mask()
+    tifffile.imwrite(source / f"{stem}.tif", image_of(mask))
+    tifffile.imwrite(source / f"{stem}_masks.tif", mask)
+    return source, mask
+
+
 def load(destination: Path) -> CocoDataset:
     return CocoDataset.model_validate_json((destination / "annotations.json").read_text())
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.count_nonzero(a & b) / max(int(np.count_nonzero(a | b)), 1))
-
-
 def test_instance_masks_beside_their_images_become_one_annotation_per_object(tmp_path: Path) -> None:
     # Given img.tif beside img_masks.tif with touching objects and an object with a hole
-    source, destination = tmp_path / "source", tmp_path / "dataset"
-    source.mkdir()
-    mask = instance_mask()
-    tifffile.imwrite(source / "img.tif", image_of(mask))
-    tifffile.imwrite(source / "img_masks.tif", mask)
+    source, mask = paired_tiffs(tmp_path, "img")
+    destination = tmp_path / "dataset"
 
     # When converted
     summary = import_masks(source, destination, class_name="nucleus")
@@ -81,11 +80,8 @@ def test_instance_masks_beside_their_images_become_one_annotation_per_object(tmp
 
 
 def test_an_object_with_a_hole_is_written_as_rle_and_the_rest_as_polygons(tmp_path: Path) -> None:
-    source, destination = tmp_path / "source", tmp_path / "dataset"
-    source.mkdir()
-    mask = instance_mask()
-    tifffile.imwrite(source / "a.tif", image_of(mask))
-    tifffile.imwrite(source / "a_masks.tif", mask)
+    source, mask = paired_tiffs(tmp_path, "a")
+    destination = tmp_path / "dataset"
 
     summary = import_masks(source, destination)
 
@@ -180,11 +176,7 @@ def test_semantic_masks_give_one_annotation_per_connected_region_of_each_class(t
 
 
 def test_main_prints_a_summary_and_returns_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    source = tmp_path / "source"
-    source.mkdir()
-    mask = instance_mask()
-    tifffile.imwrite(source / "x.tif", image_of(mask))
-    tifffile.imwrite(source / "x_masks.tif", mask)
+    source, _ = paired_tiffs(tmp_path, "x")
 
     code = main([str(source), str(tmp_path / "out"), "--class-name", "cell"])
 

@@ -29,7 +29,8 @@ from segpipe_trainer.data import (
 )
 from segpipe_trainer.errors import TrainerError
 from segpipe_trainer.images import ImageReadError
-from tests.trainer.trainer_testkit import CATEGORIES, CLASSES, DatasetSpec, synthetic_sample, write_dataset
+from tests.trainer.tiny_model import synthetic_sample
+from tests.trainer.trainer_testkit import CATEGORIES, CLASSES, DatasetSpec, write_dataset
 
 
 def _entries(groups: list[str]) -> list[ImageEntry]:

@@ -30,7 +30,8 @@ from segpipe_trainer.train import (
     build_scheduler,
     train_one_epoch,
 )
-from tests.trainer.trainer_testkit import DatasetSpec, hyperparameters, make_ml_root, synthetic_sample
+from tests.trainer.tiny_model import synthetic_sample
+from tests.trainer.trainer_testkit import DatasetSpec, hyperparameters, make_ml_root
 
 pytestmark = [
     pytest.mark.gpu,

@@ -25,7 +25,8 @@ from segpipe_trainer.train import (
     save_checkpoint,
     segmentation_loss,
 )
-from tests.trainer.trainer_testkit import fit_tiny, hyperparameters, synthetic_sample, tiny_fingerprint
+from tests.trainer.tiny_model import fit_tiny, synthetic_sample, tiny_fingerprint
+from tests.trainer.trainer_testkit import hyperparameters
 
 
 class StopAfter(StopSignal):

@@ -16,19 +16,9 @@ from typing import Any
 
 import numpy as np
 import tifffile
-import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 from scipy import ndimage as ndi
-
-from segpipe.models.common import ModelType
-from segpipe.models.trainer_io import TrainingConfig
-from segpipe_trainer.data import Sample
-from segpipe_trainer.distributed import Runtime
-from segpipe_trainer.infer import Predictor
-from segpipe_trainer.model import Segmenter, build_model
-from segpipe_trainer.postprocess import distance_target
-from segpipe_trainer.train import Fingerprint, FitResult, LoopSetup, StopSignal, fit, seed_everything
 
 CLASSES = ("round", "long")
 CATEGORIES = [{"id": 1, "name": "round"}, {"id": 2, "name": "long"}, {"id": 7, "name": "ignored"}]
@@ -47,6 +37,17 @@ def ellipse_ring(
 
 def ring_mask(ring: list[float], *, height: int, width: int) -> np.ndarray:
     return mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects([ring], height, width))).astype(bool)
+
+
+def disc(shape: tuple[int, int], *, center: tuple[float, float], radius: float) -> np.ndarray:
+    """bool H x W: the pixels closer than `radius` to `center` (row, column)."""
+    rows, cols = np.mgrid[: shape[0], : shape[1]]
+    return (rows - center[0]) ** 2 + (cols - center[1]) ** 2 < radius**2
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boolean masks (0 when both are empty)."""
+    return float(np.count_nonzero(a & b) / max(int(np.count_nonzero(a | b)), 1))
 
 
 @dataclass
@@ -109,21 +110,6 @@ def synthetic_image(
         classes=np.asarray(classes, dtype=np.int64),
         rings=rings,
         pixels=render(labels, np.asarray(classes), rng=rng, channels=channels),
-    )
-
-
-def synthetic_sample(
-    *, seed: int, size: tuple[int, int], objects: int, file_name: str | None = None
-) -> Sample:
-    """A training sample of one `synthetic_image`: pixels scaled to [0, 1], labels, classes and the
-    distance target (named `{seed}.tif` unless told otherwise)."""
-    synthetic = synthetic_image(size=size, objects=objects, seed=seed)
-    return Sample(
-        file_name=file_name or f"{seed}.tif",
-        image=synthetic.pixels.astype(np.float32) / 65535,
-        labels=synthetic.labels,
-        classes=synthetic.classes,
-        distance=distance_target(synthetic.labels),
     )
 
 
@@ -275,71 +261,3 @@ def read_coco(root: Path, split: str) -> dict[str, Any]:
 
 def object_count(coco: dict[str, Any], *, classes: Sequence[int] = (1, 2)) -> int:
     return sum(1 for a in coco["annotations"] if a["category_id"] in classes)
-
-
-# --- The tiny model on the CPU: its predictor, its checkpoint fingerprint and a whole `fit` ------
-
-
-def cpu_predictor(
-    model: torch.nn.Module,
-    *,
-    model_type: ModelType = "instance",
-    num_classes: int = 2,
-    tile_size: int = 64,
-    **options: Any,
-) -> Predictor:
-    """A predictor of one-channel images on the CPU; `options` are the predictor's other fields."""
-    return Predictor(
-        model=model,
-        model_type=model_type,
-        num_classes=num_classes,
-        tile_size=tile_size,
-        in_channels=1,
-        device=torch.device("cpu"),
-        **options,
-    )
-
-
-def tiny_fingerprint(**overrides: Any) -> Fingerprint:
-    """The checkpoint fingerprint of the `tiny` instance preset on one channel, one process."""
-    values: dict[str, Any] = {
-        "preset": "tiny",
-        "model_type": "instance",
-        "classes": CLASSES,
-        "tile_size": 64,
-        "seed": 0,
-        "in_channels": 1,
-        "world": 1,
-    }
-    return Fingerprint(**{**values, **overrides})
-
-
-def fit_tiny(
-    config: TrainingConfig,
-    *,
-    checkpoints: Path,
-    train_samples: Sequence[Sample],
-    val_samples: Sequence[Sample] = (),
-    fingerprint: Fingerprint,
-    stop: StopSignal | None = None,
-    **setup_options: Any,
-) -> tuple[Segmenter, FitResult]:
-    """A freshly seeded `tiny` instance model (two classes) trained by `fit` on the CPU, for the
-    config's steps per epoch (3 when it leaves them open)."""
-    seed_everything(config.seed)
-    model = build_model(preset="tiny", num_classes=2, model_type="instance", in_channels=1)
-    setup = LoopSetup(
-        config=config,
-        runtime=Runtime(),
-        train_samples=train_samples,
-        val_samples=val_samples,
-        class_weights=torch.ones(3),
-        in_channels=1,
-        steps_per_epoch=config.steps_per_epoch or 3,
-        checkpoints=checkpoints,
-        fingerprint=fingerprint,
-        stop=stop or StopSignal(),
-        encoder_pretrained=False,
-        **setup_options,
-    )
-    return model, fit(model, setup=setup, predictor=cpu_predictor(model))
