@@ -57,6 +57,28 @@ def _wait_for(
     raise AssertionError(f"version {version} never reached {statuses}; last {current.status.value}")
 
 
+#: Where an uploaded request file goes and where its report appears, by what it requests.
+_UPLOAD_KEYS = {
+    "training": (keys.request_key, keys.report_key),
+    "analysis": (keys.analysis_request_key, keys.analysis_report_key),
+}
+
+
+def _report_of_upload(stack: LocalConfig, kind: str, body: Any) -> Any:
+    """Upload `body` as request file `from-s3` of `kind`, as a user does; the report written for it
+    (None after a minute)."""
+    request_key, report_key = (key(PROJECT, "from-s3") for key in _UPLOAD_KEYS[kind])
+    s3 = client("s3", stack)
+    s3.put_object(Bucket=stack.bucket, Key=request_key, Body=json.dumps(body))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            return json.loads(s3.get_object(Bucket=stack.bucket, Key=report_key)["Body"].read())
+        except s3.exceptions.NoSuchKey:
+            time.sleep(0.3)
+    return None
+
+
 @pytest.fixture(scope="module")
 def trained(stack: LocalConfig, api: SegpipeClient) -> int:
     upload(stack, tiny_dataset(), dataset="cells")
@@ -130,24 +152,8 @@ def test_a_semantic_model_trains_and_reports_overlap_metrics(
 def test_an_uploaded_request_file_is_reported_and_trained(
     stack: LocalConfig, api: SegpipeClient, trained: int
 ) -> None:
-    s3 = client("s3", stack)
-    s3.put_object(
-        Bucket=stack.bucket,
-        Key=f"projects/{PROJECT}/requests/from-s3.json",
-        Body=json.dumps(request("cells", label="s3")),
-    )
+    report = _report_of_upload(stack, "training", request("cells", label="s3"))
 
-    deadline = time.monotonic() + 60
-    report = None
-    while report is None and time.monotonic() < deadline:
-        try:
-            report = json.loads(
-                s3.get_object(Bucket=stack.bucket, Key=f"projects/{PROJECT}/reports/from-s3.json")[
-                    "Body"
-                ].read()
-            )
-        except s3.exceptions.NoSuchKey:
-            time.sleep(0.3)
     assert report is not None and report["ok"] is True
     final = _wait_for(api, report["version"], {"completed", "failed", "stopped"})
     assert final["status"] == "completed", final["failure_reason"]
@@ -345,20 +351,8 @@ def test_two_instances_give_the_same_merged_outputs_as_one(
 def test_an_uploaded_analysis_request_is_reported_then_run(
     stack: LocalConfig, api: SegpipeClient, analysable: int
 ) -> None:
-    s3 = client("s3", stack)
-    s3.put_object(
-        Bucket=stack.bucket,
-        Key=keys.analysis_request_key(PROJECT, "from-s3"),
-        Body=json.dumps({"name": "uploaded request", "images": FRESH}),
-    )
+    report = _report_of_upload(stack, "analysis", {"name": "uploaded request", "images": FRESH})
 
-    deadline = time.monotonic() + 60
-    report = None
-    while report is None and time.monotonic() < deadline:
-        try:
-            report = json.loads(_object(stack, keys.analysis_report_key(PROJECT, "from-s3")))
-        except s3.exceptions.NoSuchKey:
-            time.sleep(0.3)
     assert report is not None and report["ok"] is True, report
     final = _wait_analysis(api, report["analysis"], {"completed", "failed", "stopped"})
     assert final["status"] == "completed", final["failure_reason"]
