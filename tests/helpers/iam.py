@@ -107,13 +107,12 @@ class Statement:
         )
 
 
-#: SAM policy templates as SAM expands them (aws-sam-translator's policy_templates.json), so that a
-#: template that still uses them is judged on what it really grants.
-def _sam_policy_template(name: str, args: Mapping[str, Any], refs: Mapping[str, str]) -> list[Statement]:
-    partition = refs["AWS::Partition"]
-    if name == "S3CrudPolicy":
-        bucket = f"arn:{partition}:s3:::{args['BucketName']}"
-        actions: tuple[str, ...] = (
+#: SAM's CRUD policy templates as SAM expands them (aws-sam-translator's policy_templates.json), so that
+#: a template that still uses them is judged on what it really grants: the actions, on the resource
+#: and on what lies under it (the bucket's objects, the table's indexes).
+_CRUD_TEMPLATES: dict[str, tuple[tuple[str, ...], str]] = {
+    "S3CrudPolicy": (
+        (
             "s3:GetObject",
             "s3:ListBucket",
             "s3:GetBucketLocation",
@@ -123,12 +122,11 @@ def _sam_policy_template(name: str, args: Mapping[str, Any], refs: Mapping[str, 
             "s3:GetLifecycleConfiguration",
             "s3:PutLifecycleConfiguration",
             "s3:DeleteObject",
-        )
-        return [Statement("Allow", actions=actions, resources=(bucket, f"{bucket}/*"))]
-    if name == "DynamoDBCrudPolicy":
-        region, account = refs["AWS::Region"], refs["AWS::AccountId"]
-        table = f"arn:{partition}:dynamodb:{region}:{account}:table/{args['TableName']}"
-        actions = (
+        ),
+        "*",
+    ),
+    "DynamoDBCrudPolicy": (
+        (
             "dynamodb:GetItem",
             "dynamodb:DeleteItem",
             "dynamodb:PutItem",
@@ -139,10 +137,24 @@ def _sam_policy_template(name: str, args: Mapping[str, Any], refs: Mapping[str, 
             "dynamodb:BatchGetItem",
             "dynamodb:DescribeTable",
             "dynamodb:ConditionCheckItem",
+        ),
+        "index/*",
+    ),
+}
+
+
+def _sam_policy_template(name: str, args: Mapping[str, Any], refs: Mapping[str, str]) -> list[Statement]:
+    partition, region, account = refs["AWS::Partition"], refs["AWS::Region"], refs["AWS::AccountId"]
+    if name in _CRUD_TEMPLATES:
+        actions, below = _CRUD_TEMPLATES[name]
+        resource = (
+            f"arn:{partition}:s3:::{args['BucketName']}"
+            if name == "S3CrudPolicy"
+            else f"arn:{partition}:dynamodb:{region}:{account}:table/{args['TableName']}"
         )
-        return [Statement("Allow", actions=actions, resources=(table, f"{table}/index/*"))]
+        return [Statement("Allow", actions=actions, resources=(resource, f"{resource}/{below}"))]
     if name == "SQSSendMessagePolicy":
-        queue = f"arn:{partition}:sqs:{refs['AWS::Region']}:{refs['AWS::AccountId']}:{args['QueueName']}"
+        queue = f"arn:{partition}:sqs:{region}:{account}:{args['QueueName']}"
         return [Statement("Allow", actions=("sqs:SendMessage*",), resources=(queue,))]
     raise ValueError(f"SAM policy template {name} is not known to the test evaluator")
 
