@@ -46,7 +46,7 @@ def free_port() -> int:
 def loopback_client(service: str, port: int) -> Any:
     """A plain boto3 client of a local server on a loopback port (the local servers take any
     credentials)."""
-    return boto3.client(
+    return boto3.client(  # type: ignore[call-overload]
         service,
         endpoint_url=f"http://127.0.0.1:{port}",
         region_name="us-east-1",
