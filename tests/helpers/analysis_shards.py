@@ -25,6 +25,7 @@ from segpipe.models.analysis import (
     ClassTotals,
     image_columns,
     object_columns,
+    run_fields,
 )
 from segpipe.models.analysis import Analysis as AnalysisItem
 from segpipe.models.trainer_io import prediction_stem
@@ -155,13 +156,7 @@ def shard_files(
         "annotations": annotations,
     }
     summary = AnalysisSummary(
-        project=cfg.project,
-        analysis=cfg.analysis,
-        version=cfg.version,
-        model_type=cfg.model_type,
-        classes=cfg.classes,
-        thresholds=cfg.thresholds,
-        pixel_size=cfg.pixel_size,
+        **run_fields(cfg),
         images=len(images),
         megapixels=sum(i.width * i.height for i in images) / 1e6,
         objects=len(annotations),
@@ -248,16 +243,10 @@ def analysis_item(
         {"name": "plate 7", "images": cfg.images_folder, "compute": {"instance_count": instance_count}}
     )
     return AnalysisItem(
-        project=cfg.project,
-        analysis=cfg.analysis,
+        **run_fields(cfg),
         name="plate 7",
         images_folder=cfg.images_folder,
         request=request,
-        version=cfg.version,
-        model_type=cfg.model_type,
-        classes=cfg.classes,
-        thresholds=cfg.thresholds,
-        pixel_size=cfg.pixel_size,
         details=AnalysisDetails(images_folder=cfg.images_folder, images=cfg.image_count),
         job_name=job_name,
         created_at=NOW,

@@ -50,6 +50,7 @@ from segpipe.models.analysis import (
     ClassTotals,
     image_columns,
     object_columns,
+    run_fields,
 )
 from segpipe.models.coco import CocoAnnotation, CocoCategory, CocoImage
 from segpipe.models.trainer_io import ModelCard, prediction_stem
@@ -358,13 +359,7 @@ class Shard:
             for name, totals in self.totals.items()
         }
         return AnalysisSummary(
-            project=self.config.project,
-            analysis=self.config.analysis,
-            version=self.config.version,
-            model_type=self.config.model_type,
-            classes=list(self.config.classes),
-            thresholds=dict(self.config.thresholds),
-            pixel_size=size,
+            **run_fields(self.config),
             images=len(self.coco_images),
             megapixels=self.pixels / 1e6,
             objects=len(self.annotations),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -203,6 +203,19 @@ def image_columns(classes: list[str]) -> list[str]:
     for name in classes:
         columns += [f"objects[{name}]", f"area[{name}]", f"area_fraction[{name}]"]
     return columns
+
+
+#: What identifies an analysis run and how it keeps objects: the registry item, the job's
+#: configuration and every summary carry these same fields.
+RUN_FIELDS: frozenset[str] = frozenset(
+    {"project", "analysis", "version", "model_type", "classes", "thresholds", "pixel_size"}
+)
+
+
+def run_fields(source: BaseModel) -> dict[str, Any]:
+    """A copy of `source`'s RUN_FIELDS (an `Analysis`, `AnalyzeConfig` or `AnalysisSummary`), to
+    build another of these from it: `AnalysisSummary(**run_fields(config), images=...)`."""
+    return source.model_dump(include=set(RUN_FIELDS))
 
 
 #: The merged outputs under `projects/{p}/analyses/{n}/`.
