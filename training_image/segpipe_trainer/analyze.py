@@ -27,7 +27,6 @@ import csv
 import logging
 import signal
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -55,6 +54,7 @@ from segpipe.models.analysis import (
 from segpipe.models.coco import CocoAnnotation, CocoCategory, CocoImage
 from segpipe.models.trainer_io import ModelCard, prediction_stem
 from segpipe_trainer import accel, atomic
+from segpipe_trainer.base import unpack_archive
 from segpipe_trainer.cli import configure_logging
 from segpipe_trainer.distributed import Runtime
 from segpipe_trainer.errors import TrainerError, failure_sentence
@@ -110,13 +110,9 @@ def load_model(model_dir: Path, *, work_dir: Path, runtime: Runtime) -> LoadedMo
     archive = model_dir / ARCHIVE_FILE
     folder = model_dir
     if archive.is_file():
-        folder = work_dir / "model"
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            with tarfile.open(archive, "r:*") as tar:
-                tar.extractall(folder, filter="data")
-        except (tarfile.TarError, OSError) as exc:
-            raise TrainerError(f"The model archive {ARCHIVE_FILE} could not be unpacked: {exc}") from exc
+        folder = unpack_archive(
+            archive, destination=work_dir / "model", described=f"The model archive {ARCHIVE_FILE}"
+        )
     cards = sorted(folder.rglob(CARD_FILE))
     if not cards:
         raise TrainerError(f"The model input holds no {CARD_FILE}: it is not a segpipe model")

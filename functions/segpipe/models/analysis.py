@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from segpipe.models.common import ModelType, VersionNumber
+from segpipe.models.common import InstanceType, ModelType, VersionNumber
 from segpipe.models.report import Estimate, Issue
 from segpipe.models.trainer_io import PredictedObject
 
@@ -36,10 +36,8 @@ class _Strict(BaseModel):
 
 
 class AnalysisCompute(_Strict):
-    instance_type: str = Field(
-        default="ml.g5.xlarge",
-        pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$",
-        description="SageMaker Processing instance type",
+    instance_type: InstanceType = Field(
+        default="ml.g5.xlarge", description="SageMaker Processing instance type"
     )
     instance_count: int = Field(
         default=1, ge=1, le=16, description="Instances; the images are sharded across them by S3 key"
