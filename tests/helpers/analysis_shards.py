@@ -25,7 +25,6 @@ from segpipe.models.analysis import (
     ClassTotals,
     image_columns,
     object_columns,
-    run_fields,
 )
 from segpipe.models.analysis import Analysis as AnalysisItem
 from segpipe.models.trainer_io import prediction_stem
@@ -156,7 +155,7 @@ def shard_files(
         "annotations": annotations,
     }
     summary = AnalysisSummary(
-        **run_fields(cfg),
+        **cfg.run_fields(),
         images=len(images),
         megapixels=sum(i.width * i.height for i in images) / 1e6,
         objects=len(annotations),
@@ -243,7 +242,7 @@ def analysis_item(
         {"name": "plate 7", "images": cfg.images_folder, "compute": {"instance_count": instance_count}}
     )
     return AnalysisItem(
-        **run_fields(cfg),
+        **cfg.run_fields(),
         name="plate 7",
         images_folder=cfg.images_folder,
         request=request,

@@ -49,7 +49,6 @@ from segpipe.models.analysis import (
     ClassTotals,
     image_columns,
     object_columns,
-    run_fields,
 )
 from segpipe.models.coco import CocoAnnotation, CocoCategory, CocoImage
 from segpipe.models.trainer_io import ModelCard, prediction_stem
@@ -355,7 +354,7 @@ class Shard:
             for name, totals in self.totals.items()
         }
         return AnalysisSummary(
-            **run_fields(self.config),
+            **self.config.run_fields(),
             images=len(self.coco_images),
             megapixels=self.pixels / 1e6,
             objects=len(self.annotations),

@@ -235,34 +235,17 @@ def _create_vit(*, spec: PresetSpec, in_channels: int, weights: EncoderWeights) 
 
 def build_model(
     *,
-    preset: Preset | str,
+    preset: Preset | str | PresetSpec,
     num_classes: int,
     model_type: ModelType,
     in_channels: int = 3,
     weights: EncoderWeights = "random",
     instance_head: InstanceHead = "distance",
 ) -> Segmenter:
-    """The segmentation model of `preset` for K = `num_classes` classes on `in_channels`-channel images."""
-    return build_model_from_spec(
-        preset_spec(preset),
-        num_classes=num_classes,
-        model_type=model_type,
-        in_channels=in_channels,
-        weights=weights,
-        instance_head=instance_head,
-    )
-
-
-def build_model_from_spec(
-    spec: PresetSpec,
-    *,
-    num_classes: int,
-    model_type: ModelType,
-    in_channels: int = 3,
-    weights: EncoderWeights = "random",
-    instance_head: InstanceHead = "distance",
-) -> Segmenter:
-    """`build_model` for a spec outside the registry (tests and benchmarks shrink registered ones)."""
+    """The segmentation model of `preset` for K = `num_classes` classes on `in_channels`-channel
+    images; `preset` is a registered preset, or a spec outside the registry (tests and benchmarks
+    shrink registered ones)."""
+    spec = preset if isinstance(preset, PresetSpec) else preset_spec(preset)
     vit = _create_vit(
         spec=spec,
         in_channels=in_channels,

@@ -18,7 +18,7 @@ from segpipe.logic.jobspec import (
     tag_value,
 )
 from segpipe.models import keys
-from segpipe.models.analysis import Analysis, AnalyzeConfig, run_fields
+from segpipe.models.analysis import Analysis, AnalyzeConfig
 from segpipe.models.jobs import TagSpec
 from segpipe.models.processing import (
     CONFIG_INPUT,
@@ -56,7 +56,7 @@ def analysis_job_name(project: str, analysis: int, request_key: str, *, salt: st
 def analyze_config(analysis: Analysis) -> AnalyzeConfig:
     """The job's `analyze.json`: what was frozen on the item."""
     return AnalyzeConfig(
-        **run_fields(analysis), images_folder=analysis.images_folder, image_count=analysis.details.images
+        **analysis.run_fields(), images_folder=analysis.images_folder, image_count=analysis.details.images
     )
 
 

@@ -38,7 +38,6 @@ from segpipe.models.analysis import (
     ClassTotals,
     image_columns,
     object_columns,
-    run_fields,
 )
 from segpipe.models.coco import Polygons, RelativeFileName, Rle
 from segpipe.models.trainer_io import prediction_stem
@@ -560,7 +559,7 @@ class _Merged:
 def _summary(config: AnalyzeConfig, merged: _Merged) -> AnalysisSummary:
     area_scale = config.pixel_size**2 if config.pixel_size is not None else None
     return AnalysisSummary(
-        **run_fields(config),
+        **config.run_fields(),
         images=len(merged.coco_images),
         megapixels=round(merged.pixels / 1e6, _DECIMALS),
         objects=len(merged.coco_annotations),

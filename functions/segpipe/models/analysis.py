@@ -104,7 +104,23 @@ class AnalysisStatus(StrEnum):
 # --- The job: configuration in, files out ---------------------------------------------------
 
 
-class AnalyzeConfig(_Strict):
+#: What identifies an analysis run and how it keeps objects: the registry item, the job's
+#: configuration and every summary carry these same fields.
+RUN_FIELDS: frozenset[str] = frozenset(
+    {"project", "analysis", "version", "model_type", "classes", "thresholds", "pixel_size"}
+)
+
+
+class _Run(BaseModel):
+    """A model that carries the RUN_FIELDS (the registry item, the job's configuration)."""
+
+    def run_fields(self) -> dict[str, Any]:
+        """A copy of the RUN_FIELDS, to build another of these models or a summary from this one:
+        `AnalysisSummary(**config.run_fields(), images=...)`."""
+        return self.model_dump(include=set(RUN_FIELDS))
+
+
+class AnalyzeConfig(_Strict, _Run):
     """`/opt/ml/processing/input/config/analyze.json`: what the `analyze` entry point runs."""
 
     project: str
@@ -203,19 +219,6 @@ def image_columns(classes: list[str]) -> list[str]:
     return columns
 
 
-#: What identifies an analysis run and how it keeps objects: the registry item, the job's
-#: configuration and every summary carry these same fields.
-RUN_FIELDS: frozenset[str] = frozenset(
-    {"project", "analysis", "version", "model_type", "classes", "thresholds", "pixel_size"}
-)
-
-
-def run_fields(source: BaseModel) -> dict[str, Any]:
-    """A copy of `source`'s RUN_FIELDS (an `Analysis`, `AnalyzeConfig` or `AnalysisSummary`), to
-    build another of these from it: `AnalysisSummary(**run_fields(config), images=...)`."""
-    return source.model_dump(include=set(RUN_FIELDS))
-
-
 #: The merged outputs under `projects/{p}/analyses/{n}/`.
 OutputName = Literal["coco.json", "objects.csv", "images.csv", "summary.json"]
 OUTPUT_NAMES: tuple[OutputName, ...] = ("coco.json", "objects.csv", "images.csv", "summary.json")
@@ -263,7 +266,7 @@ class AnalysisStatusChange(BaseModel):
     reason: str | None = None
 
 
-class Analysis(BaseModel):
+class Analysis(_Run):
     """The registry item `pk=PROJECT#{project}`, `sk=ANALYSIS#{n:06d}`: what was run, frozen."""
 
     project: str
