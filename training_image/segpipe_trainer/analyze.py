@@ -59,7 +59,7 @@ from segpipe_trainer.distributed import Runtime
 from segpipe_trainer.errors import TrainerError, failure_sentence
 from segpipe_trainer.geometry import objects_from_instances
 from segpipe_trainer.images import match_channels, normalize, read_image, write_preview
-from segpipe_trainer.infer import Predictor, accelerated, dense_maps
+from segpipe_trainer.infer import Predictor, accelerated, dense_maps, predictor_on
 from segpipe_trainer.measure import Measurements, measure_objects
 from segpipe_trainer.model import build_model
 from segpipe_trainer.outputs import write_json
@@ -135,16 +135,8 @@ def load_model(model_dir: Path, *, work_dir: Path, runtime: Runtime) -> LoadedMo
     except RuntimeError as exc:
         raise TrainerError(f"The model's weights do not fit its {CARD_FILE}: {exc}") from exc
     model.to(runtime.device).eval()
-    predictor = Predictor(
-        model=model,
-        model_type=card.model_type,
-        num_classes=len(card.classes),
-        tile_size=card.tile_size,
-        in_channels=card.in_channels,
-        device=runtime.device,
-        bf16=runtime.bf16,
-        min_area=card.min_object_area,
-        instance_head=card.instance_head,
+    predictor = predictor_on(
+        model, card, in_channels=card.in_channels, instance_head=card.instance_head, runtime=runtime
     )
     # As the trainer predicts: as many windows per batch as the GPU holds, compiled where that pays
     # (CUDA, unless SEGPIPE_COMPILE=off; a failed compilation falls back to eager).
