@@ -49,7 +49,7 @@ from segpipe_trainer import accel
 from segpipe_trainer.model import (
     PresetSpec,
     Segmenter,
-    build_model_from_spec,
+    build_model,
     count_parameters,
     preset_spec,
     sam_vit_base,
@@ -155,7 +155,7 @@ def _autocast(setup: Setup) -> torch.autocast:
 def _model(setup: Setup, variant: Variant) -> Segmenter:
     torch.manual_seed(0)
     spec = dataclasses.replace(bench_spec(setup.preset), fast_attention=variant.fast_attention)
-    model = build_model_from_spec(spec, num_classes=2, model_type="instance", in_channels=3, weights="random")
+    model = build_model(preset=spec, num_classes=2, model_type="instance", in_channels=3, weights="random")
     return model.to(setup.device)
 
 

@@ -100,10 +100,7 @@ def run(config: LocalConfig, *, epochs: int) -> int:
         line = ProgressLine()
         final = api.wait(PROJECT, accepted.version, on_update=line.update, poll=1.0, timeout=900)
         line.close()
-        if final.status.value != "completed":
-            print(
-                f"version {final.version} ended {final.status.value}: {final.failure_reason}", file=sys.stderr
-            )
+        if _ended_badly(f"version {final.version}", final.status.value, final.failure_reason):
             return 1
         _step(6, "Results")
         page = f"{config.api_url}/ui/#/projects/{PROJECT}/models/{final.version}"
@@ -153,15 +150,20 @@ def analyse(config: LocalConfig, api: SegpipeClient, version: int, threshold: fl
     line = AnalysisProgressLine()
     final = api.wait_analysis(PROJECT, accepted.analysis, on_update=line.update, poll=1.0, timeout=600)
     line.close()
-    if final.status.value != "completed":
-        print(
-            f"analysis {final.analysis} ended {final.status.value}: {final.failure_reason}", file=sys.stderr
-        )
+    if _ended_badly(f"analysis {final.analysis}", final.status.value, final.failure_reason):
         return 1
     page = f"{config.api_url}/ui/#/projects/{PROJECT}/analyses/{final.analysis}"
     print_analysis(final, bucket=config.bucket, page=page)
     print(f"(The analysis added {time.monotonic() - started:.0f} s to the demo.)")
     return 0
+
+
+def _ended_badly(job: str, status: str, reason: str | None) -> bool:
+    """True, said on stderr, when `job` (a version or an analysis) ended other than completed."""
+    if status == "completed":
+        return False
+    print(f"{job} ended {status}: {reason}", file=sys.stderr)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,18 +24,11 @@ def http_api_event(
     headers: dict[str, str] | None = None,
     body: bytes | str | None = None,
     source_ip: str = "127.0.0.1",
-    stage: str = "$default",
 ) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload format 2.0) event, as the real API passes to the function."""
+    """An API Gateway HTTP API (payload format 2.0) event, as the real API's `$default` stage passes
+    to the function."""
     lowered = {key.lower(): value for key, value in (headers or {}).items()}
-    data = body.encode() if isinstance(body, str) else body
-    text: str | None = None
-    encoded = False
-    if data:
-        try:
-            text = data.decode()
-        except UnicodeDecodeError:
-            text, encoded = base64.b64encode(data).decode(), True
+    text, encoded = _body_text(body)
     query_pairs = parse_qsl(query, keep_blank_values=True)
     now = datetime.now(UTC)
     event: dict[str, Any] = {
@@ -58,7 +51,7 @@ def http_api_event(
             },
             "requestId": str(uuid.uuid4()),
             "routeKey": "$default",
-            "stage": stage,
+            "stage": "$default",
             "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
             "timeEpoch": int(now.timestamp() * 1000),
         },
@@ -69,6 +62,17 @@ def http_api_event(
     if text is not None:
         event["body"] = text
     return event
+
+
+def _body_text(body: bytes | str | None) -> tuple[str | None, bool]:
+    """The event's `body` and `isBase64Encoded`: text as it is, other bytes in base 64."""
+    data = body.encode() if isinstance(body, str) else body
+    if not data:
+        return None, False
+    try:
+        return data.decode(), False
+    except UnicodeDecodeError:
+        return base64.b64encode(data).decode(), True
 
 
 def s3_object_created_event(

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
@@ -146,6 +147,15 @@ class RunnerJob(BaseModel):
 Job = TypeVar("Job", bound=RunnerJob)
 
 
+@dataclass(frozen=True)
+class OutputSync:
+    """How a job's outputs reach S3 while its process runs: `upload` every `seconds`, and once more
+    after the process exits."""
+
+    upload: Callable[[], None]
+    seconds: float
+
+
 class LocalRunner(Generic[Job]):
     """The queue, the workers and the saved state of one kind of local job (see the module)."""
 
@@ -158,7 +168,6 @@ class LocalRunner(Generic[Job]):
         self,
         *,
         job_model: type[Job],
-        state_change: Callable[..., dict[str, Any]],
         s3: Any,
         events: Any,
         root: Path,
@@ -166,7 +175,6 @@ class LocalRunner(Generic[Job]):
         parallel: int = 1,
     ) -> None:
         self._job_model = job_model
-        self._state_change = state_change
         self._s3 = s3
         self._events = events
         self._root = root
@@ -283,11 +291,15 @@ class LocalRunner(Generic[Job]):
     def _finish(self, job: Job, status: str, reason: str | None = None) -> None:
         raise NotImplementedError
 
+    def _state_change(self, description: dict[str, Any]) -> dict[str, Any]:
+        """The EventBridge event of a job with this Describe*Job answer (its tags added)."""
+        raise NotImplementedError
+
     def _emit(self, job: Job) -> None:
         """Send the job's state-change event, built from its Describe*Job answer and its tags."""
         description = with_datetimes(job.describe(self._region))
         description["Tags"] = job.tags
-        event = self._state_change(description, region=self._region)
+        event = self._state_change(description)
         self._events.put_events(Entries=[event_bus_entry(event)])
 
     # --- running a job --------------------------------------------------------------------------
@@ -313,19 +325,18 @@ class LocalRunner(Generic[Job]):
         *,
         environment: dict[str, str],
         log_path: Path,
-        sync: Callable[[], None],
-        sync_seconds: float,
+        sync: OutputSync,
         wait: Callable[[subprocess.Popen[bytes]], int] | None = None,
     ) -> int:
-        """Run the job's container process, its output appended to `log_path`; `sync` uploads what
-        it writes every `sync_seconds` while it runs, and once more after it exits. Returns the exit
-        code; a job asked to stop before its process started gets SIGTERM at once."""
+        """Run the job's container process, its output appended to `log_path`, while `sync` uploads
+        what it writes. Returns the exit code; a job asked to stop before its process started gets
+        SIGTERM at once."""
         stop_sync = threading.Event()
 
         def syncing() -> None:
-            while not stop_sync.wait(sync_seconds):
+            while not stop_sync.wait(sync.seconds):
                 try:
-                    sync()
+                    sync.upload()
                 except Exception:
                     logger.debug("upload of %s's outputs failed; retrying", job.name, exc_info=True)
 
@@ -340,7 +351,7 @@ class LocalRunner(Generic[Job]):
             code = wait(process) if wait else process.wait()
         stop_sync.set()
         syncer.join()
-        sync()
+        sync.upload()
         with self._lock:
             self._processes.pop(job.name, None)
         return code

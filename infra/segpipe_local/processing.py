@@ -40,6 +40,7 @@ from segpipe_local.events import ACCOUNT, processing_job_state_change_event
 from segpipe_local.jobs import (
     TERMINAL,
     LocalRunner,
+    OutputSync,
     RunnerJob,
     check_environment,
     download_keys,
@@ -197,12 +198,14 @@ class ProcessingRunner(LocalRunner[LocalProcessingJob]):
         self._uploaded_times: dict[tuple[str, str, str], dict[str, int]] = {}
         super().__init__(
             job_model=LocalProcessingJob,
-            state_change=processing_job_state_change_event,
             s3=s3,
             events=events,
             root=data_dir / "processing-jobs",
             region=region,
         )
+
+    def _state_change(self, description: dict[str, Any]) -> dict[str, Any]:
+        return processing_job_state_change_event(description, region=self._region)
 
     # --- the SageMaker API ----------------------------------------------------------------------
 
@@ -321,8 +324,10 @@ class ProcessingRunner(LocalRunner[LocalProcessingJob]):
             [*analyze_command(), *(job.request.AppSpecification.ContainerArguments or [])],
             environment=environment,
             log_path=self._root / job.name / f"{host}.log",
-            sync=lambda: self._upload_outputs(job, host, mode="Continuous"),  # uploaded while it runs
-            sync_seconds=CONTINUOUS_SECONDS,
+            # the outputs of upload mode Continuous, uploaded while it runs
+            sync=OutputSync(
+                lambda: self._upload_outputs(job, host, mode="Continuous"), seconds=CONTINUOUS_SECONDS
+            ),
             wait=lambda process: self._wait(job, process),
         )
 

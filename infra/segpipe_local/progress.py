@@ -18,8 +18,8 @@ from segpipe.models.version import ModelVersion
 BAR = 28
 
 
-class ProgressLine:
-    """Redraws one line: status, a bar of epochs, loss and validation score, elapsed time."""
+class _Line:
+    """One line redrawn in place on a terminal; in a log, one line per change without the clock."""
 
     def __init__(self, stream: TextIO = sys.stdout) -> None:
         self._stream = stream
@@ -27,34 +27,45 @@ class ProgressLine:
         self._last = ""
         self._tty = stream.isatty()
 
-    def update(self, version: ModelVersion) -> None:
-        elapsed = time.monotonic() - self._start
-        clock = f"{int(elapsed // 60)}:{int(elapsed % 60):02d}"
-        progress = version.progress
-        if progress is None:
-            text = f"  {version.status.value:<9} {'.' * (int(elapsed) % 4):<3}            {clock}"
-        else:
-            done = min(BAR, round(BAR * progress.epoch / progress.epochs))
-            bar = "#" * done + "-" * (BAR - done)
-            loss = f" loss {progress.train_loss:.3f}" if progress.train_loss is not None else ""
-            score = f" val {progress.val_score:.3f}" if progress.val_score is not None else ""
-            phase = "" if progress.phase == "training" else f" ({progress.phase})"
-            text = f"  epoch {progress.epoch:>3}/{progress.epochs:<3} [{bar}]{loss}{score}{phase}  {clock}"
+    def _elapsed(self) -> float:
+        return time.monotonic() - self._start
+
+    def _draw(self, text: str) -> None:
+        """Show `text` followed by the elapsed time (trailing blanks and dots dropped in a log)."""
         if self._tty:
-            if text != self._last:
-                self._stream.write("\r" + text.ljust(90))
-        else:  # a log, not a terminal: one line per change, without the ticking clock
-            text = text.rsplit("  ", 1)[0].rstrip(" .")
-            if text == self._last:
-                return
-            self._stream.write(text + "\n")
-        self._last = text
+            elapsed = self._elapsed()
+            line = f"{text}  {int(elapsed // 60)}:{int(elapsed % 60):02d}"
+            if line != self._last:
+                self._stream.write("\r" + line.ljust(90))
+        else:
+            line = text.rstrip(" .")
+            if line != self._last:
+                self._stream.write(line + "\n")
+        self._last = line
         self._stream.flush()
 
     def close(self) -> None:
         if self._tty:
             self._stream.write("\n")
         self._stream.flush()
+
+
+class ProgressLine(_Line):
+    """Redraws one line: status, a bar of epochs, loss and validation score, elapsed time."""
+
+    def update(self, version: ModelVersion) -> None:
+        progress = version.progress
+        if progress is None:
+            dots = "." * (int(self._elapsed()) % 4)
+            text = f"  {version.status.value:<9} {dots:<3}          "
+        else:
+            done = min(BAR, round(BAR * progress.epoch / progress.epochs))
+            bar = "#" * done + "-" * (BAR - done)
+            loss = f" loss {progress.train_loss:.3f}" if progress.train_loss is not None else ""
+            score = f" val {progress.val_score:.3f}" if progress.val_score is not None else ""
+            phase = "" if progress.phase == "training" else f" ({progress.phase})"
+            text = f"  epoch {progress.epoch:>3}/{progress.epochs:<3} [{bar}]{loss}{score}{phase}"
+        self._draw(text)
 
 
 def _cell(value: float | None) -> str:
@@ -133,18 +144,10 @@ def _interval(metrics: MetricsView, name: str) -> str:
     )
 
 
-class AnalysisProgressLine:
+class AnalysisProgressLine(_Line):
     """Redraws one line while an analysis runs: status, a bar of images done, elapsed time."""
 
-    def __init__(self, stream: TextIO = sys.stdout) -> None:
-        self._stream = stream
-        self._start = time.monotonic()
-        self._last = ""
-        self._tty = stream.isatty()
-
     def update(self, view: AnalysisView) -> None:
-        elapsed = time.monotonic() - self._start
-        clock = f"{int(elapsed // 60)}:{int(elapsed % 60):02d}"
         done, total = view.images_done, view.images
         if done is None or not total:
             text = f"  {view.status.value:<9}"
@@ -153,19 +156,7 @@ class AnalysisProgressLine:
             text = (
                 f"  {view.status.value:<9} images {done:>4}/{total:<4} [{'#' * filled}{'-' * (BAR - filled)}]"
             )
-        if self._tty:
-            if text + clock != self._last:
-                self._stream.write("\r" + f"{text}  {clock}".ljust(90))
-                self._last = text + clock
-        elif text != self._last:  # a log, not a terminal: one line per change
-            self._stream.write(text.rstrip() + "\n")
-            self._last = text
-        self._stream.flush()
-
-    def close(self) -> None:
-        if self._tty:
-            self._stream.write("\n")
-        self._stream.flush()
+        self._draw(text)
 
 
 def print_analysis(

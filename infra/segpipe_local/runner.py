@@ -25,6 +25,7 @@ from segpipe_local.events import ACCOUNT, job_state_change_event
 from segpipe_local.jobs import (
     TERMINAL,
     LocalRunner,
+    OutputSync,
     RunnerJob,
     check_environment,
     download_keys,
@@ -135,13 +136,15 @@ class JobRunner(LocalRunner[LocalJob]):
         self._checkpoint_times: dict[str, dict[str, float]] = {}
         super().__init__(
             job_model=LocalJob,
-            state_change=job_state_change_event,
             s3=s3,
             events=events,
             root=data_dir / "jobs",
             region=region,
             parallel=parallel,
         )
+
+    def _state_change(self, description: dict[str, Any]) -> dict[str, Any]:
+        return job_state_change_event(description, region=self._region)
 
     # --- the SageMaker API ----------------------------------------------------------------------
 
@@ -214,8 +217,8 @@ class JobRunner(LocalRunner[LocalJob]):
             train_command(),
             environment=environment,
             log_path=self._root / job.name / "train.log",
-            sync=lambda: self._upload_checkpoints(job, root),  # as SageMaker syncs /opt/ml/checkpoints
-            sync_seconds=CHECKPOINT_SYNC_SECONDS,
+            # as SageMaker syncs /opt/ml/checkpoints
+            sync=OutputSync(lambda: self._upload_checkpoints(job, root), seconds=CHECKPOINT_SYNC_SECONDS),
         )
         if self._shutting_down.is_set() and not job.stop_requested:
             return  # interrupted by the stack stopping: resumes from its checkpoint on the next start

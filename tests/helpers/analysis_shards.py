@@ -155,13 +155,7 @@ def shard_files(
         "annotations": annotations,
     }
     summary = AnalysisSummary(
-        project=cfg.project,
-        analysis=cfg.analysis,
-        version=cfg.version,
-        model_type=cfg.model_type,
-        classes=cfg.classes,
-        thresholds=cfg.thresholds,
-        pixel_size=cfg.pixel_size,
+        **cfg.run_fields(),
         images=len(images),
         megapixels=sum(i.width * i.height for i in images) / 1e6,
         objects=len(annotations),
@@ -248,16 +242,10 @@ def analysis_item(
         {"name": "plate 7", "images": cfg.images_folder, "compute": {"instance_count": instance_count}}
     )
     return AnalysisItem(
-        project=cfg.project,
-        analysis=cfg.analysis,
+        **cfg.run_fields(),
         name="plate 7",
         images_folder=cfg.images_folder,
         request=request,
-        version=cfg.version,
-        model_type=cfg.model_type,
-        classes=cfg.classes,
-        thresholds=cfg.thresholds,
-        pixel_size=cfg.pixel_size,
         details=AnalysisDetails(images_folder=cfg.images_folder, images=cfg.image_count),
         job_name=job_name,
         created_at=NOW,

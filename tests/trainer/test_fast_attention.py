@@ -18,7 +18,7 @@ from segpipe_trainer.fast_attention import (
     install_fast_attention,
     rel_pos_table,
 )
-from segpipe_trainer.model import build_model_from_spec, sam_vit_base
+from segpipe_trainer.model import build_model, sam_vit_base
 
 #: A SAM-style encoder small enough for CPU: 4 blocks (2 windowed, 2 global), windows of 4 tokens; the
 #: GPU benchmark's `sam-tiny` preset.
@@ -135,9 +135,12 @@ def test_the_sam_preset_builds_with_fast_attention_and_the_same_outputs() -> Non
         sam_vit_base(), timm_name="samvit_base_patch16", timm_kwargs=SMALL_SAM, pretrained=False
     )
     torch.manual_seed(0)
-    fast = build_model_from_spec(spec, num_classes=2, model_type="instance", in_channels=1)
-    plain = build_model_from_spec(
-        dataclasses.replace(spec, fast_attention=False), num_classes=2, model_type="instance", in_channels=1
+    fast = build_model(preset=spec, num_classes=2, model_type="instance", in_channels=1)
+    plain = build_model(
+        preset=dataclasses.replace(spec, fast_attention=False),
+        num_classes=2,
+        model_type="instance",
+        in_channels=1,
     )
     for name, parameter in fast.named_parameters():
         if "rel_pos" in name:

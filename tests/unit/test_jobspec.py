@@ -21,6 +21,7 @@ from segpipe.models.common import PROJECT_PATTERN, Preset
 from segpipe.models.jobs import CreateTrainingJob
 from segpipe.models.request import TrainingRequest
 from segpipe.models.trainer_io import TrainingConfig
+from tests.helpers.versions import model_version
 
 SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 ENV = JobEnvironment(image_uri="img:1", role_arn="arn:aws:iam::1:role/r", bucket="data", stack="st")
@@ -33,10 +34,14 @@ def _request(**changes: object) -> TrainingRequest:
 
 def _job(request: TrainingRequest, version: int = 3, base: str | None = None) -> CreateTrainingJob:
     config = training_config(request, ResolvedTraining(Preset.TINY, 5, 128), project="lab", version=version)
-    return build_training_job(
-        request=request, config=config, project="lab", dataset="cells", version=version,
-        name=job_name("lab", version, "k", salt="s"), env=ENV, base_artifact=base,
-    )  # fmt: skip
+    record = model_version(
+        version,
+        project="lab",
+        dataset="cells",
+        request=request,
+        job_name=job_name("lab", version, "k", salt="s"),
+    )
+    return build_training_job(record, config=config, env=ENV, base_artifact=base)
 
 
 @given(

@@ -9,6 +9,7 @@ from segpipe.logic.jobspec import JobEnvironment, ResolvedTraining, build_traini
 from segpipe.models.common import Preset, is_item_name
 from segpipe.models.jobs import CreateTrainingJob
 from segpipe.models.request import TrainingRequest
+from tests.helpers.versions import model_version
 
 
 @pytest.mark.parametrize("name", ["cells\n", "cells\r\n", "\ncells", "ce\nlls"])
@@ -40,10 +41,10 @@ def test_a_job_name_with_a_trailing_newline_is_refused() -> None:
     request = TrainingRequest(label="l", dataset="cells", model_type="instance", classes=["nucleus"])
     config = training_config(request, ResolvedTraining(Preset.TINY, 5, 128), project="lab", version=1)
     env = JobEnvironment(image_uri="img:1", role_arn="arn:aws:iam::1:role/r", bucket="data")
-    job = build_training_job(
-        request=request, config=config, project="lab", dataset="cells", version=1,
-        name="segpipe-lab-v1-abcdef12", env=env,
-    )  # fmt: skip
+    record = model_version(
+        1, project="lab", dataset="cells", request=request, job_name="segpipe-lab-v1-abcdef12"
+    )
+    job = build_training_job(record, config=config, env=env)
     fields = job.model_dump()
 
     with pytest.raises(ValidationError, match="training job name"):

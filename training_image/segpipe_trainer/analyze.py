@@ -27,7 +27,6 @@ import csv
 import logging
 import signal
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -54,12 +53,13 @@ from segpipe.models.analysis import (
 from segpipe.models.coco import CocoAnnotation, CocoCategory, CocoImage
 from segpipe.models.trainer_io import ModelCard, prediction_stem
 from segpipe_trainer import accel, atomic
+from segpipe_trainer.base import unpack_archive
 from segpipe_trainer.cli import configure_logging
 from segpipe_trainer.distributed import Runtime
 from segpipe_trainer.errors import TrainerError, failure_sentence
 from segpipe_trainer.geometry import objects_from_instances
 from segpipe_trainer.images import match_channels, normalize, read_image, write_preview
-from segpipe_trainer.infer import Predictor, accelerated, dense_maps
+from segpipe_trainer.infer import Predictor, accelerated, dense_maps, predictor_on
 from segpipe_trainer.measure import Measurements, measure_objects
 from segpipe_trainer.model import build_model
 from segpipe_trainer.outputs import write_json
@@ -109,13 +109,9 @@ def load_model(model_dir: Path, *, work_dir: Path, runtime: Runtime) -> LoadedMo
     archive = model_dir / ARCHIVE_FILE
     folder = model_dir
     if archive.is_file():
-        folder = work_dir / "model"
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            with tarfile.open(archive, "r:*") as tar:
-                tar.extractall(folder, filter="data")
-        except (tarfile.TarError, OSError) as exc:
-            raise TrainerError(f"The model archive {ARCHIVE_FILE} could not be unpacked: {exc}") from exc
+        folder = unpack_archive(
+            archive, destination=work_dir / "model", described=f"The model archive {ARCHIVE_FILE}"
+        )
     cards = sorted(folder.rglob(CARD_FILE))
     if not cards:
         raise TrainerError(f"The model input holds no {CARD_FILE}: it is not a segpipe model")
@@ -139,16 +135,8 @@ def load_model(model_dir: Path, *, work_dir: Path, runtime: Runtime) -> LoadedMo
     except RuntimeError as exc:
         raise TrainerError(f"The model's weights do not fit its {CARD_FILE}: {exc}") from exc
     model.to(runtime.device).eval()
-    predictor = Predictor(
-        model=model,
-        model_type=card.model_type,
-        num_classes=len(card.classes),
-        tile_size=card.tile_size,
-        in_channels=card.in_channels,
-        device=runtime.device,
-        bf16=runtime.bf16,
-        min_area=card.min_object_area,
-        instance_head=card.instance_head,
+    predictor = predictor_on(
+        model, card, in_channels=card.in_channels, instance_head=card.instance_head, runtime=runtime
     )
     # As the trainer predicts: as many windows per batch as the GPU holds, compiled where that pays
     # (CUDA, unless SEGPIPE_COMPILE=off; a failed compilation falls back to eager).
@@ -358,13 +346,7 @@ class Shard:
             for name, totals in self.totals.items()
         }
         return AnalysisSummary(
-            project=self.config.project,
-            analysis=self.config.analysis,
-            version=self.config.version,
-            model_type=self.config.model_type,
-            classes=list(self.config.classes),
-            thresholds=dict(self.config.thresholds),
-            pixel_size=size,
+            **self.config.run_fields(),
             images=len(self.coco_images),
             megapixels=self.pixels / 1e6,
             objects=len(self.annotations),

@@ -51,7 +51,10 @@ def find_starting_point(base_dir: Path, *, work_dir: Path) -> StartingPoint:
     if not base_dir.is_dir() or not any(base_dir.iterdir()):
         return StartingPoint()
     archives = sorted(base_dir.rglob("*.tar.gz"))
-    folder = _unpack(archives[0], destination=work_dir / "base-model") if archives else base_dir
+    folder = base_dir
+    if archives:
+        described = f"The base model archive '{archives[0].name}'"
+        folder = unpack_archive(archives[0], destination=work_dir / "base-model", described=described)
     cards = sorted(folder.rglob(CARD_FILE))
     if cards:
         return _previous_model(cards[0])
@@ -65,13 +68,15 @@ def find_starting_point(base_dir: Path, *, work_dir: Path) -> StartingPoint:
     raise TrainerError(f"The 'base' channel holds {len(files)} safetensors files; give exactly one")
 
 
-def _unpack(archive: Path, *, destination: Path) -> Path:
+def unpack_archive(archive: Path, *, destination: Path, described: str) -> Path:
+    """`archive` (a tar, compressed or not) unpacked into `destination`, refusing members that would
+    land outside it; a `TrainerError` naming it as `described` ("The model archive ...") if not."""
     destination.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(archive, "r:*") as tar:
             tar.extractall(destination, filter="data")
     except (tarfile.TarError, OSError) as exc:
-        raise TrainerError(f"The base model archive '{archive.name}' could not be unpacked: {exc}") from exc
+        raise TrainerError(f"{described} could not be unpacked: {exc}") from exc
     return destination
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from torch import nn
 from segpipe.models.common import ModelType
 from segpipe.models.trainer_io import InstanceHead
 from segpipe_trainer import accel
+from segpipe_trainer.distributed import Runtime
 from segpipe_trainer.images import match_channels
 from segpipe_trainer.model import FLOW_SCALE, split_outputs
 from segpipe_trainer.postprocess import (
@@ -209,6 +211,44 @@ class Predictor:
             distance = maps.distance if maps.distance is not None else 1.0 - maps.probs[0]
             return instances_from_maps(maps.probs, distance.astype(np.float32), min_area=self.min_area)
         return regions_from_semantic(maps.probs, min_area=self.min_area)
+
+
+class ModelSettings(Protocol):
+    """What a predictor takes from a version's model card or from the training configuration."""
+
+    @property
+    def model_type(self) -> ModelType: ...
+
+    @property
+    def classes(self) -> Sequence[str]: ...
+
+    @property
+    def tile_size(self) -> int: ...
+
+    @property
+    def min_object_area(self) -> int: ...
+
+
+def predictor_on(
+    model: nn.Module,
+    settings: ModelSettings,
+    *,
+    in_channels: int,
+    instance_head: InstanceHead,
+    runtime: Runtime,
+) -> Predictor:
+    """`model` as `runtime`'s device predicts with it, at the tile size and smallest object of `settings`."""
+    return Predictor(
+        model=model,
+        model_type=settings.model_type,
+        num_classes=len(settings.classes),
+        tile_size=settings.tile_size,
+        in_channels=in_channels,
+        device=runtime.device,
+        bf16=runtime.bf16,
+        min_area=settings.min_object_area,
+        instance_head=instance_head,
+    )
 
 
 def accelerated(predictor: Predictor, *, compile_model: bool, cache_dir: Path | None = None) -> Predictor:

@@ -35,7 +35,7 @@ from segpipe_trainer.data import (
 )
 from segpipe_trainer.distributed import Runtime
 from segpipe_trainer.errors import TrainerError
-from segpipe_trainer.infer import Predictor, accelerated
+from segpipe_trainer.infer import Predictor, accelerated, predictor_on
 from segpipe_trainer.model import Segmenter, build_model, count_parameters, preset_spec, resolved_head
 from segpipe_trainer.outputs import (
     Choice,
@@ -334,16 +334,8 @@ def _job_predictor(model: Segmenter, *, loop: LoopSetup) -> Predictor:
     """The model as rank 0 predicts with it (the only process that does): as many windows per batch
     as the GPU holds, compiled where that pays."""
     config, runtime = loop.config, loop.runtime
-    predictor = Predictor(
-        model=model,
-        model_type=config.model_type,
-        num_classes=len(config.classes),
-        tile_size=config.tile_size,
-        in_channels=loop.in_channels,
-        device=runtime.device,
-        bf16=runtime.bf16,
-        min_area=config.min_object_area,
-        instance_head=resolved_head(config),
+    predictor = predictor_on(
+        model, config, in_channels=loop.in_channels, instance_head=resolved_head(config), runtime=runtime
     )
     if not runtime.is_main:
         return predictor

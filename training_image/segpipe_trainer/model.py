@@ -49,6 +49,11 @@ class PresetSpec:
     fast_attention: bool = False  # SAM blocks: relative-position attention on fused SDPA kernels
 
 
+def _vit_kwargs(preset: Preset, **kwargs: Any) -> dict[str, Any]:
+    """timm's arguments for a plain ViT of `preset`: the table's patch edge, any image size, `kwargs`."""
+    return {"patch_size": PRESET_FACTS[preset].patch_size, "dynamic_img_size": True, **kwargs}
+
+
 def tiny() -> PresetSpec:
     """A narrow random-init ViT for 2 CPU cores: patch 16, embed 128, depth 6, 4 heads, ~2.3 M params.
 
@@ -64,15 +69,9 @@ def tiny() -> PresetSpec:
     return PresetSpec(
         preset=Preset.TINY,
         timm_name="vit_tiny_patch16_224",
-        timm_kwargs={
-            "patch_size": PRESET_FACTS[Preset.TINY].patch_size,
-            "embed_dim": 128,
-            "depth": 6,
-            "num_heads": 4,
-            "class_token": False,
-            "global_pool": "avg",
-            "dynamic_img_size": True,
-        },
+        timm_kwargs=_vit_kwargs(
+            Preset.TINY, embed_dim=128, depth=6, num_heads=4, class_token=False, global_pool="avg"
+        ),
         intermediate_channels=(32, 64, 128, 128),
         fusion_channels=64,
         pretrained=PRESET_FACTS[Preset.TINY].hub_weights,
@@ -84,11 +83,7 @@ def dinov2_small() -> PresetSpec:
     return PresetSpec(
         preset=Preset.DINOV2_SMALL,
         timm_name="vit_small_patch14_dinov2.lvd142m",
-        timm_kwargs={
-            "patch_size": PRESET_FACTS[Preset.DINOV2_SMALL].patch_size,
-            "img_size": 512,
-            "dynamic_img_size": True,
-        },
+        timm_kwargs=_vit_kwargs(Preset.DINOV2_SMALL, img_size=512),
         intermediate_channels=(48, 96, 192, 384),
         fusion_channels=64,
     )
@@ -240,34 +235,17 @@ def _create_vit(*, spec: PresetSpec, in_channels: int, weights: EncoderWeights) 
 
 def build_model(
     *,
-    preset: Preset | str,
+    preset: Preset | str | PresetSpec,
     num_classes: int,
     model_type: ModelType,
     in_channels: int = 3,
     weights: EncoderWeights = "random",
     instance_head: InstanceHead = "distance",
 ) -> Segmenter:
-    """The segmentation model of `preset` for K = `num_classes` classes on `in_channels`-channel images."""
-    return build_model_from_spec(
-        preset_spec(preset),
-        num_classes=num_classes,
-        model_type=model_type,
-        in_channels=in_channels,
-        weights=weights,
-        instance_head=instance_head,
-    )
-
-
-def build_model_from_spec(
-    spec: PresetSpec,
-    *,
-    num_classes: int,
-    model_type: ModelType,
-    in_channels: int = 3,
-    weights: EncoderWeights = "random",
-    instance_head: InstanceHead = "distance",
-) -> Segmenter:
-    """`build_model` for a spec outside the registry (tests and benchmarks shrink registered ones)."""
+    """The segmentation model of `preset` for K = `num_classes` classes on `in_channels`-channel
+    images; `preset` is a registered preset, or a spec outside the registry (tests and benchmarks
+    shrink registered ones)."""
+    spec = preset if isinstance(preset, PresetSpec) else preset_spec(preset)
     vit = _create_vit(
         spec=spec,
         in_channels=in_channels,

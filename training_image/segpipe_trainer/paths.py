@@ -19,6 +19,13 @@ ML_ROOT_VARIABLE = "SEGPIPE_ML_ROOT"
 DEFAULT_ML_ROOT = Path("/opt/ml")
 
 
+def root_from_environment(variable: str, default: Path, *, environ: Mapping[str, str] | None = None) -> Path:
+    """The folder `$variable` names (the local stack's stand-in for a SageMaker mount), or
+    `default` when it is unset or empty. `environ` defaults to the process's environment."""
+    value = (os.environ if environ is None else environ).get(variable)
+    return Path(value) if value else default
+
+
 @dataclass(frozen=True)
 class MlPaths:
     """Every path the trainer reads or writes, under one root."""
@@ -28,9 +35,7 @@ class MlPaths:
     @classmethod
     def from_environment(cls, *, environ: Mapping[str, str] | None = None) -> MlPaths:
         """`$SEGPIPE_ML_ROOT` when set, `/opt/ml` otherwise."""
-        env = os.environ if environ is None else environ
-        value = env.get(ML_ROOT_VARIABLE)
-        return cls(root=Path(value) if value else DEFAULT_ML_ROOT)
+        return cls(root=root_from_environment(ML_ROOT_VARIABLE, DEFAULT_ML_ROOT, environ=environ))
 
     # Inputs ------------------------------------------------------------------------------------
 

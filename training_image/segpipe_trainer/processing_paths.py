@@ -10,12 +10,12 @@ ExitMessage: "Save and Access Metadata Information About Your Processing Job", S
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from segpipe.models import processing
+from segpipe_trainer.paths import root_from_environment
 
 PROCESSING_ROOT_VARIABLE = "SEGPIPE_PROCESSING_ROOT"
 DEFAULT_PROCESSING_ROOT = Path(processing.PROCESSING_ROOT)
@@ -39,9 +39,9 @@ class ProcessingPaths:
     @classmethod
     def from_environment(cls, *, environ: Mapping[str, str] | None = None) -> ProcessingPaths:
         """`$SEGPIPE_PROCESSING_ROOT` when set, `/opt/ml/processing` otherwise."""
-        env = os.environ if environ is None else environ
-        value = env.get(PROCESSING_ROOT_VARIABLE)
-        return cls(root=Path(value) if value else DEFAULT_PROCESSING_ROOT)
+        return cls(
+            root=root_from_environment(PROCESSING_ROOT_VARIABLE, DEFAULT_PROCESSING_ROOT, environ=environ)
+        )
 
     @property
     def model_input(self) -> Path:

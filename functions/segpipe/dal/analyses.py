@@ -12,24 +12,20 @@ Items, readable in the console:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from botocore.exceptions import ClientError
-
-from segpipe.dal.claims import ClaimItems, Claims
-from segpipe.dal.dynamodb import JOB_INDEX
+from segpipe.dal.claims import ClaimItems
+from segpipe.dal.dynamodb import JOB_INDEX, RegistryTable
 from segpipe.dal.dynamodb_items import (
     attribute_value,
-    condition_failed,
     partition_key,
     put_if_absent,
+    transition_request,
     unmarshal,
+    update_if,
 )
 from segpipe.dal.interfaces import Claim
 from segpipe.models.analysis import Analysis, AnalysisStatus, AnalysisSummary
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
 
 ANALYSIS_PREFIX = "ANALYSIS#"
 _CLAIMS = ClaimItems(
@@ -47,13 +43,10 @@ def _analysis_sk(analysis: int) -> str:
     return f"{ANALYSIS_PREFIX}{analysis:06d}"
 
 
-class DynamoAnalysisRegistry:
+class DynamoAnalysisRegistry(RegistryTable):
     """`AnalysisRegistry` on the registry table (the same table and indexes as the versions)."""
 
-    def __init__(self, client: DynamoDBClient, table: str) -> None:
-        self._db = client
-        self._table = table
-        self._claims = Claims(client, table, _CLAIMS)
+    claim_items = _CLAIMS
 
     # --- request keys and analysis numbers ------------------------------------------------------
 
@@ -145,63 +138,33 @@ class DynamoAnalysisRegistry:
         reason: str | None = None,
         summary: AnalysisSummary | None = None,
     ) -> bool:
-        change = {"status": to.value, "at": at.isoformat(), "reason": reason}
-        updates: dict[str, Any] = {"status": to.value, "status_rank": to.rank, "updated_at": at.isoformat()}
+        updates: dict[str, Any] = {}
         if to.terminal:
             updates["ended_at"] = at.isoformat()
-        if reason is not None and to is AnalysisStatus.FAILED:
-            updates["failure_reason"] = reason
         if summary is not None:
             updates["summary"] = summary.model_dump(mode="json")
-        names: dict[str, str] = {"#history": "status_history"}
-        values: dict[str, Any] = {
-            ":empty": {"L": []},
-            ":change": attribute_value([change]),
-            ":rank": {"N": str(to.rank)},
-        }
-        sets = ["#history = list_append(if_not_exists(#history, :empty), :change)"]
-        for index, (key, value) in enumerate(updates.items()):
-            names[f"#f{index}"] = key
-            values[f":v{index}"] = attribute_value(value)
-            sets.append(f"#f{index} = :v{index}")
+        key = {"pk": {"S": partition_key(project)}, "sk": {"S": _analysis_sk(analysis)}}
+        request = transition_request(self._table, key, to=to, at=at, reason=reason, updates=updates)
         if to in (AnalysisStatus.RUNNING, AnalysisStatus.COMPLETED):
             # A job may complete before its running event arrives: completion implies it started.
             # A failure or stop straight from queued (refused, stopped before it ran) did not.
-            names["#started"] = "started_at"
-            values[":at"] = attribute_value(at.isoformat())
-            sets.append("#started = if_not_exists(#started, :at)")
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": partition_key(project)}, "sk": {"S": _analysis_sk(analysis)}},
-                UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression="attribute_exists(pk) AND status_rank < :rank",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as error:
-            if condition_failed(error):
-                return False
-            raise
-        return True
+            request["UpdateExpression"] += ", #started = if_not_exists(#started, :at)"
+            request["ExpressionAttributeNames"]["#started"] = "started_at"
+            request["ExpressionAttributeValues"][":at"] = attribute_value(at.isoformat())
+        return update_if(self._db, request)
 
     def request_analysis_stop(self, project: str, analysis: int) -> bool:
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": partition_key(project)}, "sk": {"S": _analysis_sk(analysis)}},
-                UpdateExpression="SET stop_requested = :yes",
-                ConditionExpression="attribute_exists(pk) AND status_rank < :ended",
-                ExpressionAttributeValues={
-                    ":yes": {"BOOL": True},
-                    ":ended": {"N": str(AnalysisStatus.COMPLETED.rank)},
-                },
-            )
-        except ClientError as error:
-            if condition_failed(error):
-                return False
-            raise
-        return True
+        request = {
+            "TableName": self._table,
+            "Key": {"pk": {"S": partition_key(project)}, "sk": {"S": _analysis_sk(analysis)}},
+            "UpdateExpression": "SET stop_requested = :yes",
+            "ConditionExpression": "attribute_exists(pk) AND status_rank < :ended",
+            "ExpressionAttributeValues": {
+                ":yes": {"BOOL": True},
+                ":ended": {"N": str(AnalysisStatus.COMPLETED.rank)},
+            },
+        }
+        return update_if(self._db, request)
 
     @staticmethod
     def _to_analysis(item: dict[str, Any]) -> Analysis:

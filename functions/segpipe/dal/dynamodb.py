@@ -11,18 +11,17 @@ Items, readable in the console:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
-from botocore.exceptions import ClientError
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from segpipe.dal.claims import ClaimItems, Claims
 from segpipe.dal.dynamodb_items import (
-    attribute_value,
-    condition_failed,
     marshal,
     partition_key,
     put_if_absent,
+    set_clauses,
+    transition_request,
     unmarshal,
+    update_if,
 )
 from segpipe.dal.interfaces import Claim
 from segpipe.models.common import SplitName, VersionStatus
@@ -51,11 +50,20 @@ def _version_sk(version: int) -> str:
 _VERSION_ONLY_KEYS = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "status_rank", "item_type")
 
 
-class DynamoModelRegistry:
+class RegistryTable:
+    """The registry table and its client, with the claims (request keys, numbers) of one kind of
+    item: versions here, analyses in `segpipe.dal.analyses`."""
+
+    claim_items: ClassVar[ClaimItems]
+
     def __init__(self, client: DynamoDBClient, table: str) -> None:
         self._db = client
         self._table = table
-        self._claims = Claims(client, table, _CLAIMS)
+        self._claims = Claims(client, table, self.claim_items)
+
+
+class DynamoModelRegistry(RegistryTable):
+    claim_items = _CLAIMS
 
     # --- requests and version numbers ----------------------------------------------------------
 
@@ -157,35 +165,9 @@ class DynamoModelRegistry:
         reason: str | None = None,
         fields: dict[str, Any] | None = None,
     ) -> bool:
-        change = {"status": to.value, "at": at.isoformat(), "reason": reason}
-        updates: dict[str, Any] = {
-            "status": to.value,
-            "status_rank": to.rank,
-            "updated_at": at.isoformat(),
-            **(fields or {}),
-        }
-        if reason is not None and to is VersionStatus.FAILED:
-            updates["failure_reason"] = reason
-        names, values, sets = self._set_clauses(updates)
-        sets.append("#history = list_append(if_not_exists(#history, :empty), :change)")
-        names["#history"] = "status_history"
-        values[":empty"] = {"L": []}
-        values[":change"] = attribute_value([change])
-        values[":rank"] = {"N": str(to.rank)}
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": partition_key(project)}, "sk": {"S": _version_sk(version)}},
-                UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression="attribute_exists(pk) AND status_rank < :rank",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as error:
-            if condition_failed(error):
-                return False
-            raise
-        return True
+        key = {"pk": {"S": partition_key(project)}, "sk": {"S": _version_sk(version)}}
+        request = transition_request(self._table, key, to=to, at=at, reason=reason, updates=fields or {})
+        return update_if(self._db, request)
 
     def update_fields(
         self,
@@ -197,7 +179,7 @@ class DynamoModelRegistry:
     ) -> bool:
         present = {key: value for key, value in fields.items() if value is not None}
         absent = [key for key, value in fields.items() if value is None]
-        names, values, sets = self._set_clauses(present)
+        names, values, sets = set_clauses(present)
         removes = []
         for index, key in enumerate(absent):
             names[f"#r{index}"] = key
@@ -219,13 +201,7 @@ class DynamoModelRegistry:
         }
         if values:
             request["ExpressionAttributeValues"] = values
-        try:
-            self._db.update_item(**request)
-        except ClientError as error:
-            if condition_failed(error):
-                return False
-            raise
-        return True
+        return update_if(self._db, request)
 
     def set_active(self, project: str, version: int, active: bool) -> bool:
         if active:
@@ -264,17 +240,6 @@ class DynamoModelRegistry:
         return {item["split"]: item["metrics"] for item in items}
 
     # --- helpers --------------------------------------------------------------------------------
-
-    @staticmethod
-    def _set_clauses(updates: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any], list[str]]:
-        names: dict[str, str] = {}
-        values: dict[str, Any] = {}
-        sets: list[str] = []
-        for index, (key, value) in enumerate(updates.items()):
-            names[f"#f{index}"] = key
-            values[f":v{index}"] = attribute_value(value)
-            sets.append(f"#f{index} = :v{index}")
-        return names, values, sets
 
     @staticmethod
     def _to_version(item: dict[str, Any]) -> ModelVersion:

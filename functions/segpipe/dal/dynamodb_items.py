@@ -8,8 +8,9 @@ represent is stored as zero.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
@@ -82,6 +83,70 @@ def put_if_absent(client: DynamoDBClient, table: str, item: dict[str, Any]) -> b
             return False
         raise
     return True
+
+
+def update_if(client: DynamoDBClient, request: dict[str, Any]) -> bool:
+    """Runs the conditional UpdateItem `request`; whether it wrote (False: its condition failed)."""
+    try:
+        client.update_item(**request)
+    except ClientError as error:
+        if condition_failed(error):
+            return False
+        raise
+    return True
+
+
+def set_clauses(updates: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any], list[str]]:
+    """Names, values and `#fN = :vN` clauses of an UpdateItem's SET of `updates`."""
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    sets: list[str] = []
+    for index, (key, value) in enumerate(updates.items()):
+        names[f"#f{index}"] = key
+        values[f":v{index}"] = attribute_value(value)
+        sets.append(f"#f{index} = :v{index}")
+    return names, values, sets
+
+
+class RankedStatus(Protocol):
+    """A version's or an analysis's status: its value and its place in the lifecycle."""
+
+    @property
+    def value(self) -> str: ...
+
+    @property
+    def rank(self) -> int: ...
+
+
+def transition_request(
+    table: str,
+    key: dict[str, Any],
+    *,
+    to: RankedStatus,
+    at: datetime,
+    reason: str | None,
+    updates: dict[str, Any],
+) -> dict[str, Any]:
+    """The UpdateItem request that moves the item at `key` to status `to` (with `updates`, and
+    `failure_reason` when it fails) and appends the change to its `status_history`, only while the
+    item exists at a lower rank: events may repeat or arrive out of order, a status never goes back."""
+    fields = {"status": to.value, "status_rank": to.rank, "updated_at": at.isoformat(), **updates}
+    if reason is not None and to.value == "failed":
+        fields["failure_reason"] = reason
+    names, values, sets = set_clauses(fields)
+    sets.append("#history = list_append(if_not_exists(#history, :empty), :change)")
+    names["#history"] = "status_history"
+    values[":empty"] = {"L": []}
+    values[":change"] = attribute_value([{"status": to.value, "at": at.isoformat(), "reason": reason}])
+    values[":rank"] = {"N": str(to.rank)}
+    return {
+        "TableName": table,
+        "Key": key,
+        "UpdateExpression": "SET " + ", ".join(sets),
+        "ConditionExpression": "attribute_exists(pk) AND status_rank < :rank",
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
 
 
 def get_item(client: DynamoDBClient, table: str, *, project: str, sk: str) -> dict[str, Any] | None:

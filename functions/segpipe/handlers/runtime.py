@@ -20,8 +20,10 @@ if TYPE_CHECKING:
     from segpipe.logic.analysis_state import AnalysisStateDeps
     from segpipe.logic.analysis_submit import AnalysisSubmitDeps
     from segpipe.logic.job_state import JobStateDeps
+    from segpipe.logic.jobspec import JobEnvironment
     from segpipe.logic.models_api import ModelsDeps
     from segpipe.logic.submit import SubmitDeps
+    from segpipe.logic.validate import ComputeRules
 
 logger = Logger(service="segpipe")
 tracer = Tracer(service="segpipe")
@@ -114,10 +116,33 @@ def processing_jobs() -> Any:
     return SageMakerProcessingJobs(_client("sagemaker"))
 
 
-def submit_deps(settings: SubmitSettings) -> SubmitDeps:
+def _job_environment(settings: SubmitSettings) -> JobEnvironment:
+    """What every training and processing job is started with: image, role, bucket, disk, stack."""
     from segpipe.logic.jobspec import JobEnvironment
+
+    return JobEnvironment(
+        image_uri=settings.TRAINING_IMAGE_URI,
+        role_arn=settings.SAGEMAKER_ROLE_ARN,
+        bucket=settings.DATA_BUCKET,
+        volume_gb=settings.VOLUME_SIZE_GB,
+        stack=settings.STACK_NAME,
+    )
+
+
+def _compute_rules(settings: SubmitSettings) -> ComputeRules:
+    """The compute guard trainings and analyses share (AllowedInstanceTypes, MaxInstanceHours...)."""
+    from segpipe.logic.validate import ComputeRules
+
+    return ComputeRules(
+        allowed_instance_types=frozenset(settings.ALLOWED_INSTANCE_TYPES),
+        max_instance_hours=settings.MAX_INSTANCE_HOURS,
+        max_running_trainings=settings.MAX_RUNNING_TRAININGS,
+    )
+
+
+def submit_deps(settings: SubmitSettings) -> SubmitDeps:
     from segpipe.logic.submit import SubmitDeps
-    from segpipe.logic.validate import ComputeRules, TrainingDefaults
+    from segpipe.logic.validate import TrainingDefaults
     from segpipe.models.common import Preset
 
     store, artifacts, registry = _stores(settings)
@@ -126,24 +151,14 @@ def submit_deps(settings: SubmitSettings) -> SubmitDeps:
         artifacts=artifacts,
         registry=registry,
         jobs=_jobs(),
-        env=JobEnvironment(
-            image_uri=settings.TRAINING_IMAGE_URI,
-            role_arn=settings.SAGEMAKER_ROLE_ARN,
-            bucket=settings.DATA_BUCKET,
-            volume_gb=settings.VOLUME_SIZE_GB,
-            stack=settings.STACK_NAME,
-        ),
+        env=_job_environment(settings),
         defaults=TrainingDefaults(
             preset=Preset(settings.DEFAULT_PRESET),
             epochs=settings.DEFAULT_EPOCHS,
             tile_size=settings.DEFAULT_TILE_SIZE,
         ),
         clock=utcnow,
-        compute_rules=ComputeRules(
-            allowed_instance_types=frozenset(settings.ALLOWED_INSTANCE_TYPES),
-            max_instance_hours=settings.MAX_INSTANCE_HOURS,
-            max_running_trainings=settings.MAX_RUNNING_TRAININGS,
-        ),
+        compute_rules=_compute_rules(settings),
         max_annotations_bytes=settings.MAX_ANNOTATIONS_BYTES,
     )
 
@@ -154,8 +169,6 @@ def analysis_submit_deps(settings: SubmitSettings) -> AnalysisSubmitDeps:
     from segpipe.dal.s3 import S3DatasetStore
     from segpipe.logic.analysis_checks import AnalysisSources
     from segpipe.logic.analysis_submit import AnalysisSubmitDeps
-    from segpipe.logic.jobspec import JobEnvironment
-    from segpipe.logic.validate import ComputeRules
     from segpipe.models import keys
 
     _, artifacts, registry = _stores(settings)
@@ -164,21 +177,11 @@ def analysis_submit_deps(settings: SubmitSettings) -> AnalysisSubmitDeps:
             images=S3DatasetStore(_client("s3"), settings.DATA_BUCKET, prefix=keys.images_prefix),
             artifacts=artifacts,
             registry=registry,
-            compute_rules=ComputeRules(
-                allowed_instance_types=frozenset(settings.ALLOWED_INSTANCE_TYPES),
-                max_instance_hours=settings.MAX_INSTANCE_HOURS,
-                max_running_trainings=settings.MAX_RUNNING_TRAININGS,
-            ),
+            compute_rules=_compute_rules(settings),
         ),
         analyses=analysis_registry(settings),
         jobs=processing_jobs(),
-        env=JobEnvironment(
-            image_uri=settings.TRAINING_IMAGE_URI,
-            role_arn=settings.SAGEMAKER_ROLE_ARN,
-            bucket=settings.DATA_BUCKET,
-            volume_gb=settings.VOLUME_SIZE_GB,
-            stack=settings.STACK_NAME,
-        ),
+        env=_job_environment(settings),
         clock=utcnow,
     )
 

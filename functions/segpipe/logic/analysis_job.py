@@ -56,15 +56,7 @@ def analysis_job_name(project: str, analysis: int, request_key: str, *, salt: st
 def analyze_config(analysis: Analysis) -> AnalyzeConfig:
     """The job's `analyze.json`: what was frozen on the item."""
     return AnalyzeConfig(
-        project=analysis.project,
-        analysis=analysis.analysis,
-        version=analysis.version,
-        model_type=analysis.model_type,
-        classes=list(analysis.classes),
-        thresholds=dict(analysis.thresholds),
-        pixel_size=analysis.pixel_size,
-        images_folder=analysis.images_folder,
-        image_count=analysis.details.images,
+        **analysis.run_fields(), images_folder=analysis.images_folder, image_count=analysis.details.images
     )
 
 

@@ -456,29 +456,67 @@ def _place_images(shards: list[Shard]) -> list[_Placed]:
 
 
 def _merge(shards: list[Shard], config: AnalyzeConfig) -> tuple[AnalysisSummary, dict[str, bytes]]:
-    headers = {tuple(shard.objects_header) for shard in shards}
-    if len(headers) > 1:
+    """The merged outputs of `shards` (their images renumbered in file-name order) and summary."""
+    _check_alike(shards)
+    merged = _Merged(shards=shards, classes=config.classes)
+    for image_id, place in enumerate(_place_images(shards), start=1):
+        merged.add(image_id, place)
+    coco = {
+        "info": {
+            "description": f"segpipe analysis {config.analysis} of project {config.project}, "
+            f"version {config.version}: kept objects, to correct and train on",
+            "version": str(config.version),
+        },
+        "images": merged.coco_images,
+        "categories": [
+            category.model_dump(mode="json", exclude_none=True) for category in shards[0].coco.categories
+        ],
+        "annotations": merged.coco_annotations,
+    }
+    summary = _summary(config, merged)
+    outputs = {
+        "coco.json": json.dumps(coco, separators=(",", ":"), ensure_ascii=False).encode("utf-8"),
+        "objects.csv": _csv_bytes(shards[0].objects_header, merged.object_rows),
+        "images.csv": _csv_bytes(image_columns(config.classes), merged.image_rows),
+        "summary.json": summary.model_dump_json(indent=2).encode("utf-8"),
+    }
+    return summary, outputs
+
+
+def _check_alike(shards: list[Shard]) -> None:
+    if len({tuple(shard.objects_header) for shard in shards}) > 1:
         raise ShardMalformed("The instances wrote objects.csv with different channel counts.")
     categories = shards[0].coco.categories
     if any(shard.coco.categories != categories for shard in shards):
         raise ShardMalformed("The instances wrote coco.json with different categories.")
-    names = {category.id: category.name for category in categories}
-    by_image: dict[tuple[str, int], list[ShardAnnotation]] = defaultdict(list)
-    for shard in shards:
-        for annotation in shard.coco.annotations:
-            by_image[(shard.host, annotation.image_id)].append(annotation)
 
-    coco_images: list[dict[str, Any]] = []
-    coco_annotations: list[dict[str, Any]] = []
-    object_rows: list[list[str]] = []
-    image_rows: list[list[str]] = []
-    totals = {name: [0, 0.0] for name in config.classes}
-    megapixels = 0
-    id_column = shards[0].objects_header.index("id")
-    for image_id, place in enumerate(_place_images(shards), start=1):
+
+@dataclass
+class _Merged:
+    """The merged rows, built one placed image at a time; annotation ids count from 1 over all."""
+
+    shards: list[Shard]
+    classes: list[str]
+    coco_images: list[dict[str, Any]] = field(default_factory=list)
+    coco_annotations: list[dict[str, Any]] = field(default_factory=list)
+    object_rows: list[list[str]] = field(default_factory=list)
+    image_rows: list[list[str]] = field(default_factory=list)
+    totals: dict[str, list[float]] = field(default_factory=dict)
+    pixels: int = 0
+
+    def __post_init__(self) -> None:
+        self.totals = {name: [0, 0.0] for name in self.classes}
+        self._names = {category.id: category.name for category in self.shards[0].coco.categories}
+        self._id_column = self.shards[0].objects_header.index("id")
+        self._by_image: dict[tuple[str, int], list[ShardAnnotation]] = defaultdict(list)
+        for shard in self.shards:
+            for annotation in shard.coco.annotations:
+                self._by_image[(shard.host, annotation.image_id)].append(annotation)
+
+    def add(self, image_id: int, place: _Placed) -> None:
         shard, image = place.shard, place.image
-        megapixels += image.width * image.height
-        coco_images.append(
+        self.pixels += image.width * image.height
+        self.coco_images.append(
             {
                 "id": image_id,
                 "file_name": image.file_name,
@@ -487,71 +525,53 @@ def _merge(shards: list[Shard], config: AnalyzeConfig) -> tuple[AnalysisSummary,
                 "status": "in_progress",
             }
         )
-        image_rows.append(shard.images[image.file_name])
-        found = by_image.get((shard.host, image.id), [])
+        self.image_rows.append(shard.images[image.file_name])
+        found = self._by_image.get((shard.host, image.id), [])
         for annotation in sorted(found, key=lambda a: (shard.labels[a.id], a.id)):
-            ident = len(coco_annotations) + 1
-            coco_annotations.append(
-                {
-                    "id": ident,
-                    "image_id": image_id,
-                    "category_id": annotation.category_id,
-                    "segmentation": (
-                        annotation.segmentation.model_dump(mode="json")
-                        if isinstance(annotation.segmentation, Rle)
-                        else annotation.segmentation
-                    ),
-                    "bbox": annotation.bbox,
-                    "area": annotation.area,
-                    "score": annotation.score,
-                    "iscrowd": 0,
-                }
-            )
-            row = list(shard.objects[annotation.id])
-            row[id_column] = str(ident)
-            object_rows.append(row)
-            total = totals[names[annotation.category_id]]
-            total[0] += 1
-            total[1] += annotation.area
+            self._add_object(image_id, shard, annotation)
 
-    coco = {
-        "info": {
-            "description": f"segpipe analysis {config.analysis} of project {config.project}, "
-            f"version {config.version}: kept objects, to correct and train on",
-            "version": str(config.version),
-        },
-        "images": coco_images,
-        "categories": [category.model_dump(mode="json", exclude_none=True) for category in categories],
-        "annotations": coco_annotations,
-    }
+    def _add_object(self, image_id: int, shard: Shard, annotation: ShardAnnotation) -> None:
+        ident = len(self.coco_annotations) + 1
+        self.coco_annotations.append(
+            {
+                "id": ident,
+                "image_id": image_id,
+                "category_id": annotation.category_id,
+                "segmentation": (
+                    annotation.segmentation.model_dump(mode="json")
+                    if isinstance(annotation.segmentation, Rle)
+                    else annotation.segmentation
+                ),
+                "bbox": annotation.bbox,
+                "area": annotation.area,
+                "score": annotation.score,
+                "iscrowd": 0,
+            }
+        )
+        row = list(shard.objects[annotation.id])
+        row[self._id_column] = str(ident)
+        self.object_rows.append(row)
+        total = self.totals[self._names[annotation.category_id]]
+        total[0] += 1
+        total[1] += annotation.area
+
+
+def _summary(config: AnalyzeConfig, merged: _Merged) -> AnalysisSummary:
     area_scale = config.pixel_size**2 if config.pixel_size is not None else None
-    summary = AnalysisSummary(
-        project=config.project,
-        analysis=config.analysis,
-        version=config.version,
-        model_type=config.model_type,
-        classes=config.classes,
-        thresholds=config.thresholds,
-        pixel_size=config.pixel_size,
-        images=len(coco_images),
-        megapixels=round(megapixels / 1e6, _DECIMALS),
-        objects=len(coco_annotations),
+    return AnalysisSummary(
+        **config.run_fields(),
+        images=len(merged.coco_images),
+        megapixels=round(merged.pixels / 1e6, _DECIMALS),
+        objects=len(merged.coco_annotations),
         per_class={
             name: ClassTotals(
                 objects=int(count),
                 area=round(area, _DECIMALS),
                 area_um2=round(area * area_scale, _DECIMALS) if area_scale is not None else None,
             )
-            for name, (count, area) in totals.items()
+            for name, (count, area) in merged.totals.items()
         },
-        hosts=[shard.host for shard in shards],
-        seconds=round(max(shard.summary.seconds for shard in shards), 3),
-        inference_seconds=round(sum(shard.summary.inference_seconds for shard in shards), 3),
+        hosts=[shard.host for shard in merged.shards],
+        seconds=round(max(shard.summary.seconds for shard in merged.shards), 3),
+        inference_seconds=round(sum(shard.summary.inference_seconds for shard in merged.shards), 3),
     )
-    outputs = {
-        "coco.json": json.dumps(coco, separators=(",", ":"), ensure_ascii=False).encode("utf-8"),
-        "objects.csv": _csv_bytes(shards[0].objects_header, object_rows),
-        "images.csv": _csv_bytes(image_columns(config.classes), image_rows),
-        "summary.json": summary.model_dump_json(indent=2).encode("utf-8"),
-    }
-    return summary, outputs

@@ -123,7 +123,6 @@ def estimate_training(
         rate=rate,
         preset=preset,
         epochs=epochs,
-        priced=price is not None,
     )
     return Estimate(
         instance_type=compute.instance_type,
@@ -152,7 +151,6 @@ def _basis(
     rate: float,
     preset: Preset,
     epochs: int,
-    priced: bool,
 ) -> str:
     parts = [
         f"{epochs} epochs of preset {preset.value} at {rate:.1f} training Mpx/s",
@@ -165,7 +163,7 @@ def _basis(
         parts.append(
             f"{compute.instance_type} is not in the price table: assumed 1 {profile.gpu.name}, cost unknown"
         )
-    elif priced:
+    elif profile.usd_per_hour is not None:
         parts.append("approximate us-east-1 on-demand SageMaker training price")
     if compute.spot:
         parts.append(

@@ -73,7 +73,8 @@ def apply_job_state(job: JobDescription, *, deps: JobStateDeps) -> JobStateOutco
 
     now = deps.clock()
     if target is VersionStatus.COMPLETED:
-        return _complete(job, project, number, current.status, now, deps, outcome)
+        outcome = outcome.model_copy(update={"before": current.status})
+        return _complete(job, project, number, now=now, deps=deps, outcome=outcome)
     fields: dict[str, Any] = {}
     if target is VersionStatus.TRAINING:
         fields["started_at"] = (job.TrainingStartTime or now).isoformat()
@@ -90,11 +91,13 @@ def _complete(
     job: JobDescription,
     project: str,
     number: int,
-    before: VersionStatus,
+    *,
     now: datetime,
     deps: JobStateDeps,
     outcome: JobStateOutcome,
 ) -> JobStateOutcome:
+    """Ingest the job's outputs and complete the version; unreadable outputs fail it instead.
+    `outcome` already carries the status before."""
     try:
         ingested = ingest_outputs(
             project=project,
@@ -113,9 +116,7 @@ def _complete(
             reason=error.message,
             fields={"ended_at": now.isoformat()},
         )
-        return outcome.model_copy(
-            update={"before": before, "after": VersionStatus.FAILED, "applied": applied}
-        )
+        return outcome.model_copy(update={"after": VersionStatus.FAILED, "applied": applied})
 
     evaluation = ingested.evaluation
     results: tuple[tuple[SplitName, SplitEvaluation | None], ...] = (
@@ -125,11 +126,26 @@ def _complete(
     for split, result in results:
         if result is not None:
             _store_metrics(project, number, split, result, deps)
+    fields = _completed_fields(job, project, number, evaluation=evaluation, now=now)
+    applied = deps.registry.transition(project, number, VersionStatus.COMPLETED, now, fields=fields)
+    return outcome.model_copy(
+        update={
+            "after": VersionStatus.COMPLETED,
+            "applied": applied,
+            "note": f"{len(ingested.images)} images",
+        }
+    )
+
+
+def _completed_fields(
+    job: JobDescription, project: str, number: int, *, evaluation: Evaluation, now: datetime
+) -> dict[str, Any]:
+    """What completing a version writes on its item: thresholds, headline, intervals, the model."""
     fallback = keys.job_output_key(project, number, job.TrainingJobName, "model.tar.gz")
     artifact = (
         job.ModelArtifacts.S3ModelArtifacts if job.ModelArtifacts else f"s3://{_bucket_of(job)}/{fallback}"
     )
-    fields: dict[str, Any] = {
+    return {
         "suggested_threshold": evaluation.suggested_threshold,
         "suggested_thresholds": evaluation.suggested_thresholds,
         "analysis_threshold": evaluation.suggested_threshold,
@@ -139,15 +155,6 @@ def _complete(
         "model_artifact": artifact,
         "ended_at": (job.TrainingEndTime or now).isoformat(),
     }
-    applied = deps.registry.transition(project, number, VersionStatus.COMPLETED, now, fields=fields)
-    return outcome.model_copy(
-        update={
-            "before": before,
-            "after": VersionStatus.COMPLETED,
-            "applied": applied,
-            "note": f"{len(ingested.images)} images",
-        }
-    )
 
 
 def _bucket_of(job: JobDescription) -> str:

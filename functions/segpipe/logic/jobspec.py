@@ -23,6 +23,7 @@ from segpipe.models.jobs import (
 )
 from segpipe.models.request import FractionTestSet, TrainingRequest
 from segpipe.models.trainer_io import TrainingConfig
+from segpipe.models.version import ModelVersion
 
 #: Regexes over the trainer's log lines (`epoch=3 train_loss=0.12`, `epoch=3 val_loss=0.1 val_score=0.8`).
 METRIC_DEFINITIONS: tuple[tuple[str, str], ...] = (
@@ -115,27 +116,21 @@ def tag_value(value: str) -> str:
 
 
 def build_training_job(
-    *,
-    request: TrainingRequest,
-    config: TrainingConfig,
-    project: str,
-    dataset: str,
-    version: int,
-    name: str,
-    env: JobEnvironment,
-    base_artifact: str | None = None,
+    record: ModelVersion, *, config: TrainingConfig, env: JobEnvironment, base_artifact: str | None = None
 ) -> CreateTrainingJob:
-    """The CreateTrainingJob request for one version (channels, spot, checkpoints, metrics, tags)."""
+    """The CreateTrainingJob request of one version, named by its `job_name` (channels, spot,
+    checkpoints, metrics, tags); `base_artifact` is the model it starts from, if any."""
+    project, version, request = record.project, record.version, record.request
     compute = request.compute
     runtime = max(1, int(compute.max_hours * 3600))
     channels = [
-        _channel("dataset", _s3(env.bucket, keys.dataset_prefix(project, dataset)), "FastFile"),
+        _channel("dataset", _s3(env.bucket, keys.dataset_prefix(project, record.dataset)), "FastFile"),
         _channel("split", _s3(env.bucket, keys.split_prefix(project, version)), "File"),
     ]
     if base_artifact:
         channels.append(_channel("base", base_artifact, "File"))
     return CreateTrainingJob(
-        TrainingJobName=name,
+        TrainingJobName=record.job_name,
         AlgorithmSpecification=AlgorithmSpec(
             TrainingImage=env.image_uri,
             TrainingInputMode="File",

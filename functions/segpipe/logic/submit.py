@@ -181,16 +181,8 @@ class _Training:
         config = training_config(
             self.request, validation.training, project=self.project, version=record.version
         )
-        return build_training_job(
-            request=self.request,
-            config=config,
-            project=self.project,
-            dataset=record.dataset,
-            version=record.version,
-            name=record.job_name,
-            env=self.deps.env,
-            base_artifact=validation.base.model_artifact if validation.base else None,
-        )
+        base_artifact = validation.base.model_artifact if validation.base else None
+        return build_training_job(record, config=config, env=self.deps.env, base_artifact=base_artifact)
 
 
 def _dataset_name(request: TrainingRequest, project: str) -> str:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from segpipe.models.common import ModelType, VersionNumber
+from segpipe.models.common import InstanceType, ModelType, VersionNumber
 from segpipe.models.report import Estimate, Issue
 from segpipe.models.trainer_io import PredictedObject
 
@@ -36,10 +36,8 @@ class _Strict(BaseModel):
 
 
 class AnalysisCompute(_Strict):
-    instance_type: str = Field(
-        default="ml.g5.xlarge",
-        pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$",
-        description="SageMaker Processing instance type",
+    instance_type: InstanceType = Field(
+        default="ml.g5.xlarge", description="SageMaker Processing instance type"
     )
     instance_count: int = Field(
         default=1, ge=1, le=16, description="Instances; the images are sharded across them by S3 key"
@@ -106,7 +104,23 @@ class AnalysisStatus(StrEnum):
 # --- The job: configuration in, files out ---------------------------------------------------
 
 
-class AnalyzeConfig(_Strict):
+#: What identifies an analysis run and how it keeps objects: the registry item, the job's
+#: configuration and every summary carry these same fields.
+RUN_FIELDS: frozenset[str] = frozenset(
+    {"project", "analysis", "version", "model_type", "classes", "thresholds", "pixel_size"}
+)
+
+
+class _Run(BaseModel):
+    """A model that carries the RUN_FIELDS (the registry item, the job's configuration)."""
+
+    def run_fields(self) -> dict[str, Any]:
+        """A copy of the RUN_FIELDS, to build another of these models or a summary from this one:
+        `AnalysisSummary(**config.run_fields(), images=...)`."""
+        return self.model_dump(include=set(RUN_FIELDS))
+
+
+class AnalyzeConfig(_Strict, _Run):
     """`/opt/ml/processing/input/config/analyze.json`: what the `analyze` entry point runs."""
 
     project: str
@@ -252,7 +266,7 @@ class AnalysisStatusChange(BaseModel):
     reason: str | None = None
 
 
-class Analysis(BaseModel):
+class Analysis(_Run):
     """The registry item `pk=PROJECT#{project}`, `sk=ANALYSIS#{n:06d}`: what was run, frozen."""
 
     project: str

@@ -19,6 +19,8 @@ _NAME_RE = re.compile(NAME_PATTERN)
 
 
 VersionNumber = Annotated[int, Field(ge=1, le=999_999)]
+#: A SageMaker instance type (`ml.g5.xlarge`), for trainings and analyses alike.
+InstanceType = Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")]
 
 ModelType = Literal["instance", "semantic"]
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from segpipe.models.common import ModelType, Preset, is_item_name
+from segpipe.models.common import InstanceType, ModelType, Preset, is_item_name
 
 
 class _Strict(BaseModel):
@@ -59,10 +59,8 @@ class TrainingOverrides(_Strict):
 
 
 class ComputeOptions(_Strict):
-    instance_type: str = Field(
-        default="ml.g5.xlarge",
-        pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$",
-        description="SageMaker training instance type",
+    instance_type: InstanceType = Field(
+        default="ml.g5.xlarge", description="SageMaker training instance type"
     )
     instance_count: int = Field(
         default=1, ge=1, le=16, description="Hosts; more than one trains with torchrun"

@@ -1,6 +1,6 @@
-"""The trainer's code stays readable: no function longer than 60 lines or taking more than 6
-parameters (keyword-only ones included, self and cls not) without a reason written on its def line
-(`# long: <reason>`)."""
+"""The product code stays readable: no function outside tests longer than 60 lines or taking more
+than 6 parameters (keyword-only ones included, self and cls not) without a reason written on its def
+line (`# long: <reason>`). Checked over functions/, infra/, bench/ and training_image/."""
 
 from __future__ import annotations
 
@@ -9,9 +9,18 @@ from pathlib import Path
 
 import pytest
 
-TRAINER = Path(__file__).resolve().parents[2] / "training_image"
+ROOT = Path(__file__).resolve().parents[2]
+CHECKED = ("functions", "infra", "bench", "training_image")
 MAX_LINES = 60
 MAX_PARAMETERS = 6
+
+# The validation module is being split into a package (issue 8, "the validation module as a
+# package", on its own branch); these two functions are rewritten by that split. Remove this
+# exclusion once the split is merged.
+EXCLUDED = {
+    ("functions/segpipe/logic/validate.py", "validate_request"),
+    ("functions/segpipe/logic/validate.py", "_details"),
+}
 
 
 def _parameters(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
@@ -21,8 +30,10 @@ def _parameters(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
     return [name for name in names if name not in ("self", "cls")]
 
 
-def offenders(root: Path) -> list[str]:
-    """`path:line name` of each function over a limit with no `# long:` reason on its signature."""
+def offenders(root: Path, relative_to: Path | None = None) -> list[str]:
+    """`path:line name` of each function over a limit with no `# long:` reason on its signature,
+    the path relative to `relative_to` (default: root)."""
+    base = root if relative_to is None else relative_to
     found = []
     for path in sorted(root.rglob("*.py")):
         source = path.read_text(encoding="utf-8")
@@ -35,13 +46,15 @@ def offenders(root: Path) -> list[str]:
             if length <= MAX_LINES and len(_parameters(node)) <= MAX_PARAMETERS:
                 continue
             signature = lines[node.lineno - 1 : node.body[0].lineno - 1]
-            if not any("# long: " in line for line in signature):
-                found.append(f"{path.relative_to(root)}:{node.lineno} {node.name}")
+            name = path.relative_to(base).as_posix()
+            if not any("# long: " in line for line in signature) and (name, node.name) not in EXCLUDED:
+                found.append(f"{name}:{node.lineno} {node.name}")
     return found
 
 
-def test_no_trainer_function_is_long_or_takes_many_parameters_without_a_reason() -> None:
-    assert offenders(TRAINER) == []
+@pytest.mark.parametrize("folder", CHECKED)
+def test_no_function_is_long_or_takes_many_parameters_without_a_reason(folder: str) -> None:
+    assert offenders(ROOT / folder, relative_to=ROOT) == []
 
 
 @pytest.mark.parametrize(
