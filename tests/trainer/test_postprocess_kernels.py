@@ -14,8 +14,9 @@ from skimage.segmentation import watershed
 
 from bench.bench_postprocess import nuclei_scene
 from segpipe_trainer import postprocess
+from segpipe_trainer.analyze import keep_above
 from segpipe_trainer.geometry import annotation_mask, mask_to_polygons, objects_from_instances
-from segpipe_trainer.kernels import flood_like_scikit_image, foreground_runs, paint_runs
+from segpipe_trainer.kernels import flood_like_scikit_image, foreground_runs, paint_runs, renumbered
 from segpipe_trainer.postprocess import Instances, distance_target, instances_from_maps, regions_from_semantic
 
 EIGHT = np.ones((3, 3), dtype=bool)
@@ -251,6 +252,40 @@ def test_runs_find_the_seeds_ndimage_finds(scene: object, dtype: type) -> None:
     np.testing.assert_array_equal(runs.owner, np.where(expected.usable, expected.owner, 0))
     np.testing.assert_array_equal(np.flatnonzero(runs.crowded), expected.crowded)
     np.testing.assert_array_equal(_painted(components.shape, runs.cores, runs.core_seed), expected.labels)
+
+
+# --- thresholds ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint16])
+def test_renumbered_is_numpys_gather(dtype: type) -> None:
+    rng = np.random.default_rng(4)
+    labels = np.where(rng.random((37, 53)) < 0.6, rng.integers(1, 40, (37, 53)), 0).astype(dtype)
+    renumber = np.where(rng.random(40) < 0.5, rng.integers(1, 30, 40), 0).astype(np.int32)
+    renumber[0] = 7  # never read: background stays 0
+
+    found = renumbered(labels, renumber)
+
+    assert found.dtype == np.int32
+    np.testing.assert_array_equal(found, np.where(labels > 0, renumber[labels], 0))
+
+
+@pytest.mark.parametrize("floor", [0.0, 0.5])
+def test_keep_above_keeps_and_renumbers_as_a_gather_would(scene: object, floor: float) -> None:
+    # Given the instances of a crowded scene, thresholds keeping every object or some
+    found = instances_from_maps(scene.probs, scene.distance)
+
+    kept = keep_above(found, thresholds=[floor, floor + 0.1])
+
+    keep = found.scores >= np.array([np.inf, floor, floor + 0.1])[found.classes].astype(np.float32)
+    keep[0] = False
+    renumber = np.zeros(found.count + 1, dtype=np.int32)
+    renumber[keep] = np.arange(1, keep.sum() + 1)
+    assert (kept.count == found.count) == (floor == 0.0)
+    assert kept.labels.dtype == np.int32
+    np.testing.assert_array_equal(kept.labels, renumber[found.labels])
+    np.testing.assert_array_equal(kept.classes, np.concatenate([[0], found.classes[keep]]))
+    np.testing.assert_array_equal(kept.scores, np.concatenate([[0], found.scores[keep]]))
 
 
 # --- outlines --------------------------------------------------------------------------------------

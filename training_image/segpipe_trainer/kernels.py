@@ -689,6 +689,23 @@ def relabel_runs(
             labels[row, start:stop] = renumber[component]
 
 
+@numba.njit(cache=True)
+def renumbered(labels: np.ndarray, renumber: np.ndarray) -> np.ndarray:
+    """int32 renumber[labels] of an int H x W label image whose background is 0 (renumber[0] = 0
+    is taken, not read), row by row."""
+    out = np.empty(labels.shape, dtype=np.int32)
+    for row in range(labels.shape[0]):
+        _renumber_row(labels[row], renumber, out[row])
+    return out
+
+
+@numba.njit(cache=True)
+def _renumber_row(labels: np.ndarray, renumber: np.ndarray, out: np.ndarray) -> None:
+    for col in range(labels.size):
+        label = labels[col]
+        out[col] = renumber[label] if label != 0 else 0
+
+
 # --- outlines ------------------------------------------------------------------------------------
 
 #: Crack sides of a pixel, in the order a clockwise walk (object on the right, rows down) turns
@@ -746,20 +763,15 @@ def trace_outlines(  # long: one compiled loop (numba), its state kept in locals
     cols = np.empty(1024, dtype=np.int64)
     vertex_count = 0
     for row in range(height):
-        for col in range(width):
+        col = -1
+        while True:
+            # The scan of the row goes on in its own function: the buffers that grow here would
+            # slow its loop down.
+            col = _scan_to_walk(labels, visited, index_of, row, col + 1, areas, boxes)
+            if col == width:
+                break
             label = labels[row, col]
-            if label <= 0 or label > count or index_of[label] < 0:
-                continue
             t = index_of[label]
-            if areas[t] == 0:
-                boxes[t, 0], boxes[t, 1], boxes[t, 2], boxes[t, 3] = row, col, row + 1, col + 1
-            else:
-                boxes[t, 1] = min(boxes[t, 1], col)
-                boxes[t, 2] = row + 1
-                boxes[t, 3] = max(boxes[t, 3], col + 1)
-            areas[t] += 1
-            if visited[row, col] or (row > 0 and labels[row - 1, col] == label):
-                continue
             walked, turns, sides, rows, cols = _walk(labels, visited, label, row, col, sides, rows, cols)
             if turns < 0:
                 holes[t] += 1
@@ -782,6 +794,41 @@ def trace_outlines(  # long: one compiled loop (numba), its state kept in locals
         boxes,
         awkward,
     )
+
+
+@numba.njit(cache=True)
+def _scan_to_walk(  # long: a numba kernel: nopython code takes flat arrays and scalars, not objects
+    labels: np.ndarray,
+    visited: np.ndarray,
+    index_of: np.ndarray,
+    row: int,
+    col: int,
+    areas: np.ndarray,
+    boxes: np.ndarray,
+) -> int:
+    """Count the target pixels of `row` from `col` on into their areas and boxes, up to the first
+    one whose top crack starts a walk (not walked yet, the pixel above not of its label): its
+    column (counted), or the width."""
+    width = labels.shape[1]
+    current = labels[row]
+    count = index_of.size - 1
+    while col < width:
+        label = current[col]
+        if label <= 0 or label > count or index_of[label] < 0:
+            col += 1
+            continue
+        t = index_of[label]
+        if areas[t] == 0:
+            boxes[t, 0], boxes[t, 1], boxes[t, 2], boxes[t, 3] = row, col, row + 1, col + 1
+        else:
+            boxes[t, 1] = min(boxes[t, 1], col)
+            boxes[t, 2] = row + 1
+            boxes[t, 3] = max(boxes[t, 3], col + 1)
+        areas[t] += 1
+        if not visited[row, col] and (row == 0 or labels[row - 1, col] != label):
+            return col
+        col += 1
+    return width
 
 
 @numba.njit(cache=True)
