@@ -1,8 +1,11 @@
-"""Compiled loops (numba) of post-processing: seeded watershed flooding and outline tracing.
+"""Compiled loops (numba) of post-processing: foreground and seed runs, seeded watershed
+flooding, scores and renumbering, and outline tracing.
 
-Each kernel is a plain loop over raveled arrays, compiled once per process (and cached on disk
-where the package directory is writable); the callers in postprocess.py and geometry.py prepare
-their inputs with numpy.
+Each kernel is a plain loop over arrays, compiled once per process (and cached on disk where the
+package directory is writable); the callers in postprocess.py, geometry.py and analyze.py prepare
+their inputs with numpy. A pixel loop runs in a function of its own, apart from any buffer that is
+grown (replaced) while it runs: numba then keeps the loop tight, where such a buffer in the same
+function slowed the loop about tenfold.
 """
 
 from __future__ import annotations
@@ -167,7 +170,7 @@ def paint_runs(labels: np.ndarray, runs: np.ndarray, values: np.ndarray, chosen:
 
 #: Bit of a float32's sign.
 _SIGN = np.uint32(0x80000000)
-#: Queue keys of `flood_components`: (relief order key << _ITEM_BITS) | item number.
+#: Queue keys of `flood_crowded`: (relief order key << _ITEM_BITS) | item number.
 _ITEM_BITS = 31
 _ITEM_MASK = (1 << _ITEM_BITS) - 1
 
@@ -385,6 +388,7 @@ def _flood_one(  # long: a numba kernel: nopython code takes flat arrays and sca
         ]
     )
     bits = relief.view(np.uint32)
+    heap = work[_HEAP]
     # Buckets by value, linearly: a non-decreasing function of the value, as the queue needs.
     buckets = max(area // 2, 1)
     scale = (buckets - 1) / (high - low) if high > low else 0.0
@@ -403,9 +407,9 @@ def _flood_one(  # long: a numba kernel: nopython code takes flat arrays and sca
             current += 1
             if current == buckets:
                 return tied
-            items = _load_bucket(work, current)
-        item = work[_HEAP, 0] & _ITEM_MASK
-        items = _heap_pop(work[_HEAP], items)
+            items = _load_bucket(work, heap, current)
+        item = heap[0] & _ITEM_MASK
+        items = _heap_pop(heap, items)
         level, index = work[_KEYS, item], work[_WHERE, item]
         label = state[index]
         if item < queued_markers:
@@ -424,7 +428,7 @@ def _flood_one(  # long: a numba kernel: nopython code takes flat arrays and sca
                 bucket = int((-np.float64(relief[neighbour]) - low) * scale)
             else:
                 key = level
-            items = _enqueue(work, items, current, bucket, key, neighbour, pushed)
+            items = _enqueue(work, heap, items, current, bucket, key, neighbour, pushed)
             pushed += 1
 
 
@@ -446,7 +450,7 @@ def _queue_markers(  # long: a numba kernel: nopython code takes flat arrays and
         for offset in offsets:
             if state[index + offset] == 0:
                 bucket = int((-np.float64(relief[index]) - low) * scale)
-                _enqueue(work, 0, -1, bucket, _relief_key(bits[index]), index, pushed)
+                _enqueue(work, work[_HEAP], 0, -1, bucket, _relief_key(bits[index]), index, pushed)
                 pushed += 1
                 break
     return pushed
@@ -454,25 +458,25 @@ def _queue_markers(  # long: a numba kernel: nopython code takes flat arrays and
 
 @numba.njit(cache=True, inline="always")
 def _enqueue(  # long: a numba kernel: nopython code takes flat arrays and scalars, not objects
-    work: np.ndarray, items: int, current: int, bucket: int, key: int, index: int, item: int
+    work: np.ndarray, heap: np.ndarray, items: int, current: int, bucket: int, key: int, index: int, item: int
 ) -> int:
     """Queue item number `item` (pixel `index`, order key `key`): into the heap if its bucket is
     the current one, else onto its bucket; the heap's new size."""
     work[_KEYS, item], work[_WHERE, item] = key, index
     if bucket == current:
-        return _heap_push(work[_HEAP], items, (key << _ITEM_BITS) | item)
+        return _heap_push(heap, items, (key << _ITEM_BITS) | item)
     work[_FOLLOWING, item] = work[_HEAD, bucket]
     work[_HEAD, bucket] = item
     return items
 
 
 @numba.njit(cache=True, inline="always")
-def _load_bucket(work: np.ndarray, bucket: int) -> int:
+def _load_bucket(work: np.ndarray, heap: np.ndarray, bucket: int) -> int:
     """Move a bucket's items into the (empty) heap; its size."""
     items = 0
     item = work[_HEAD, bucket]
     while item >= 0:
-        items = _heap_push(work[_HEAP], items, (work[_KEYS, item] << _ITEM_BITS) | item)
+        items = _heap_push(heap, items, (work[_KEYS, item] << _ITEM_BITS) | item)
         item = work[_FOLLOWING, item]
     return items
 

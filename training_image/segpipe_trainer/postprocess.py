@@ -289,7 +289,8 @@ class _Runs:
 
 @dataclass(frozen=True)
 class _Seeds:
-    """Watershed seeds of one image.
+    """Watershed seeds of one image, as the replay of tied canvases reads them (`find`: the same
+    seeds from label images, with scipy, as segpipe found them before `_Runs`).
 
     labels: int32 H x W, 8-connected cores numbered 1..S (0 elsewhere)
     usable: bool [S+1], the cores large enough to seed an object
