@@ -14,8 +14,9 @@ from skimage.segmentation import watershed
 
 from bench.bench_postprocess import nuclei_scene
 from segpipe_trainer import postprocess
+from segpipe_trainer.analyze import keep_above
 from segpipe_trainer.geometry import annotation_mask, mask_to_polygons, objects_from_instances
-from segpipe_trainer.kernels import flood_like_scikit_image
+from segpipe_trainer.kernels import flood_like_scikit_image, foreground_runs, paint_runs, renumbered
 from segpipe_trainer.postprocess import Instances, distance_target, instances_from_maps, regions_from_semantic
 
 EIGHT = np.ones((3, 3), dtype=bool)
@@ -192,6 +193,99 @@ def test_non_finite_distances_flood_as_scikit_image_does(scene: object, odd: flo
     found = instances_from_maps(scene.probs, distance)
 
     _assert_same_instances(found, reference_instances(scene.probs, distance))
+
+
+# --- runs ------------------------------------------------------------------------------------------
+
+
+def _painted(shape: tuple[int, int], runs: np.ndarray, values: np.ndarray) -> np.ndarray:
+    image = np.zeros(shape, dtype=np.int32)
+    paint_runs(image, runs, values, np.ones(len(runs), dtype=bool))
+    return image
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_foreground_runs_number_components_and_cores_as_ndimage_label(seed: int) -> None:
+    # Given ragged maps: foreground of any density (touching the image border), cores inside it,
+    # rows of one pixel and one column
+    rng = np.random.default_rng(seed)
+    shape = [(int(rng.integers(1, 60)), int(rng.integers(1, 60))), (1, 40), (40, 1), (37, 53)][seed % 4]
+    background = ndi.gaussian_filter(rng.random(shape), rng.uniform(0, 1.5)).astype(np.float32)
+    background = (background - background.mean()) * 4 + rng.uniform(0.3, 0.7)
+    relief = rng.random(shape).astype(np.float32)
+    foreground = background < 0.5
+    cores = foreground & (relief > 0.6)
+
+    # When the runs are found
+    runs, run_component, count, core_runs, core_seed, core_run, seeds = foreground_runs(
+        background, relief, np.float32(0.6)
+    )
+
+    # Then painted back they are ndimage.label's components and cores, numbering included, and each
+    # core run lies in the foreground run recorded for it
+    components, expected_count = ndi.label(foreground, structure=EIGHT)
+    labelled_cores, expected_seeds = ndi.label(cores, structure=EIGHT)
+    assert (count, seeds) == (expected_count, expected_seeds)
+    np.testing.assert_array_equal(_painted(shape, runs, run_component), components)
+    np.testing.assert_array_equal(_painted(shape, core_runs, core_seed), labelled_cores)
+    holders = runs[core_run]
+    assert np.all(holders[:, 0] == core_runs[:, 0])
+    assert np.all((holders[:, 1] <= core_runs[:, 1]) & (core_runs[:, 2] <= holders[:, 2]))
+    assert np.all(np.diff(runs[:, 0] * (shape[1] + 1) + runs[:, 1]) > 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_runs_find_the_seeds_ndimage_finds(scene: object, dtype: type) -> None:
+    # Given the maps of a crowded scene, the distance map in any dtype (near the seed level too)
+    distance = (scene.distance * 3).astype(dtype) if dtype is np.int64 else scene.distance.astype(dtype)
+    level = 1.0 if dtype is np.int64 else 0.3
+    foreground = scene.probs[0] < 0.5
+    components, count = ndi.label(foreground, structure=EIGHT)
+    expected = postprocess._Seeds.find(
+        foreground & (distance > level), components=components, count=count, min_size=4
+    )
+
+    # When the runs are found, then the usable seeds, their owners and the crowded components agree
+    runs = postprocess._Runs.find(scene.probs[0], distance, seed_level=level, min_size=4)
+    assert runs.components == count
+    np.testing.assert_array_equal(runs.usable, expected.usable)
+    np.testing.assert_array_equal(runs.owner, np.where(expected.usable, expected.owner, 0))
+    np.testing.assert_array_equal(np.flatnonzero(runs.crowded), expected.crowded)
+    np.testing.assert_array_equal(_painted(components.shape, runs.cores, runs.core_seed), expected.labels)
+
+
+# --- thresholds ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint16])
+def test_renumbered_is_numpys_gather(dtype: type) -> None:
+    rng = np.random.default_rng(4)
+    labels = np.where(rng.random((37, 53)) < 0.6, rng.integers(1, 40, (37, 53)), 0).astype(dtype)
+    renumber = np.where(rng.random(40) < 0.5, rng.integers(1, 30, 40), 0).astype(np.int32)
+    renumber[0] = 7  # never read: background stays 0
+
+    found = renumbered(labels, renumber)
+
+    assert found.dtype == np.int32
+    np.testing.assert_array_equal(found, np.where(labels > 0, renumber[labels], 0))
+
+
+@pytest.mark.parametrize("floor", [0.0, 0.5])
+def test_keep_above_keeps_and_renumbers_as_a_gather_would(scene: object, floor: float) -> None:
+    # Given the instances of a crowded scene, thresholds keeping every object or some
+    found = instances_from_maps(scene.probs, scene.distance)
+
+    kept = keep_above(found, thresholds=[floor, floor + 0.1])
+
+    keep = found.scores >= np.array([np.inf, floor, floor + 0.1])[found.classes].astype(np.float32)
+    keep[0] = False
+    renumber = np.zeros(found.count + 1, dtype=np.int32)
+    renumber[keep] = np.arange(1, keep.sum() + 1)
+    assert (kept.count == found.count) == (floor == 0.0)
+    assert kept.labels.dtype == np.int32
+    np.testing.assert_array_equal(kept.labels, renumber[found.labels])
+    np.testing.assert_array_equal(kept.classes, np.concatenate([[0], found.classes[keep]]))
+    np.testing.assert_array_equal(kept.scores, np.concatenate([[0], found.scores[keep]]))
 
 
 # --- outlines --------------------------------------------------------------------------------------

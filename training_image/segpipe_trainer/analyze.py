@@ -60,6 +60,7 @@ from segpipe_trainer.errors import TrainerError, failure_sentence
 from segpipe_trainer.geometry import objects_from_instances
 from segpipe_trainer.images import match_channels, normalize, read_image, write_preview
 from segpipe_trainer.infer import Predictor, accelerated, dense_maps, predictor_on
+from segpipe_trainer.kernels import renumbered
 from segpipe_trainer.measure import Measurements, measure_objects
 from segpipe_trainer.model import build_model
 from segpipe_trainer.outputs import write_json
@@ -178,14 +179,16 @@ class ImageResult:
 
 def keep_above(instances: Instances, *, thresholds: Sequence[float]) -> Instances:
     """The objects whose score reaches their class's threshold (`thresholds[k - 1]` for class k),
-    renumbered 1..N in their label order."""
+    renumbered 1..N in their label order. Where every object is kept, the int32 label image is
+    the one of `instances` (not a copy): numbered 1..N already."""
     floors = np.concatenate([[np.inf], np.asarray(thresholds, dtype=np.float64)])[instances.classes]
     keep = instances.scores.astype(np.float64) >= floors
     keep[0] = False
     renumber = np.zeros(len(keep), dtype=np.int32)
     renumber[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    every = bool(keep[1:].all()) and instances.labels.dtype == np.int32
     return Instances(
-        labels=renumber[instances.labels],
+        labels=instances.labels if every else renumbered(np.ascontiguousarray(instances.labels), renumber),
         classes=np.concatenate([[0], instances.classes[keep]]).astype(np.int64),
         scores=np.concatenate([[0.0], instances.scores[keep]]).astype(np.float32),
     )

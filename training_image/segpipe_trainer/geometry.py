@@ -197,8 +197,10 @@ def objects_from_instances(
         segmentation = rings[present[index]]
         if awkward_list[index]:
             segmentation = _rings(labels[top:bottom, left:right] == label, x0=left, y0=top)
+        # Built without validation: every value is already the Python float (or str) of its field,
+        # in range (scores clipped, areas and boxes counted), which validating would only check.
         objects.append(
-            PredictedObject(
+            PredictedObject.model_construct(
                 category=categories[index],
                 score=scores[index],
                 segmentation=segmentation,

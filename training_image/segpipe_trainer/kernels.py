@@ -1,8 +1,11 @@
-"""Compiled loops (numba) of post-processing: seeded watershed flooding and outline tracing.
+"""Compiled loops (numba) of post-processing: foreground and seed runs, seeded watershed
+flooding, scores and renumbering, and outline tracing.
 
-Each kernel is a plain loop over raveled arrays, compiled once per process (and cached on disk
-where the package directory is writable); the callers in postprocess.py and geometry.py prepare
-their inputs with numpy.
+Each kernel is a plain loop over arrays, compiled once per process (and cached on disk where the
+package directory is writable); the callers in postprocess.py, geometry.py and analyze.py prepare
+their inputs with numpy. A pixel loop runs in a function of its own, apart from any buffer that is
+grown (replaced) while it runs: numba then keeps the loop tight, where such a buffer in the same
+function slowed the loop about tenfold.
 """
 
 from __future__ import annotations
@@ -10,18 +13,166 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+# --- foreground and seed runs ----------------------------------------------------------------------
+
+
+@numba.njit(cache=True, inline="always")
+def _root(parent: np.ndarray, item: int) -> int:
+    """The root of `item`'s set (path halving)."""
+    while parent[item] != item:
+        parent[item] = parent[parent[item]]
+        item = parent[item]
+    return item
+
+
+@numba.njit(cache=True, inline="always")
+def _join(parent: np.ndarray, a: int, b: int) -> None:
+    """Merge the sets of a and b under the smaller root, so a set's root is its first run."""
+    a, b = _root(parent, a), _root(parent, b)
+    if a < b:
+        parent[b] = a
+    elif b < a:
+        parent[a] = b
+
+
+@numba.njit(cache=True, inline="always")
+def _join_above(parent: np.ndarray, runs: np.ndarray, run: int, above: int, above_end: int) -> int:
+    """Join run `run` with the runs `above`..`above_end` - 1 of the row above that touch it
+    (8-connected: column ranges overlapping or one apart); the first of those the next run of its
+    row can touch."""
+    start, stop = runs[run, 1], runs[run, 2]
+    while above < above_end and runs[above, 2] < start:
+        above += 1
+    other = above
+    while other < above_end and runs[other, 1] <= stop:
+        _join(parent, run, other)
+        other += 1
+    return above
+
+
+@numba.njit(cache=True, inline="always")
+def _numbered(parent: np.ndarray, count: int) -> tuple[np.ndarray, int]:
+    """Each run's set numbered 1.. in the order of the sets' first runs; how many sets."""
+    numbers = np.empty(count, dtype=np.int64)
+    sets = 0
+    for run in range(count):
+        root = _root(parent, run)
+        if root == run:
+            sets += 1
+            numbers[run] = sets
+        else:
+            numbers[run] = numbers[root]
+    return numbers, sets
+
+
+@numba.njit(cache=True)
+def foreground_runs(  # long: one compiled pass (numba), its state kept in locals for speed
+    background: np.ndarray, relief: np.ndarray, level: float
+) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, int]:
+    """The 8-connected components of the foreground (`background < 0.5`) and of the cores
+    (foreground where `relief > level`) of H x W maps, as runs of pixels along rows, in one pass.
+
+    Returns (runs int64 [R, 3]: row, first column, column after the last, in raster order;
+    run_component int64 [R], the component 1..C of each run; C; cores int64 [Q, 3] the core runs
+    likewise; core_seed int64 [Q], the core 1..S of each; core_run int64 [Q], the foreground run
+    holding each; S). Components and cores are numbered in the raster order of their first pixel,
+    as `scipy.ndimage.label` numbers them.
+    """
+    height, width = background.shape
+    # One row's runs: (first column, column after the last) and, for a core run, its run's index.
+    row_runs = np.empty((width // 2 + 1, 2), dtype=np.int64)
+    row_cores = np.empty((width // 2 + 1, 3), dtype=np.int64)
+    runs = np.empty((max(16, height), 3), dtype=np.int64)
+    cores = np.empty((max(16, height), 3), dtype=np.int64)
+    parent = np.empty(runs.shape[0], dtype=np.int64)
+    core_parent = np.empty(cores.shape[0], dtype=np.int64)
+    core_run = np.empty(cores.shape[0], dtype=np.int64)
+    count = core_count = 0
+    above = above_end = core_above = core_above_end = 0
+    for row in range(height):
+        found, found_cores = _scan_row(background[row], relief[row], level, row_runs, row_cores)
+        while count + found > runs.shape[0]:
+            runs, parent = _grown_rows(runs), _grown(parent)
+        while core_count + found_cores > cores.shape[0]:
+            cores, core_parent, core_run = _grown_rows(cores), _grown(core_parent), _grown(core_run)
+        for i in range(found):
+            run = count + i
+            runs[run, 0], runs[run, 1], runs[run, 2] = row, row_runs[i, 0], row_runs[i, 1]
+            parent[run] = run
+            above = _join_above(parent, runs, run, above, above_end)
+        for i in range(found_cores):
+            core = core_count + i
+            cores[core, 0], cores[core, 1], cores[core, 2] = row, row_cores[i, 0], row_cores[i, 1]
+            core_parent[core], core_run[core] = core, count + row_cores[i, 2]
+            core_above = _join_above(core_parent, cores, core, core_above, core_above_end)
+        above, above_end = count, count + found
+        core_above, core_above_end = core_count, core_count + found_cores
+        count += found
+        core_count += found_cores
+    run_component, components = _numbered(parent, count)
+    core_seed, seeds = _numbered(core_parent, core_count)
+    return (
+        runs[:count],
+        run_component,
+        components,
+        cores[:core_count],
+        core_seed,
+        core_run[:core_count],
+        seeds,
+    )
+
+
+@numba.njit(cache=True)
+def _scan_row(
+    background: np.ndarray, relief: np.ndarray, level: float, row_runs: np.ndarray, row_cores: np.ndarray
+) -> tuple[int, int]:
+    """The foreground runs of one row, and the core runs inside each (with the index of its run
+    in the row); how many of each."""
+    width = background.size
+    found = found_cores = 0
+    col = 0
+    while col < width:
+        if not background[col] < 0.5:
+            col += 1
+            continue
+        start = col
+        while col < width and background[col] < 0.5:
+            col += 1
+        row_runs[found, 0], row_runs[found, 1] = start, col
+        inner = start
+        while inner < col:
+            if not relief[inner] > level:
+                inner += 1
+                continue
+            core_start = inner
+            while inner < col and relief[inner] > level:
+                inner += 1
+            row_cores[found_cores, 0], row_cores[found_cores, 1], row_cores[found_cores, 2] = (
+                core_start,
+                inner,
+                found,
+            )
+            found_cores += 1
+        found += 1
+    return found, found_cores
+
+
+@numba.njit(cache=True)
+def paint_runs(labels: np.ndarray, runs: np.ndarray, values: np.ndarray, chosen: np.ndarray) -> None:
+    """labels[row, start:stop] = values[i] for each run i (row, start, stop) where chosen[i]."""
+    for run in range(runs.shape[0]):
+        if chosen[run]:
+            labels[runs[run, 0], runs[run, 1] : runs[run, 2]] = values[run]
+
+
 # --- seeded watershed ----------------------------------------------------------------------------
 
 
 #: Bit of a float32's sign.
 _SIGN = np.uint32(0x80000000)
-#: Queue keys of `flood_components`: (relief order key << _ITEM_BITS) | item number.
+#: Queue keys of `flood_crowded`: (relief order key << _ITEM_BITS) | item number.
 _ITEM_BITS = 31
 _ITEM_MASK = (1 << _ITEM_BITS) - 1
-#: The 8 neighbours in scikit-image's order (raveled offsets by distance, then by offset), as
-#: (row, column) steps.
-_STEP_ROWS = np.array([-1, 0, 0, 1, -1, -1, 1, 1], dtype=np.int64)
-_STEP_COLS = np.array([0, -1, 1, 0, -1, 1, -1, 1], dtype=np.int64)
 
 
 @numba.njit(cache=True, inline="always")
@@ -35,90 +186,173 @@ def _relief_key(distance_bits: int) -> int:
 
 
 @numba.njit(cache=True)
-def flood_components(  # long: one compiled loop (numba), its state kept in locals for speed
+def flood_crowded(  # long: one compiled pass (numba): nopython code takes flat arrays, not objects
     labels: np.ndarray,
+    runs: np.ndarray,
+    run_component: np.ndarray,
     crowded: np.ndarray,
-    seeds: np.ndarray,
-    usable: np.ndarray,
+    cores: np.ndarray,
+    core_component: np.ndarray,
+    core_piece: np.ndarray,
     distance: np.ndarray,
-    pixels: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded watershed on `-distance`, 8-connected, of every crowded component, in place.
+    """Seeded watershed on `-distance`, 8-connected, of every crowded component, writing the pieces
+    into int32 H x W `labels`.
 
-    labels: int32 H x W of components 1..C (C = len(crowded) - 1); crowded: bool [C+1], the
-    components to split; seeds: int32 H x W of cores 1..S; usable: bool [S+1], the cores that seed
-    a piece; distance: float32 H x W; pixels: flat indices, in raveled order, of every labelled
-    pixel. Every pixel of a crowded component receives the number C + s of the piece grown from
-    the usable core s that reaches it first.
+    runs, run_component: the foreground runs and their components 1..C (`foreground_runs`);
+    crowded: bool [C+1], the components to split; cores: int64 [Q, 3] core runs, raster order;
+    core_component, core_piece: int64 [Q], the component of each core run and the number C + s of
+    the piece its core s seeds, both 0 for a core too small to seed one; distance: float32 H x W.
+    Every pixel of a crowded component receives the number of the piece that reaches it first;
+    the other pixels of `labels` are left as they are.
 
     The order is scikit-image's `watershed(-distance, markers, mask=component, connectivity=2)`:
     items of (value, age) popped lowest first, a neighbour labelled when it is pushed, with the
     value max(its relief, the popped value) and the next age. Those keys are all distinct but for
     the markers' (all of age 0), so any queue that pops in key order gives scikit-image's result,
     except where two markers of different pieces of one component share a value: there
-    scikit-image's heap decides. Components are flooded one after another (their pixels stay in
-    cache); each one's queue is buckets by value with the current bucket's items in a small
-    binary heap.
+    scikit-image's heap decides. Each component is copied into a canvas of its bounding box with a
+    margin of one pixel (its pixels close together, no bounds to check) and flooded there; its
+    queue is buckets by value with the current bucket's items in a small binary heap.
 
     Returns (tied bool [C+1], the crowded components whose order hung on such a tie or on a
-    non-finite relief, for the caller to flood again with `flood_like_scikit_image`; boxes int64
-    [C+1, 4] (top, left, bottom, right) of the crowded components).
+    non-finite relief, for the caller to flood again with `flood_like_scikit_image` (those with a
+    non-finite relief are left with their component's number, their markers with their piece's);
+    boxes int64 [C+1, 4] (top, left, bottom, right) of the crowded components).
     """
     components = crowded.size - 1
-    width = labels.shape[1]
-    flat_labels = labels.ravel()
-    flat_seeds = seeds.ravel()
-    flat_distance = distance.ravel()
-    bits = flat_distance.view(np.uint32)
+    run_order, run_starts, boxes, areas = _group_runs(runs, run_component, crowded)
+    core_order, core_starts, _, _ = _group_runs(cores, core_component, crowded)
+    largest_area, largest_canvas = 1, 1
+    for component in range(1, components + 1):
+        height, width = boxes[component, 2] - boxes[component, 0], boxes[component, 3] - boxes[component, 1]
+        largest_area = max(largest_area, areas[component])
+        largest_canvas = max(largest_canvas, (height + 2) * (width + 2))
+    state = np.empty(largest_canvas, dtype=np.int32)
+    relief = np.empty(largest_canvas, dtype=np.float32)
+    markers = np.empty(largest_area, dtype=np.int64)
+    work = np.empty((5, largest_area + 1), dtype=np.int64)
     tied = np.zeros(components + 1, dtype=np.bool_)
-    boxes = np.zeros((components + 1, 4), dtype=np.int64)
-    # The crowded pixels by component (a stable counting sort keeps each one's raveled order);
-    # the markers take their piece's number.
-    starts = np.zeros(components + 2, dtype=np.int64)
-    for index in pixels:
-        component = flat_labels[index]
-        if not crowded[component]:
+    core_seed = core_piece - components
+    for component in range(1, components + 1):
+        if not crowded[component] or areas[component] == 0:
             continue
-        row, col = index // width, index % width
+        own_runs = run_order[run_starts[component] : run_starts[component + 1]]
+        own_cores = core_order[core_starts[component] : core_starts[component + 1]]
+        box = boxes[component]
+        state[: (box[2] - box[0] + 2) * (box[3] - box[1] + 2)] = -1
+        finite, low, high = _runs_to_canvas(state, relief, runs, own_runs, distance, box)
+        count = _markers_to_canvas(state, markers, cores, own_cores, core_seed, box)
+        if not finite:
+            tied[component] = True
+            for run in own_runs:
+                labels[runs[run, 0], runs[run, 1] : runs[run, 2]] = component
+            for core in own_cores:
+                labels[cores[core, 0], cores[core, 1] : cores[core, 2]] = core_piece[core]
+            continue
+        tied[component] = _flood_one(state, relief, box, markers[:count], areas[component], low, high, work)
+        _canvas_to_labels(labels, state, runs, own_runs, box, components)
+    return tied, boxes
+
+
+@numba.njit(cache=True)
+def _group_runs(
+    runs: np.ndarray, run_component: np.ndarray, crowded: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The runs of the crowded components grouped by component, raster order kept (a counting
+    sort): (run indices, each component's first in them int64 [C+2], boxes int64 [C+1, 4] (top,
+    left, bottom, right), pixels int64 [C+1])."""
+    components = crowded.size - 1
+    starts = np.zeros(components + 2, dtype=np.int64)
+    boxes = np.zeros((components + 1, 4), dtype=np.int64)
+    areas = np.zeros(components + 1, dtype=np.int64)
+    for run in range(runs.shape[0]):
+        component = run_component[run]
+        if component == 0 or not crowded[component]:
+            continue
+        row, start, stop = runs[run, 0], runs[run, 1], runs[run, 2]
         box = boxes[component]
         if starts[component + 1] == 0:
-            box[0], box[1], box[2], box[3] = row, col, row + 1, col + 1
+            box[0], box[1], box[2], box[3] = row, start, row + 1, stop
         else:
-            box[0] = min(box[0], row)
-            box[1] = min(box[1], col)
-            box[2] = max(box[2], row + 1)
-            box[3] = max(box[3], col + 1)
+            box[1] = min(box[1], start)
+            box[2] = row + 1
+            box[3] = max(box[3], stop)
         starts[component + 1] += 1
-    largest = 0
+        areas[component] += stop - start
     for component in range(1, components + 1):
-        largest = max(largest, starts[component + 1])
         starts[component + 1] += starts[component]
-    grouped = np.empty(starts[components + 1], dtype=np.int64)
-    filled = np.empty(components + 1, dtype=np.int64)
-    for component in range(components + 1):
-        filled[component] = starts[component]
-    for index in pixels:
-        component = flat_labels[index]
-        if not crowded[component]:
+    order = np.empty(starts[components + 1], dtype=np.int64)
+    filled = starts.copy()
+    for run in range(runs.shape[0]):
+        component = run_component[run]
+        if component == 0 or not crowded[component]:
             continue
-        grouped[filled[component]] = index
+        order[filled[component]] = run
         filled[component] += 1
-        seed = flat_seeds[index]
-        if usable[seed]:
-            flat_labels[index] = components + seed
-    work = np.empty((5, largest + 1), dtype=np.int64)
-    for component in range(1, components + 1):
-        if crowded[component] and starts[component + 1] > starts[component]:
-            tied[component] = _flood_one(
-                flat_labels,
-                flat_distance,
-                bits,
-                labels.shape,
-                components,
-                grouped[starts[component] : starts[component + 1]],
-                work,
-            )
-    return tied, boxes
+    return order, starts, boxes, areas
+
+
+@numba.njit(cache=True, inline="always")
+def _runs_to_canvas(
+    state: np.ndarray,
+    relief: np.ndarray,
+    runs: np.ndarray,
+    own: np.ndarray,
+    distance: np.ndarray,
+    box: np.ndarray,
+) -> tuple[bool, float, float]:
+    """Mark a component's runs unflooded (0) on its canvas and copy their distances; (all finite,
+    lowest, highest) relief (-distance, as float64) over them."""
+    canvas_width = box[3] - box[1] + 2
+    finite, low, high = True, np.inf, -np.inf
+    for run in own:
+        at = (runs[run, 0] - box[0] + 1) * canvas_width + runs[run, 1] - box[1] + 1
+        for col in range(runs[run, 1], runs[run, 2]):
+            value = distance[runs[run, 0], col]
+            state[at], relief[at] = 0, value
+            at += 1
+            negated = -np.float64(value)
+            if not np.isfinite(negated):
+                finite = False
+            low, high = min(low, negated), max(high, negated)
+    return finite, low, high
+
+
+@numba.njit(cache=True, inline="always")
+def _markers_to_canvas(
+    state: np.ndarray,
+    markers: np.ndarray,
+    cores: np.ndarray,
+    own: np.ndarray,
+    seeds: np.ndarray,
+    box: np.ndarray,
+) -> int:
+    """Put the seed number of a component's usable core runs on its canvas; their canvas indices,
+    raster order, into `markers`; how many."""
+    canvas_width = box[3] - box[1] + 2
+    count = 0
+    for core in own:
+        at = (cores[core, 0] - box[0] + 1) * canvas_width + cores[core, 1] - box[1] + 1
+        for _ in range(cores[core, 1], cores[core, 2]):
+            state[at] = seeds[core]
+            markers[count] = at
+            at += 1
+            count += 1
+    return count
+
+
+@numba.njit(cache=True, inline="always")
+def _canvas_to_labels(
+    labels: np.ndarray, state: np.ndarray, runs: np.ndarray, own: np.ndarray, box: np.ndarray, offset: int
+) -> None:
+    """labels = offset + the canvas's piece at every pixel of a component's runs."""
+    canvas_width = box[3] - box[1] + 2
+    for run in own:
+        at = (runs[run, 0] - box[0] + 1) * canvas_width + runs[run, 1] - box[1] + 1
+        for col in range(runs[run, 1], runs[run, 2]):
+            labels[runs[run, 0], col] = offset + state[at]
+            at += 1
 
 
 #: Rows of the int64 workspace of `_flood_one`, one column per pixel of the largest component:
@@ -128,27 +362,39 @@ _HEAD, _FOLLOWING, _KEYS, _WHERE, _HEAP = 0, 1, 2, 3, 4
 
 @numba.njit(cache=True)
 def _flood_one(  # long: a numba kernel: nopython code takes flat arrays and scalars, not objects
-    flat_labels: np.ndarray,
-    distance: np.ndarray,
-    bits: np.ndarray,
-    shape: tuple[int, int],
-    components: int,
-    pixels: np.ndarray,
+    state: np.ndarray,
+    relief: np.ndarray,
+    box: np.ndarray,
+    markers: np.ndarray,
+    area: int,
+    low: float,
+    high: float,
     work: np.ndarray,
 ) -> bool:
-    """Flood one component (its pixels, raveled order); whether its order hung on a marker tie
-    (or on a non-finite relief, which is left for the replay)."""
-    width = shape[1]
-    finite, low, high = _relief_range(distance, pixels)
-    if not finite:
-        return True
+    """Flood one component on its canvas (`state`: -1 outside it, 0 unflooded, s > 0 the markers of
+    seed s; `relief`: its distances; `markers`: canvas indices, raster order); whether its order
+    hung on a tie between markers of different pieces."""
+    canvas_width = box[3] - box[1] + 2
+    offsets = np.array(
+        [
+            -canvas_width,
+            -1,
+            1,
+            canvas_width,
+            -canvas_width - 1,
+            -canvas_width + 1,
+            canvas_width - 1,
+            canvas_width + 1,
+        ]
+    )
+    bits = relief.view(np.uint32)
+    heap = work[_HEAP]
     # Buckets by value, linearly: a non-decreasing function of the value, as the queue needs.
-    buckets = max(pixels.size // 2, 1)
+    buckets = max(area // 2, 1)
     scale = (buckets - 1) / (high - low) if high > low else 0.0
     for bucket in range(buckets):
         work[_HEAD, bucket] = -1
-    component = _unflooded_label(flat_labels, pixels, components)
-    pushed = _queue_markers(flat_labels, distance, bits, shape, pixels, component, low, scale, work)
+    pushed = _queue_markers(state, relief, bits, offsets, markers, low, scale, work)
     queued_markers = pushed
     tied = False
     # The markers of one value pop one after another (no other item has age 0): the piece of the
@@ -161,86 +407,50 @@ def _flood_one(  # long: a numba kernel: nopython code takes flat arrays and sca
             current += 1
             if current == buckets:
                 return tied
-            items = _load_bucket(work, current)
-        item = work[_HEAP, 0] & _ITEM_MASK
-        items = _heap_pop(work[_HEAP], items)
+            items = _load_bucket(work, heap, current)
+        item = heap[0] & _ITEM_MASK
+        items = _heap_pop(heap, items)
         level, index = work[_KEYS, item], work[_WHERE, item]
-        label = flat_labels[index]
+        label = state[index]
         if item < queued_markers:
             if level != group_key:
                 group_key, group_piece = level, label
             elif label != group_piece:
                 tied = True
-        row, col = index // width, index % width
-        for step in range(8):
-            neighbour = _neighbour(shape, row, col, step)
-            if neighbour < 0 or flat_labels[neighbour] != component:
+        for offset in offsets:
+            neighbour = index + offset
+            if state[neighbour] != 0:
                 continue
-            flat_labels[neighbour] = label
+            state[neighbour] = label
             key = _relief_key(bits[neighbour])
             bucket = current
             if key >= level:
-                bucket = int((-np.float64(distance[neighbour]) - low) * scale)
+                bucket = int((-np.float64(relief[neighbour]) - low) * scale)
             else:
                 key = level
-            items = _enqueue(work, items, current, bucket, key, neighbour, pushed)
+            items = _enqueue(work, heap, items, current, bucket, key, neighbour, pushed)
             pushed += 1
 
 
 @numba.njit(cache=True, inline="always")
-def _neighbour(shape: tuple[int, int], row: int, col: int, step: int) -> int:
-    """Flat index of the neighbour `step` (scikit-image's order) of (row, col); -1 off the image."""
-    r, c = row + _STEP_ROWS[step], col + _STEP_COLS[step]
-    if 0 <= r < shape[0] and 0 <= c < shape[1]:
-        return r * shape[1] + c
-    return -1
-
-
-@numba.njit(cache=True, inline="always")
-def _relief_range(distance: np.ndarray, pixels: np.ndarray) -> tuple[bool, float, float]:
-    """(all finite, lowest, highest) relief (-distance, as float64) over the pixels."""
-    low = high = -np.float64(distance[pixels[0]])
-    for index in pixels:
-        value = -np.float64(distance[index])
-        if not np.isfinite(value):
-            return False, low, high
-        low, high = min(low, value), max(high, value)
-    return True, low, high
-
-
-@numba.njit(cache=True, inline="always")
-def _unflooded_label(flat_labels: np.ndarray, pixels: np.ndarray, components: int) -> int:
-    """The component number still on the pixels that are no marker."""
-    for index in pixels:
-        if flat_labels[index] <= components:
-            return flat_labels[index]
-    return -1
-
-
-@numba.njit(cache=True, inline="always")
 def _queue_markers(  # long: a numba kernel: nopython code takes flat arrays and scalars, not objects
-    flat_labels: np.ndarray,
-    distance: np.ndarray,
+    state: np.ndarray,
+    relief: np.ndarray,
     bits: np.ndarray,
-    shape: tuple[int, int],
-    pixels: np.ndarray,
-    component: int,
+    offsets: np.ndarray,
+    markers: np.ndarray,
     low: float,
     scale: float,
     work: np.ndarray,
 ) -> int:
-    """Queue, in raveled order, the markers with an unflooded neighbour (the others would flood
+    """Queue, in raster order, the markers with an unflooded neighbour (the others would flood
     nothing); how many."""
     pushed = 0
-    for index in pixels:
-        if flat_labels[index] == component:
-            continue
-        row, col = index // shape[1], index % shape[1]
-        for step in range(8):
-            neighbour = _neighbour(shape, row, col, step)
-            if neighbour >= 0 and flat_labels[neighbour] == component:
-                bucket = int((-np.float64(distance[index]) - low) * scale)
-                _enqueue(work, 0, -1, bucket, _relief_key(bits[index]), index, pushed)
+    for index in markers:
+        for offset in offsets:
+            if state[index + offset] == 0:
+                bucket = int((-np.float64(relief[index]) - low) * scale)
+                _enqueue(work, work[_HEAP], 0, -1, bucket, _relief_key(bits[index]), index, pushed)
                 pushed += 1
                 break
     return pushed
@@ -248,25 +458,25 @@ def _queue_markers(  # long: a numba kernel: nopython code takes flat arrays and
 
 @numba.njit(cache=True, inline="always")
 def _enqueue(  # long: a numba kernel: nopython code takes flat arrays and scalars, not objects
-    work: np.ndarray, items: int, current: int, bucket: int, key: int, index: int, item: int
+    work: np.ndarray, heap: np.ndarray, items: int, current: int, bucket: int, key: int, index: int, item: int
 ) -> int:
     """Queue item number `item` (pixel `index`, order key `key`): into the heap if its bucket is
     the current one, else onto its bucket; the heap's new size."""
     work[_KEYS, item], work[_WHERE, item] = key, index
     if bucket == current:
-        return _heap_push(work[_HEAP], items, (key << _ITEM_BITS) | item)
+        return _heap_push(heap, items, (key << _ITEM_BITS) | item)
     work[_FOLLOWING, item] = work[_HEAD, bucket]
     work[_HEAD, bucket] = item
     return items
 
 
 @numba.njit(cache=True, inline="always")
-def _load_bucket(work: np.ndarray, bucket: int) -> int:
+def _load_bucket(work: np.ndarray, heap: np.ndarray, bucket: int) -> int:
     """Move a bucket's items into the (empty) heap; its size."""
     items = 0
     item = work[_HEAD, bucket]
     while item >= 0:
-        items = _heap_push(work[_HEAP], items, (work[_KEYS, item] << _ITEM_BITS) | item)
+        items = _heap_push(heap, items, (work[_KEYS, item] << _ITEM_BITS) | item)
         item = work[_FOLLOWING, item]
     return items
 
@@ -435,6 +645,71 @@ def relabel(labels: np.ndarray, pixels: np.ndarray, renumber: np.ndarray) -> Non
         flat_labels[index] = renumber[flat_labels[index]]
 
 
+@numba.njit(cache=True)
+def run_sums(  # long: a numba kernel: nopython code takes flat arrays and scalars, not objects
+    labels: np.ndarray,
+    runs: np.ndarray,
+    run_component: np.ndarray,
+    crowded: np.ndarray,
+    probs: np.ndarray,
+    size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`label_sums` over the foreground runs: a run of a crowded component takes each pixel's
+    label from `labels`, any other run its component's number; pixels added in raster order."""
+    classes = probs.shape[0] - 1
+    area = np.zeros(size, dtype=np.int64)
+    sums = np.zeros((classes, size), dtype=np.float64)
+    for run in range(runs.shape[0]):
+        row, start, stop = runs[run, 0], runs[run, 1], runs[run, 2]
+        component = run_component[run]
+        if crowded[component]:
+            for col in range(start, stop):
+                label = labels[row, col]
+                area[label] += 1
+                for k in range(classes):
+                    sums[k, label] += np.float64(probs[k + 1, row, col])
+        else:
+            area[component] += stop - start
+            for k in range(classes):
+                total = sums[k, component]
+                for col in range(start, stop):
+                    total += np.float64(probs[k + 1, row, col])
+                sums[k, component] = total
+    return area, sums
+
+
+@numba.njit(cache=True)
+def relabel_runs(
+    labels: np.ndarray, runs: np.ndarray, run_component: np.ndarray, crowded: np.ndarray, renumber: np.ndarray
+) -> None:
+    """Write renumber[label] on every pixel of the runs, a label as `run_sums` reads it."""
+    for run in range(runs.shape[0]):
+        row, start, stop = runs[run, 0], runs[run, 1], runs[run, 2]
+        component = run_component[run]
+        if crowded[component]:
+            for col in range(start, stop):
+                labels[row, col] = renumber[labels[row, col]]
+        else:
+            labels[row, start:stop] = renumber[component]
+
+
+@numba.njit(cache=True)
+def renumbered(labels: np.ndarray, renumber: np.ndarray) -> np.ndarray:
+    """int32 renumber[labels] of an int H x W label image whose background is 0 (renumber[0] = 0
+    is taken, not read), row by row."""
+    out = np.empty(labels.shape, dtype=np.int32)
+    for row in range(labels.shape[0]):
+        _renumber_row(labels[row], renumber, out[row])
+    return out
+
+
+@numba.njit(cache=True)
+def _renumber_row(labels: np.ndarray, renumber: np.ndarray, out: np.ndarray) -> None:
+    for col in range(labels.size):
+        label = labels[col]
+        out[col] = renumber[label] if label != 0 else 0
+
+
 # --- outlines ------------------------------------------------------------------------------------
 
 #: Crack sides of a pixel, in the order a clockwise walk (object on the right, rows down) turns
@@ -492,20 +767,15 @@ def trace_outlines(  # long: one compiled loop (numba), its state kept in locals
     cols = np.empty(1024, dtype=np.int64)
     vertex_count = 0
     for row in range(height):
-        for col in range(width):
+        col = -1
+        while True:
+            # The scan of the row goes on in its own function: the buffers that grow here would
+            # slow its loop down.
+            col = _scan_to_walk(labels, visited, index_of, row, col + 1, areas, boxes)
+            if col == width:
+                break
             label = labels[row, col]
-            if label <= 0 or label > count or index_of[label] < 0:
-                continue
             t = index_of[label]
-            if areas[t] == 0:
-                boxes[t, 0], boxes[t, 1], boxes[t, 2], boxes[t, 3] = row, col, row + 1, col + 1
-            else:
-                boxes[t, 1] = min(boxes[t, 1], col)
-                boxes[t, 2] = row + 1
-                boxes[t, 3] = max(boxes[t, 3], col + 1)
-            areas[t] += 1
-            if visited[row, col] or (row > 0 and labels[row - 1, col] == label):
-                continue
             walked, turns, sides, rows, cols = _walk(labels, visited, label, row, col, sides, rows, cols)
             if turns < 0:
                 holes[t] += 1
@@ -528,6 +798,41 @@ def trace_outlines(  # long: one compiled loop (numba), its state kept in locals
         boxes,
         awkward,
     )
+
+
+@numba.njit(cache=True)
+def _scan_to_walk(  # long: a numba kernel: nopython code takes flat arrays and scalars, not objects
+    labels: np.ndarray,
+    visited: np.ndarray,
+    index_of: np.ndarray,
+    row: int,
+    col: int,
+    areas: np.ndarray,
+    boxes: np.ndarray,
+) -> int:
+    """Count the target pixels of `row` from `col` on into their areas and boxes, up to the first
+    one whose top crack starts a walk (not walked yet, the pixel above not of its label): its
+    column (counted), or the width."""
+    width = labels.shape[1]
+    current = labels[row]
+    count = index_of.size - 1
+    while col < width:
+        label = current[col]
+        if label <= 0 or label > count or index_of[label] < 0:
+            col += 1
+            continue
+        t = index_of[label]
+        if areas[t] == 0:
+            boxes[t, 0], boxes[t, 1], boxes[t, 2], boxes[t, 3] = row, col, row + 1, col + 1
+        else:
+            boxes[t, 1] = min(boxes[t, 1], col)
+            boxes[t, 2] = row + 1
+            boxes[t, 3] = max(boxes[t, 3], col + 1)
+        areas[t] += 1
+        if not visited[row, col] and (row == 0 or labels[row - 1, col] != label):
+            return col
+        col += 1
+    return width
 
 
 @numba.njit(cache=True)

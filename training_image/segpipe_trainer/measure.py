@@ -50,7 +50,7 @@ def measure_objects(labels: np.ndarray, image: np.ndarray) -> Measurements:
     count = int(labels.max(initial=0))
     labels = np.ascontiguousarray(labels, dtype=np.int32)
     image = np.ascontiguousarray(image)
-    area, boxes, moments, origins, sums, maxima, border, edges = kernels.raster_pass(labels, image, count)
+    area, boxes, moments, origins, sums, maxima, perimeter = kernels.raster_pass(labels, image, count)
     if np.any(area[1:] == 0):
         raise ValueError("measure_objects needs every label 1..N present")
     safe = np.maximum(area, 1).astype(np.float64)
@@ -59,7 +59,6 @@ def measure_objects(labels: np.ndarray, image: np.ndarray) -> Measurements:
     col_var = moments[:, 3] / safe - mean_dx**2
     covariance = moments[:, 4] / safe - mean_dy * mean_dx
     centroid_y, centroid_x = origins[:, 0] + mean_dy, origins[:, 1] + mean_dx
-    perimeter = kernels.perimeters(labels, border, edges, count, kernels.PERIMETER_WEIGHTS)
     top, left, bottom, right = (boxes[1:, side].astype(np.float64) for side in range(4))
     return Measurements(
         area=area[1:].astype(np.float64),

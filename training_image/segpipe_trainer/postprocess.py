@@ -11,7 +11,16 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from segpipe_trainer.kernels import flood_components, flood_like_scikit_image, label_sums, relabel
+from segpipe_trainer.kernels import (
+    flood_crowded,
+    flood_like_scikit_image,
+    foreground_runs,
+    label_sums,
+    paint_runs,
+    relabel,
+    relabel_runs,
+    run_sums,
+)
 
 #: 8-connectivity for foreground components and seeds.
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -185,31 +194,103 @@ def instances_from_maps(
     `distance_target`. Foreground is `1 - probs[0] > 0.5`. Seeds are the 8-connected cores where
     `distance > seed_level`, ignoring specks under `min_area / 4` pixels; a foreground component
     holding two or more seeds is split by a seeded watershed on `-distance` (scikit-image's
-    `watershed(..., connectivity=2)` result, computed by `kernels.flood_components`). An object's
+    `watershed(..., connectivity=2)` result, computed by `kernels.flood_crowded`). An object's
     class is the argmax of its mean class probabilities (classes 1..K), its score the mean
     probability of that class; objects under `min_area` pixels are dropped, the rest renumbered
-    1..N. A distance map of another dtype is taken as float32.
+    1..N. A distance map of another dtype is taken as float32 for the watershed.
+
+    Components and cores are found as runs of pixels along rows in one pass over the maps
+    (`kernels.foreground_runs`), numbered as `scipy.ndimage.label` numbers them; only the runs are
+    visited after that.
     """
-    foreground = probs[0] < 0.5
-    components, count = ndi.label(foreground, structure=_EIGHT)
-    if count == 0:
-        return empty_instances(height=foreground.shape[0], width=foreground.shape[1])
-    seeds = _Seeds.find(
-        foreground & (distance > seed_level),
-        components=components,
-        count=count,
-        min_size=max(min_area // 4, 1),
+    height, width = probs.shape[1:]
+    probs = np.ascontiguousarray(probs)
+    runs = _Runs.find(probs[0], distance, seed_level=seed_level, min_size=max(min_area // 4, 1))
+    if runs.components == 0:
+        return empty_instances(height=height, width=width)
+    labels = np.zeros((height, width), dtype=np.int32)
+    if runs.crowded.any():
+        _split_crowded(labels, runs=runs, distance=np.ascontiguousarray(distance, dtype=np.float32))
+    area, sums = run_sums(labels, runs.runs, runs.run_component, runs.crowded, probs, runs.pieces + 1)
+    means = sums / np.maximum(area, 1)
+    best = np.argmax(means, axis=0)
+    keep = area >= max(min_area, 1)
+    keep[0] = False
+    renumber = np.zeros(len(keep), dtype=np.int32)
+    renumber[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    relabel_runs(labels, runs.runs, runs.run_component, runs.crowded, renumber)
+    return Instances(
+        labels=labels,
+        classes=np.concatenate([[0], best[keep] + 1]).astype(np.int64),
+        scores=np.concatenate([[0.0], means[best[keep], np.flatnonzero(keep)]]).astype(np.float32),
     )
-    pixels = np.flatnonzero(foreground)
-    _split_crowded(
-        components, seeds=seeds, distance=np.ascontiguousarray(distance, dtype=np.float32), pixels=pixels
-    )
-    return _score_objects(components, pixels=pixels, probs=probs, min_area=min_area)
+
+
+@dataclass(frozen=True)
+class _Runs:
+    """The foreground and its watershed seeds of one image, as runs of pixels along rows.
+
+    runs: int64 [R, 3] (row, first column, column after the last), raster order
+    run_component: int64 [R], each run's 8-connected foreground component 1..C
+    cores: int64 [Q, 3], the runs of the cores, raster order
+    core_seed: int64 [Q], each core run's 8-connected core 1..S
+    core_component: int64 [Q], the component of each core run that can seed a piece, else 0
+    core_piece: int64 [Q], C + s for a core run of a usable core s, else 0
+    usable: bool [S+1], the cores large enough to seed an object
+    owner: int64 [S+1], the component of each usable core (0 for the others)
+    crowded: bool [C+1], the components that hold two or more usable seeds
+    components: C; pieces: C + S, the highest number a piece can take
+    """
+
+    runs: np.ndarray
+    run_component: np.ndarray
+    cores: np.ndarray
+    core_seed: np.ndarray
+    core_component: np.ndarray
+    core_piece: np.ndarray
+    usable: np.ndarray
+    owner: np.ndarray
+    crowded: np.ndarray
+    components: int
+    pieces: int
+
+    @classmethod
+    def find(cls, background: np.ndarray, distance: np.ndarray, *, seed_level: float, min_size: int) -> _Runs:
+        """Runs of the foreground (`background < 0.5`) and of its cores (`distance > seed_level`,
+        compared in distance's own dtype as numpy compares them); cores under `min_size` pixels
+        seed nothing."""
+        if distance.dtype not in (np.float32, np.float64):
+            distance = distance.astype(np.float64)
+        level = distance.dtype.type(seed_level)
+        runs, run_component, components, cores, core_seed, core_run, seeds = foreground_runs(
+            np.ascontiguousarray(background), np.ascontiguousarray(distance), level
+        )
+        usable = np.bincount(core_seed, weights=cores[:, 2] - cores[:, 1], minlength=seeds + 1) >= min_size
+        usable[0] = False
+        core_usable = usable[core_seed]
+        core_component = np.where(core_usable, run_component[core_run], 0)
+        owner = np.zeros(seeds + 1, dtype=np.int64)
+        owner[core_seed] = core_component
+        per_component = np.bincount(owner[usable], minlength=components + 1)
+        return cls(
+            runs=runs,
+            run_component=run_component,
+            cores=cores,
+            core_seed=core_seed,
+            core_component=core_component,
+            core_piece=np.where(core_usable, components + core_seed, 0),
+            usable=usable,
+            owner=owner,
+            crowded=per_component >= 2,
+            components=components,
+            pieces=components + seeds,
+        )
 
 
 @dataclass(frozen=True)
 class _Seeds:
-    """Watershed seeds of one image.
+    """Watershed seeds of one image, as the replay of tied canvases reads them (`find`: the same
+    seeds from label images, with scipy, as segpipe found them before `_Runs`).
 
     labels: int32 H x W, 8-connected cores numbered 1..S (0 elsewhere)
     usable: bool [S+1], the cores large enough to seed an object
@@ -244,46 +325,66 @@ class _Seeds:
         )
 
 
-def _split_crowded(labels: np.ndarray, *, seeds: _Seeds, distance: np.ndarray, pixels: np.ndarray) -> None:
-    """Split, in place, every crowded component of int32 H x W `labels` by a seeded watershed.
+def _split_crowded(labels: np.ndarray, *, runs: _Runs, distance: np.ndarray) -> None:
+    """Write on int32 H x W `labels` the pieces of every crowded component, split by a seeded
+    watershed; the other pixels are left as they are.
 
-    A piece grown from seed s is numbered `C + s` (C = number of components), above every existing
-    label; the other components keep their numbers. `pixels`: flat indices of every foreground
-    pixel. The result is that of scikit-image's `watershed(-distance, markers, mask=component,
-    connectivity=2)` on canvases of about `_CANVAS_PIXELS` pixels into which the components'
-    bounding boxes are packed (as segpipe did before `kernels.flood_components`): one pass floods
-    every component in scikit-image's order, and the rare components where that order hangs on
-    scikit-image's heap (two pieces' markers of equal value) or the relief has NaN are flooded
-    again on their canvas by a replay of that heap.
+    A piece grown from seed s is numbered `C + s` (C = number of components), above every
+    component's number. The result is that of scikit-image's `watershed(-distance, markers,
+    mask=component, connectivity=2)` on canvases of about `_CANVAS_PIXELS` pixels into which the
+    components' bounding boxes are packed (as segpipe did before `kernels.flood_crowded`): one
+    pass floods every component in scikit-image's order, and the rare components where that order
+    hangs on scikit-image's heap (two pieces' markers of equal value) or the relief has NaN are
+    flooded again on their canvas by a replay of that heap.
     """
-    if seeds.crowded.size == 0:
-        return
-    crowded = np.zeros(seeds.components + 1, dtype=bool)
-    crowded[seeds.crowded] = True
-    tied, boxes = flood_components(labels, crowded, seeds.labels, seeds.usable, distance, pixels)
+    tied, boxes = flood_crowded(
+        labels,
+        runs.runs,
+        runs.run_component,
+        runs.crowded,
+        runs.cores,
+        runs.core_component,
+        runs.core_piece,
+        distance,
+    )
     if tied.any():
-        _replay(labels, seeds=seeds, distance=distance, tied=tied, boxes=boxes)
+        _replay(labels, runs=runs, distance=distance, tied=tied, boxes=boxes)
 
 
 def _replay(
-    labels: np.ndarray, *, seeds: _Seeds, distance: np.ndarray, tied: np.ndarray, boxes: np.ndarray
+    labels: np.ndarray, *, runs: _Runs, distance: np.ndarray, tied: np.ndarray, boxes: np.ndarray
 ) -> None:
     """Flood again, on the canvases of about `_CANVAS_PIXELS` pixels that hold them, the `tied`
     components (bool [C+1]; `boxes` int64 [C+1, 4] top, left, bottom, right), with
     scikit-image's heap replayed."""
+    batches: list[list[tuple[int, tuple[slice, slice]]]] = []
     batch: list[tuple[int, tuple[slice, slice]]] = []
     batch_pixels = 0
     batch_tied = False
-    for component in seeds.crowded:
+    for component in np.flatnonzero(runs.crowded):
         top, left, bottom, right = (int(value) for value in boxes[component])
         batch.append((int(component), (slice(top, bottom), slice(left, right))))
         batch_tied = batch_tied or bool(tied[component])
         batch_pixels += (bottom - top) * (right - left)
         if batch_pixels >= _CANVAS_PIXELS:
             if batch_tied:
-                _flood_canvas(labels, batch=batch, seeds=seeds, distance=distance)
+                batches.append(batch)
             batch, batch_pixels, batch_tied = [], 0, False
     if batch and batch_tied:
+        batches.append(batch)
+    # The seeds of the replayed canvases only, painted on a label image.
+    chosen = np.zeros(runs.components + 1, dtype=bool)
+    chosen[[component for batch in batches for component, _ in batch]] = True
+    seed_labels = np.zeros(labels.shape, dtype=np.int32)
+    paint_runs(seed_labels, runs.cores, runs.core_seed, chosen[runs.core_component])
+    seeds = _Seeds(
+        labels=seed_labels,
+        usable=runs.usable,
+        owner=runs.owner,
+        crowded=np.flatnonzero(runs.crowded),
+        components=runs.components,
+    )
+    for batch in batches:
         _flood_canvas(labels, batch=batch, seeds=seeds, distance=distance)
 
 
