@@ -77,9 +77,14 @@ browser-deps:
 # -Otarget keeps each one's output together.
 checks: lint typecheck template checkov js browser-deps
 
+# pytest runs with bytecode writes on, whatever the caller's PYTHONDONTWRITEBYTECODE: with it set, every
+# process (each xdist worker, the local stacks, each training job) compiled this repository's modules
+# again and pytest rewrote every test module again (6 s of CPU per collection alone). The caches go to
+# __pycache__/ folders, which git ignores. Each xdist group (browser, local-stack, fuzz) is one unit of
+# work that loadgroup hands out most tests first, so the two heavy groups start on different workers.
 test:
 	@$(MAKE) --no-print-directory -j4 -Otarget checks
-	$(VENV)/bin/pytest -n 2 --dist loadgroup --timeout 900
+	env -u PYTHONDONTWRITEBYTECODE $(VENV)/bin/pytest -n 2 --dist loadgroup --timeout 900
 
 test-fast: install
 	$(VENV)/bin/pytest -n 2 -m "not slow and not e2e and not browser"

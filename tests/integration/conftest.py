@@ -3,16 +3,20 @@ template.yaml's own definitions."""
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 import pytest
 from moto import mock_aws
 
@@ -170,12 +174,42 @@ def template_refs() -> dict[str, str]:
     }
 
 
-def function_policies() -> dict[str, list[Statement]]:
-    template, refs = load_template(), template_refs()
+@cache
+def _template() -> dict[str, Any]:
+    """template.yaml parsed once per worker (parsing it took 0.2-0.35 s, twice per test)."""
+    return load_template()
+
+
+@cache
+def _function_policies() -> dict[str, tuple[Statement, ...]]:
+    template, refs = _template(), template_refs()
     return {
-        name: function_statements(template, name, refs)
+        name: tuple(function_statements(template, name, refs))
         for name in resources(template, "AWS::Serverless::Function")
     }
+
+
+def function_policies() -> dict[str, list[Statement]]:
+    """Each function's statements in template.yaml (computed once; each caller gets its own lists)."""
+    return {name: list(statements) for name, statements in _function_policies().items()}
+
+
+def _table_definition() -> dict[str, Any]:
+    return copy.deepcopy(table_definition(_template(), table_name=TABLE))
+
+
+#: One botocore data loader for every test's boto3 session: a session's loader caches the service
+#: models it has read, and a new session per test re-read and re-decoded S3's, DynamoDB's and
+#: SageMaker's JSON models each time (about half of each test's setup).
+_LOADER = botocore.loaders.create_loader()
+
+
+def _fresh_default_session() -> boto3.Session:
+    """A new boto3 session (its own event hooks and clients, as mock_aws would make) that reuses the
+    models already loaded."""
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _LOADER)
+    return boto3.Session(botocore_session=core)
 
 
 @dataclass
@@ -219,14 +253,15 @@ def aws(monkeypatch: pytest.MonkeyPatch, iam_record: IamRecord) -> Iterator[Aws]
     from segpipe.handlers import runtime
 
     with mock_aws():
+        # The handlers' clients come from boto3's default session: a new one per test, as mock_aws
+        # would make on first use (it unsets the default session), with the shared model loader.
+        boto3.DEFAULT_SESSION = _fresh_default_session()
         s3 = boto3.client("s3", region_name=REGION)
         dynamodb = boto3.client("dynamodb", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET)
-        dynamodb.create_table(**table_definition(load_template(), table_name=TABLE))
+        dynamodb.create_table(**_table_definition())
         runtime.reset()
         recorder = CallRecorder()
-        # The handlers' clients come from boto3's default session (mock_aws gives each test a new one).
-        assert boto3.DEFAULT_SESSION is not None
         recorder.register(boto3.DEFAULT_SESSION.events)
         env = Aws(
             s3=s3,
@@ -274,9 +309,16 @@ def request_body(**changes: Any) -> dict[str, Any]:
 @pytest.fixture
 def with_dataset(aws: Aws) -> Aws:
     """A valid dataset `cells` in project `lab`: 16 images of 4 nuclei (64 included annotations)."""
+    for name, data in _cells_files().items():
+        aws.s3.put_object(Bucket=aws.bucket, Key=f"projects/lab/datasets/cells/{name}", Body=data)
+    return aws
+
+
+@cache
+def _cells_files() -> dict[str, bytes]:
+    """`with_dataset`'s files, built once per worker (the builder is deterministic for its seed)."""
     from tests.helpers.datasets import DatasetBuilder
 
     builder = DatasetBuilder(classes=["nucleus"], seed=5)
     builder.add_images(16, objects={"nucleus": 4})
-    upload_dataset(aws, builder)
-    return aws
+    return builder.files()

@@ -11,10 +11,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from segpipe.handlers.runtime import analysis_state_deps, job_state_deps, logger, metrics, tracer
-from segpipe.logic.analysis_state import apply_processing_state
-from segpipe.logic.job_state import apply_job_state
-from segpipe.models.jobs import JobStateChangeEvent
-from segpipe.models.processing import ProcessingJobStateChangeEvent
 from segpipe.settings import JobStateSettings, load_settings
 
 settings = load_settings(JobStateSettings)
@@ -26,11 +22,18 @@ PROCESSING = "SageMaker Processing Job State Change"
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     outcome: BaseModel
+    # Each kind of event imports only its own code: a training's ingestion or an analysis's merge.
     if event.get("detail-type") == PROCESSING:
+        from segpipe.logic.analysis_state import apply_processing_state
+        from segpipe.models.processing import ProcessingJobStateChangeEvent
+
         processing = parse(event=event, model=ProcessingJobStateChangeEvent)
         outcome = apply_processing_state(processing.detail, deps=analysis_state_deps(settings))
         name = "AnalysisEvents"
     else:
+        from segpipe.logic.job_state import apply_job_state
+        from segpipe.models.jobs import JobStateChangeEvent
+
         training = parse(event=event, model=JobStateChangeEvent)
         outcome = apply_job_state(training.detail, deps=job_state_deps(settings))
         name = "JobEvents"

@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 
+from segpipe.handlers.tracing import LazyTracer
 from segpipe.settings import ApiSettings, CommonSettings, SubmitSettings
 
 if TYPE_CHECKING:
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
     from segpipe.logic.validate import ComputeRules
 
 logger = Logger(service="segpipe")
-tracer = Tracer(service="segpipe")
+#: Built on the first event (tracing.py): its X-Ray SDK import was a third of each cold import.
+tracer = LazyTracer(service="segpipe")
 metrics = Metrics(namespace="segpipe", service="segpipe")
 
 
