@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from segpipe.logic.split import render_manifests
-from segpipe.logic.validate import RULES, MIN_ANNOTATIONS, Validation, entry, loading, thresholds
+from segpipe.logic.validate import MIN_ANNOTATIONS, RULES, Validation, entry, loading, thresholds
 from segpipe.models.report import ErrorCode
 from tests.helpers.datasets import DatasetBuilder, box_rle, healthy_dataset, validate_dataset
 
@@ -79,8 +79,9 @@ def mixed_dataset() -> DatasetBuilder:
     builder.add_broken("unknown_image")
     builder.add_annotation(1, "nucleus", box_rle(2, 3, 10, 12, image_width=128, image_height=128))
     builder.add_annotation(2, "nucleus", [[10, 10, 30, 10, 30, 30, 10, 30]], area=400, bbox=[10, 10, 20, 20])
-    builder.add_annotation(3, "mitosis", [[40.5, 40.5, 60.0, 40.5, 50.0, 60.0]], attributes={"occluded": False})
-    builder.add_annotation(4, "nucleus", [[1.0, 1.0, 9.0, 1.0, 9.0, 9.0], [20.0, 20.0, 28.0, 20.0, 28.0, 28.0]])
+    builder.add_annotation(3, "mitosis", [[40.5, 40.5, 60.0, 40.5, 50.0, 60.0]], attributes={"occluded": 0})
+    two_rings = [[1.0, 1.0, 9.0, 1.0, 9.0, 9.0], [20.0, 20.0, 28.0, 20.0, 28.0, 28.0]]
+    builder.add_annotation(4, "nucleus", two_rings)
     return builder
 
 
@@ -218,4 +219,4 @@ def test_the_thresholds_are_one_frozen_rules_object() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         RULES.min_annotations = 5  # type: ignore[misc]
     assert MIN_ANNOTATIONS == RULES.min_annotations == 50
-    assert thresholds.HEADER_SAMPLE == RULES.header_sample
+    assert RULES.header_sample == thresholds.HEADER_SAMPLE
