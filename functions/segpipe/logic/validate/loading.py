@@ -71,13 +71,23 @@ class AnnotationsFile:
 
 
 @dataclass(frozen=True)
+class Chunk:
+    """Consecutive annotations of the file."""
+
+    items: list[Any]
+    """The parsed annotation objects; each goes through `conform`."""
+    text: bytes | None = None
+    """The JSON text they were parsed from (the fast way), for `segmentation_texts`."""
+
+
+@dataclass(frozen=True)
 class Dataset:
     """annotations.json, parsed: images and categories validated, annotations still to be read."""
 
     images: list[CocoImage]
     categories: list[CocoCategory]
-    annotations: Iterable[list[Any]]
-    """Chunks of annotation objects in file order, read once; each goes through `conform`."""
+    annotations: Iterable[Chunk]
+    """The annotations in file order, read once."""
 
 
 def read_annotations(
@@ -134,7 +144,7 @@ def careful_dataset(file: AnnotationsFile) -> Dataset | Issues:
         document = parse_document(file.raw)
     except ValueError as error:  # invalid JSON, or a ValidationError (a ValueError too): not COCO
         return unreadable(file, error)
-    return Dataset(document["images"], document["categories"], [document.get("annotations", [])])
+    return Dataset(document["images"], document["categories"], [Chunk(document.get("annotations", []))])
 
 
 def parse_document(raw: bytes) -> DatasetDocument:
@@ -248,14 +258,15 @@ def _skeleton(raw: bytes, *, opening: int, closing: int) -> DatasetDocument | No
         raise Refused("the document is not a valid dataset") from error
 
 
-def _chunks(raw: bytes, spans: list[tuple[int, int]]) -> Iterator[list[Any]]:
+def _chunks(raw: bytes, spans: list[tuple[int, int]]) -> Iterator[Chunk]:
     view = memoryview(raw)
     for start, end in spans:
+        text = b"".join((b"[", view[start:end], b"]"))
         try:
-            chunk = pydantic_core.from_json(b"".join((b"[", view[start:end], b"]")), allow_inf_nan=False)
+            items = pydantic_core.from_json(text, allow_inf_nan=False)
         except ValueError as error:
             raise Refused("a chunk of annotations does not parse on its own") from error
-        yield chunk
+        yield Chunk(items, text)
 
 
 # --- One annotation ----------------------------------------------------------------------------
@@ -274,7 +285,7 @@ def conform(item: Any) -> AnnotationRecord:
     pydantic's result, which converts (an integer coordinate into a float) or raises `Refused`.
     """
     if _exact(item):
-        return item
+        return item  # the caller tells an exact item by identity (`segmentation_texts`)
     try:
         return _record_adapter().validate_python(item)
     except ValidationError as error:
@@ -300,3 +311,35 @@ def _exact(item: Any) -> bool:
         and (area is None or type(area) is float)
         and type(get("iscrowd", 0)) is int
     )
+
+
+# --- Segmentations as the file writes them -----------------------------------------------------
+
+#: A `segmentation` key and a value of numbers, commas and brackets only: polygon rings.
+_POLYGONS = re.compile(rb'"segmentation"[ \t\n\r]*:[ \t\n\r]*(\[[-+.eE0-9, \t\n\r\[\]]*\])')
+
+
+def segmentation_texts(chunk: Chunk, records: list[AnnotationRecord]) -> list[bytes | None] | None:
+    """Per record of `chunk` (`conform`'s results, in order), the JSON text of its polygon rings as
+    the file writes it (None for an RLE); None for the whole chunk when that cannot be told safely.
+
+    The text parses to exactly the floats the record holds, so the manifests can embed it instead
+    of serialising the rings again. Safe when every record with rings is the parsed item itself
+    (no conversion: its rings hold floats only, so its value matches `_POLYGONS`), the text has no
+    \\u escape (so every `segmentation` key is spelt literally and matched), and there are exactly
+    as many matches as records with rings: each has at least its own, so none has another (a
+    nested or repeated key), and the matches pair with the records in order.
+    """
+    if chunk.text is None or b"\\u" in chunk.text:
+        return None
+    with_rings = 0
+    for record, item in zip(records, chunk.items, strict=True):
+        if type(record["segmentation"]) is list:
+            if record is not item:
+                return None
+            with_rings += 1
+    matches = _POLYGONS.findall(chunk.text)
+    if len(matches) != with_rings:
+        return None
+    texts = iter(matches)
+    return [next(texts) if type(record["segmentation"]) is list else None for record in records]

@@ -12,14 +12,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 import pydantic_core
 
 from segpipe.logic.split import AnnotationRecord, PlannedAnnotation
 from segpipe.logic.validate.geometry import Geometry, polygon_geometry, ring_geometry, rle_geometry
-from segpipe.logic.validate.loading import conform
+from segpipe.logic.validate.loading import Chunk, conform, segmentation_texts
 from segpipe.logic.validate.thresholds import EXAMPLES
 from segpipe.models.coco import CocoImage, Polygons, Rle
 
@@ -85,7 +84,7 @@ class Scan:
             self.broken_examples.append(annotation["id"])
 
 
-def scan_annotations(chunks: Iterable[list[Any]], *, scope: Scope) -> Scan:
+def scan_annotations(chunks: Iterable[Chunk], *, scope: Scope) -> Scan:
     """Sort every annotation of `chunks` (raises `loading.Refused` for one the fast way cannot vouch for)."""
     scan = Scan(
         slots={
@@ -100,7 +99,7 @@ def scan_annotations(chunks: Iterable[list[Any]], *, scope: Scope) -> Scan:
     return scan
 
 
-def _scan_chunk(chunk: list[Any], *, scan: Scan, scope: Scope) -> None:
+def _scan_chunk(chunk: Chunk, *, scan: Scan, scope: Scope) -> None:
     slots, areas, image_ids, tiny, excluded, ids = (
         scan.slots,
         scan.areas,
@@ -111,8 +110,9 @@ def _scan_chunk(chunk: list[Any], *, scan: Scan, scope: Scope) -> None:
     )
     included, excluded_ids, unfinished_ids = scope.included_ids, scope.excluded_ids, scope.unfinished_ids
     half_patch, tolerance = scope.patch / 2, scope.edge_tolerance
-    for item in chunk:
-        annotation = conform(item)
+    records = [conform(item) for item in chunk.items]
+    texts = segmentation_texts(chunk, records) or [None] * len(records)
+    for annotation, text in zip(records, texts, strict=True):
         ids.append(annotation["id"])
         category = annotation["category_id"]
         if category in excluded_ids:
@@ -134,7 +134,7 @@ def _scan_chunk(chunk: list[Any], *, scan: Scan, scope: Scope) -> None:
             scan.reject(annotation, geometry)
             continue
         area, x0, y0, x1, y1 = geometry
-        slot.annotations.append(planned(annotation, geometry))
+        slot.annotations.append(planned(annotation, geometry, text=text))
         areas[category].append(area)
         image_ids[category].append(image_id)
         if min(x1 - x0, y1 - y0) < half_patch:  # the DPT decoder resolves objects down to half a patch
@@ -164,23 +164,27 @@ def _geometry(segmentation: Polygons | Rle, slot: Slot, *, tolerance: float) -> 
     return geometry
 
 
-def planned(annotation: AnnotationRecord, geometry: Geometry) -> PlannedAnnotation:
+def planned(
+    annotation: AnnotationRecord, geometry: Geometry, *, text: bytes | None = None
+) -> PlannedAnnotation:
     """A valid annotation as the manifests hold it: missing `area` and `bbox` filled in from its
-    geometry (shoelace area, vertex bounds), the segmentation serialised once."""
+    geometry (shoelace area, vertex bounds), the segmentation serialised once (`text`: its JSON as
+    the file writes it, when `loading.segmentation_texts` could tell)."""
     area, x0, y0, x1, y1 = geometry
     given_area, bbox = annotation.get("area"), annotation.get("bbox")
-    segmentation = annotation["segmentation"]
-    # pydantic-core, not orjson, serialises each one: orjson.dumps keeps about 8 KB of heap per call
-    serialised = (
-        pydantic_core.to_json(segmentation)
-        if isinstance(segmentation, list)
-        else segmentation.model_dump_json()
-    )
+    if text is None:
+        segmentation = annotation["segmentation"]
+        # pydantic-core, not orjson, serialises one: orjson.dumps keeps about 8 KB of heap per call
+        text = (
+            pydantic_core.to_json(segmentation)
+            if isinstance(segmentation, list)
+            else segmentation.model_dump_json().encode()
+        )
     record: PlannedAnnotation = {
         "id": annotation["id"],
         "image_id": annotation["image_id"],
         "category_id": annotation["category_id"],
-        "segmentation": orjson.Fragment(serialised),
+        "segmentation": orjson.Fragment(text),
         "bbox": bbox if bbox is not None else [x0, y0, x1 - x0, y1 - y0],
         "area": given_area if given_area is not None else area,
     }
