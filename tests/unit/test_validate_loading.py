@@ -220,3 +220,72 @@ def test_the_thresholds_are_one_frozen_rules_object() -> None:
         RULES.min_annotations = 5  # type: ignore[misc]
     assert MIN_ANNOTATIONS == RULES.min_annotations == 50
     assert RULES.header_sample == thresholds.HEADER_SAMPLE
+
+
+def chunk_of(annotations: list[dict[str, Any]], *, text: bytes | None = None) -> loading.Chunk:
+    body = text if text is not None else json.dumps(annotations).encode()
+    return loading.Chunk(items=json.loads(body), text=body)
+
+
+def ring_annotation(annotation_id: int, ring: list[Any], **fields: Any) -> dict[str, Any]:
+    return {"id": annotation_id, "image_id": 1, "category_id": 1, "segmentation": [ring], **fields}
+
+
+def test_segmentation_texts_are_the_file_s_own_and_parse_to_the_records_rings() -> None:
+    rle = {"id": 2, "image_id": 1, "category_id": 1, "segmentation": {"size": [4, 4], "counts": [16]}}
+    annotations = [
+        ring_annotation(1, [1.5, 2.25, 3.0, 4.0, 5.0, 6.5]),
+        rle,
+        ring_annotation(3, [1e-3, 2.0, 3.0, 4.0, 5.0, 6.0], note="keep"),
+    ]
+    text = json.dumps(annotations, indent=1).encode()
+    chunk = chunk_of(annotations, text=text)
+    records = [loading.conform(item) for item in chunk.items]
+
+    texts = loading.segmentation_texts(chunk, records)
+
+    assert texts is not None and texts[1] is None
+    for record, found in zip(records, texts, strict=True):
+        if found is not None:
+            assert found in text
+            assert json.loads(found) == record["segmentation"]
+
+
+@pytest.mark.parametrize(
+    "annotations",
+    [
+        # an integer coordinate, which pydantic converts: the file's text would keep the integer
+        [
+            ring_annotation(1, [1, 2.0, 3.0, 4.0, 5.0, 6.0]),
+            ring_annotation(2, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+        ],
+        # a nested numeric `segmentation` in an extra field could pair with the wrong record
+        [
+            ring_annotation(1, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], extra={"segmentation": [[9.0, 9.0]]}),
+            ring_annotation(2, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+        ],
+    ],
+    ids=["converted", "nested-key"],
+)
+def test_segmentation_texts_are_not_guessed(annotations: list[dict[str, Any]]) -> None:
+    chunk = chunk_of(annotations)
+    records = [loading.conform(item) for item in chunk.items]
+
+    assert loading.segmentation_texts(chunk, records) is None
+
+
+def test_segmentation_texts_are_not_guessed_with_escaped_keys() -> None:
+    # Given a key spelt with a \u escape, which the pattern cannot see, and a nested key it can see
+    annotations = [ring_annotation(1, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], extra={"other": [[9.0, 9.0]]})]
+    text = (
+        json.dumps(annotations)
+        .encode()
+        .replace(b'"segmentation"', b'"segm\\u0065ntation"')
+        .replace(b'"other"', b'"segmentation"')
+    )
+    chunk = chunk_of(annotations, text=text)
+    records = [loading.conform(item) for item in chunk.items]
+
+    assert records[0]["segmentation"] == [[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]]
+    assert loading.segmentation_texts(chunk, records) is None
+    assert loading.segmentation_texts(loading.Chunk(items=chunk.items), records) is None
