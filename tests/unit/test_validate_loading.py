@@ -8,7 +8,9 @@ validates one file both ways and compares the reports and the manifests.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -289,3 +291,15 @@ def test_segmentation_texts_are_not_guessed_with_escaped_keys() -> None:
     assert records[0]["segmentation"] == [[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]]
     assert loading.segmentation_texts(chunk, records) is None
     assert loading.segmentation_texts(loading.Chunk(items=chunk.items), records) is None
+
+
+def test_the_records_a_validation_leaves_are_frozen_for_the_collector() -> None:
+    # When a validation ends, its plan's records are not in the collector's youngest generation
+    # (which it would walk at its next pass) but frozen, and still freed by reference counting
+    validation = validate_dataset(healthy_dataset())
+    assert validation.plan is not None
+    record = validation.plan.train.annotations[0]
+
+    assert gc.get_freeze_count() > 0
+    assert not any(candidate is record for candidate in gc.get_objects(generation=0))
+    assert sys.getrefcount(record) == 3  # the side's list, `record`, and getrefcount's argument
