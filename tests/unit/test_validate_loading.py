@@ -242,7 +242,7 @@ def test_segmentation_texts_are_the_file_s_own_and_parse_to_the_records_rings() 
     ]
     text = json.dumps(annotations, indent=1).encode()
     chunk = chunk_of(annotations, text=text)
-    records = [loading.conform(item) for item in chunk.items]
+    records = loading.conform_chunk(chunk)
 
     texts = loading.segmentation_texts(chunk, records)
 
@@ -271,7 +271,7 @@ def test_segmentation_texts_are_the_file_s_own_and_parse_to_the_records_rings() 
 )
 def test_segmentation_texts_are_not_guessed(annotations: list[dict[str, Any]]) -> None:
     chunk = chunk_of(annotations)
-    records = [loading.conform(item) for item in chunk.items]
+    records = loading.conform_chunk(chunk)
 
     assert loading.segmentation_texts(chunk, records) is None
 
@@ -286,7 +286,7 @@ def test_segmentation_texts_are_not_guessed_with_escaped_keys() -> None:
         .replace(b'"other"', b'"segmentation"')
     )
     chunk = chunk_of(annotations, text=text)
-    records = [loading.conform(item) for item in chunk.items]
+    records = loading.conform_chunk(chunk)
 
     assert records[0]["segmentation"] == [[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]]
     assert loading.segmentation_texts(chunk, records) is None

@@ -7,7 +7,7 @@ Two ways to parse, with the same result for every file:
   it as `DatasetDocument`, and hands out the array's elements in chunks of about `CHUNK_BYTES`,
   each parsed by pydantic-core's JSON parser when it is asked for. A million polygons parse into
   about 2 GB of Python floats; a chunk into 20 MB. The scan checks each element's field types
-  (`conform`) and keeps only the compact form of the valid ones.
+  (`conform_chunk`) and keeps only the compact form of the valid ones.
 - The careful way (`careful_dataset`) parses and validates the whole document with pydantic, as
   the contract says. It runs whenever the fast way cannot vouch for the file (`Refused`): a
   chunk that does not parse, an element pydantic would convert or refuse, a skeleton that is not
@@ -75,7 +75,7 @@ class Chunk:
     """Consecutive annotations of the file."""
 
     items: list[Any]
-    """The parsed annotation objects; each goes through `conform`."""
+    """The parsed annotation objects; they go through `conform_chunk`."""
     text: bytes | None = None
     """The JSON text they were parsed from (the fast way), for `segmentation_texts`."""
 
@@ -273,23 +273,31 @@ def _chunks(raw: bytes, spans: list[tuple[int, int]]) -> Iterator[Chunk]:
 
 
 @cache
-def _record_adapter() -> TypeAdapter[AnnotationRecord]:
-    return TypeAdapter(AnnotationRecord)
+def _records_adapter() -> TypeAdapter[list[AnnotationRecord]]:
+    return TypeAdapter(list[AnnotationRecord])
 
 
-def conform(item: Any) -> AnnotationRecord:
-    """`item` as validating it as an `AnnotationRecord` gives it.
+def conform_chunk(chunk: Chunk) -> list[AnnotationRecord]:
+    """The items of `chunk` as validating them as `AnnotationRecord`s gives them.
 
-    The item itself when its fields already have exactly the types the record holds (the scan
-    copies only the record's fields, so extra fields are dropped as pydantic drops them); else
-    pydantic's result, which converts (an integer coordinate into a float) or raises `Refused`.
+    An item that already has exactly the types the record holds (`_exact`) is kept as it is (the
+    scan copies only the record's fields, so extra fields are dropped as pydantic drops them); the
+    others (an RLE, integer coordinates) are validated by pydantic together, in one call per chunk
+    (converted at the careful reading's cost per item, or refused: `Refused`).
     """
-    if _exact(item):
-        return item  # the caller tells an exact item by identity (`segmentation_texts`)
+    items = chunk.items
+    exact = list(map(_exact, items))
+    if all(exact):
+        return items
     try:
-        return _record_adapter().validate_python(item)
+        converted = iter(
+            _records_adapter().validate_python(
+                [item for item, ok in zip(items, exact, strict=True) if not ok]
+            )
+        )
     except ValidationError as error:
         raise Refused("an annotation is not a COCO annotation") from error
+    return [item if ok else next(converted) for item, ok in zip(items, exact, strict=True)]
 
 
 def _exact(item: Any) -> bool:
@@ -320,7 +328,7 @@ _POLYGONS = re.compile(rb'"segmentation"[ \t\n\r]*:[ \t\n\r]*(\[[-+.eE0-9, \t\n\
 
 
 def segmentation_texts(chunk: Chunk, records: list[AnnotationRecord]) -> list[bytes | None] | None:
-    """Per record of `chunk` (`conform`'s results, in order), the JSON text of its polygon rings as
+    """Per record of `chunk` (`conform_chunk`'s results, in order), the JSON text of its polygon rings as
     the file writes it (None for an RLE); None for the whole chunk when that cannot be told safely.
 
     The text parses to exactly the floats the record holds, so the manifests can embed it instead

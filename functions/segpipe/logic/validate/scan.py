@@ -18,7 +18,7 @@ import pydantic_core
 
 from segpipe.logic.split import AnnotationRecord, PlannedAnnotation
 from segpipe.logic.validate.geometry import Geometry, polygon_geometry, ring_geometry, rle_geometry
-from segpipe.logic.validate.loading import Chunk, conform, segmentation_texts
+from segpipe.logic.validate.loading import Chunk, conform_chunk, segmentation_texts
 from segpipe.logic.validate.thresholds import EXAMPLES
 from segpipe.models.coco import CocoImage, Polygons, Rle
 
@@ -110,7 +110,7 @@ def _scan_chunk(chunk: Chunk, *, scan: Scan, scope: Scope) -> None:
     )
     included, excluded_ids, unfinished_ids = scope.included_ids, scope.excluded_ids, scope.unfinished_ids
     half_patch, tolerance = scope.patch / 2, scope.edge_tolerance
-    records = [conform(item) for item in chunk.items]
+    records = conform_chunk(chunk)
     texts = segmentation_texts(chunk, records) or [None] * len(records)
     for annotation, text in zip(records, texts, strict=True):
         ids.append(annotation["id"])
