@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from segpipe.dal.interfaces import DatasetStore
@@ -76,10 +76,9 @@ def validate_request(  # 8 parameters: the use cases' collaborators, each option
         if isinstance(file, Issues):
             return _unloaded(request, training=training, issues=issues, found=file)
         context = Context(request=request, training=training, source=Source(store, project, file.dataset))
-        try:
+        with suppress(Refused):  # outside the handler, the fast reading's partial scan is freed first
             return _validate_dataset(fast_dataset(file.raw), context=context, issues=issues)
-        except Refused:
-            return _validate_carefully(file, context=context, issues=issues)
+        return _validate_carefully(file, context=context, issues=issues)
 
 
 @contextmanager
