@@ -9,7 +9,7 @@ import pytest
 from segpipe.models.report import ErrorCode, WarningCode
 
 LOGIC = Path(__file__).resolve().parents[2] / "functions" / "segpipe" / "logic"
-SOURCES = "\n".join(path.read_text() for path in LOGIC.glob("*.py"))
+SOURCES = "\n".join(path.read_text() for path in LOGIC.rglob("*.py"))
 
 
 @pytest.mark.parametrize("code", [*ErrorCode, *WarningCode], ids=lambda code: code.value)

@@ -501,8 +501,9 @@ def test_a_base_version_that_cannot_be_continued_is_refused(fields: dict[str, An
 
 
 def test_every_code_the_validator_raises_has_a_test_here_or_beside() -> None:
-    # Each error and warning code that validate.py can emit is named by at least one test module
-    source = (Path(__file__).parents[2] / "functions/segpipe/logic/validate.py").read_text()
+    # Each error and warning code that the validate package can emit is named by at least one test module
+    package = Path(__file__).parents[2] / "functions/segpipe/logic/validate"
+    source = "".join(path.read_text() for path in sorted(package.glob("*.py")))
     tests = "".join(path.read_text() for path in Path(__file__).parent.glob("test_validate_*.py"))
     emitted = set(re.findall(r"(?:ErrorCode|WarningCode)\.([A-Z_]+)", source))
     tested = set(re.findall(r"(?:ErrorCode|WarningCode)\.([A-Z_]+)", tests))

@@ -2,7 +2,7 @@
 
 `check_analysis` returns one report (errors block, warnings advise) with the details a person needs
 before spending GPU money, and the version and image files the job would use. It shares the training
-validation's machinery (`validate.py`: issues, header sniffing, output names, the compute guard,
+validation's machinery (the `validate` package: issues, header sniffing, output names, the compute guard,
 the estimate warnings) and reads through the dal interfaces only. Pure Python; no AWS.
 
 Rules worth knowing:

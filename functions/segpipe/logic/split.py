@@ -21,9 +21,10 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, Literal, NotRequired
+from typing import Literal, NotRequired
 
-from pydantic import ConfigDict, TypeAdapter, with_config
+import orjson
+from pydantic import BaseModel, ConfigDict, TypeAdapter, with_config
 from typing_extensions import TypedDict
 
 from segpipe.logic.memory import gc_paused
@@ -50,6 +51,22 @@ class AnnotationRecord(TypedDict):
     segmentation: Polygons | Rle
     bbox: NotRequired[list[float] | None]
     area: NotRequired[float | None]
+    iscrowd: NotRequired[int]
+
+
+class PlannedAnnotation(TypedDict):
+    """A valid included annotation as a manifest holds it (validation builds these).
+
+    `area` and `bbox` are filled in where the file lacked them; the segmentation (polygon rings
+    or an RLE) is already serialised, so writing the manifests copies its bytes.
+    """
+
+    id: int
+    image_id: int
+    category_id: int
+    segmentation: orjson.Fragment
+    bbox: list[float]
+    area: float
     iscrowd: NotRequired[int]
 
 
@@ -86,7 +103,7 @@ class SplitSide:
     """The images of one side and their valid, included annotations."""
 
     images: list[CocoImage]
-    annotations: list[AnnotationRecord]
+    annotations: list[PlannedAnnotation]
 
 
 @dataclass(frozen=True)
@@ -163,7 +180,7 @@ def render_manifests(plan: SplitPlan, *, project: str, version: int) -> dict[Spl
     Each holds its images (status set to completed, group kept), the included categories only
     (original ids and names), the valid included annotations of those images only, and
     `info = {"segpipe": SplitInfo(...)}`. The test document exists, with no images, when there is
-    no test set. The parsed annotations are serialised as they are, without validating them again.
+    no test set. The planned annotations are written as they are, without validating them again.
     """
     with gc_paused():
         return {
@@ -172,20 +189,13 @@ def render_manifests(plan: SplitPlan, *, project: str, version: int) -> dict[Spl
         }
 
 
-@with_config(ConfigDict(extra="forbid"))
 class _Manifest(TypedDict):
     """A split manifest as written: `CocoDataset`'s fields, without null fields."""
 
     images: list[dict[str, object]]
     categories: list[dict[str, object]]
-    annotations: list[Any]
-    """`AnnotationRecord`s, serialised by type inference: a third faster than through their schema."""
+    annotations: list[PlannedAnnotation]
     info: dict[str, object]
-
-
-@cache
-def _manifest_adapter() -> TypeAdapter[_Manifest]:
-    return TypeAdapter(_Manifest)
 
 
 def _render(plan: SplitPlan, *, side: SplitSide, split: SplitName, project: str, version: int) -> bytes:
@@ -206,4 +216,13 @@ def _render(plan: SplitPlan, *, side: SplitSide, split: SplitName, project: str,
         annotations=side.annotations,
         info={"segpipe": info.model_dump(mode="json", exclude_none=True)},
     )
-    return _manifest_adapter().dump_json(manifest)
+    # orjson writes the annotations' pre-serialised segmentations as they are (about 4x faster
+    # than pydantic's type inference over the same dicts).
+    return orjson.dumps(manifest, default=_model_dump)
+
+
+def _model_dump(value: object) -> object:
+    """A pydantic model inside a manifest, as JSON-ready data (orjson's hook for unknown types)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -1,0 +1,90 @@
+"""What the report tells before GPU money is spent (`TrainingDetails`), and the split plan."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from segpipe.logic import estimate
+from segpipe.logic.split import PlannedAnnotation, SplitAssignment, SplitPlan, SplitSide
+from segpipe.logic.validate.context import Context
+from segpipe.logic.validate.dataset import Scanned, excluded_counts
+from segpipe.logic.validate.scan import Scan
+from segpipe.models.coco import CocoImage
+from segpipe.models.report import ClassCounts, IgnoredCounts, ImageStats, TrainingDetails
+from segpipe.models.request import FractionTestSet
+
+
+@dataclass(frozen=True)
+class Checked:
+    """Everything the dataset rules established: the scanned dataset, its split, its counts."""
+
+    scanned: Scanned
+    stats: ImageStats
+    assignment: SplitAssignment
+    class_counts: list[ClassCounts]
+
+
+def training_details(checked: Checked, *, context: Context) -> TrainingDetails:
+    scanned, assignment, counts = checked.scanned, checked.assignment, checked.class_counts
+    scan, images, training = scanned.scan, scanned.images, context.training
+    valid = scan.valid
+    return TrainingDetails(
+        dataset=context.source.dataset,
+        model_type=context.request.model_type,
+        total_images=len(scanned.dataset.images),
+        completed_images=len(images.completed),
+        included_images=len(images.completed),
+        train_images=len(assignment.train),
+        test_images=len(assignment.test),
+        total_annotations=scan.total,
+        included_annotations=valid,
+        train_annotations=sum(item.train for item in counts),
+        test_annotations=sum(item.test for item in counts),
+        images_without_annotations=scan.negatives,
+        average_annotations_per_image=round(valid / len(images.completed), 2) if images.completed else 0.0,
+        classes=counts,
+        ignored=IgnoredCounts(
+            excluded_classes=excluded_counts(scanned.classes, scan=scan),
+            unfinished_images=len(images.unfinished),
+            annotations_on_unfinished_images=scan.unfinished,
+            invalid_annotations=sum(scan.broken.values()),
+            images_held_out=len(assignment.held_out),
+        ),
+        images=checked.stats,
+        estimate=estimate.estimate_training(
+            preset=training.preset,
+            epochs=training.epochs,
+            train_megapixels=padded_megapixels(assignment.train, tile=training.tile_size),
+            eval_megapixels=padded_megapixels([*assignment.train, *assignment.test], tile=0),
+            compute=context.request.compute,
+        ),
+        **training.details(),
+    )
+
+
+def padded_megapixels(images: Sequence[CocoImage], *, tile: int) -> float:
+    """Megapixels of `images`, each padded to at least `tile` on both sides."""
+    return sum(max(image.width, tile) * max(image.height, tile) for image in images) / 1e6
+
+
+def split_plan(checked: Checked, *, context: Context) -> SplitPlan:
+    """What `split.render_manifests` writes: each side's images and their valid included annotations."""
+    test_set = context.request.test_set
+    included = checked.scanned.classes.included
+    return SplitPlan(
+        dataset=context.source.dataset,
+        strategy=test_set.strategy,
+        seed=test_set.seed if isinstance(test_set, FractionTestSet) else None,
+        classes=[category.name for category in included],
+        categories=included,
+        train=_side(checked.assignment.train, scan=checked.scanned.scan),
+        test=_side(checked.assignment.test, scan=checked.scanned.scan),
+    )
+
+
+def _side(images: list[CocoImage], *, scan: Scan) -> SplitSide:
+    annotations: list[PlannedAnnotation] = []
+    for image in images:
+        annotations.extend(scan.slots[image.id].annotations)
+    return SplitSide(images=images, annotations=annotations)

@@ -1,0 +1,193 @@
+"""The annotation scan: one pass that sorts every annotation into valid (per image), broken (per
+reason) or ignored, and keeps the valid ones in the compact form the manifests are written from.
+
+The work per annotation is a few dictionary look-ups, the geometry of its rings, and one
+serialisation of its segmentation: the manifests embed those bytes as they are (an
+`orjson.Fragment`), so the parsed coordinates, most of the memory a large dataset takes, are
+dropped chunk by chunk.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import orjson
+import pydantic_core
+
+from segpipe.logic.split import AnnotationRecord, PlannedAnnotation
+from segpipe.logic.validate.geometry import Geometry, polygon_geometry, ring_geometry, rle_geometry
+from segpipe.logic.validate.loading import Chunk, conform_chunk, segmentation_texts
+from segpipe.logic.validate.thresholds import EXAMPLES
+from segpipe.models.coco import CocoImage, Polygons, Rle
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What decides an annotation's fate: the images it may lie on, the classes it may have."""
+
+    completed: Sequence[CocoImage]
+    unfinished_ids: set[int]
+    included_ids: set[int]
+    excluded_ids: set[int]
+    patch: int
+    """The preset's ViT patch in pixels: objects narrower than half of it are tiny."""
+    edge_tolerance: float
+    """How far outside its image a vertex may lie."""
+
+
+class Slot:
+    """A completed image and its valid included annotations."""
+
+    __slots__ = ("annotations", "bottom", "height", "right", "width")
+
+    def __init__(self, width: int, height: int, *, tolerance: float) -> None:
+        self.width = width
+        self.height = height
+        self.right = width + tolerance  # the furthest a vertex may lie
+        self.bottom = height + tolerance
+        self.annotations: list[PlannedAnnotation] = []
+
+
+@dataclass
+class Scan:
+    slots: dict[int, Slot]
+    areas: dict[int, list[float]]
+    """Per included category id: the area of each valid annotation."""
+    image_ids: dict[int, list[int]]
+    """Per included category id: the image id of each valid annotation."""
+    ids: list[int] = field(default_factory=list)
+    """The id of every annotation in the file, in file order."""
+    tiny: Counter[int] = field(default_factory=Counter)
+    excluded: Counter[int] = field(default_factory=Counter)
+    broken: Counter[str] = field(default_factory=Counter)
+    broken_examples: list[int] = field(default_factory=list)
+    unfinished: int = 0
+
+    @property
+    def valid(self) -> int:
+        return sum(len(areas) for areas in self.areas.values())
+
+    @property
+    def total(self) -> int:
+        return len(self.ids)
+
+    @property
+    def negatives(self) -> int:
+        """Completed images without a valid included annotation."""
+        return sum(1 for slot in self.slots.values() if not slot.annotations)
+
+    def reject(self, annotation: AnnotationRecord, reason: str) -> None:
+        self.broken[reason] += 1
+        if len(self.broken_examples) < EXAMPLES:
+            self.broken_examples.append(annotation["id"])
+
+
+def scan_annotations(chunks: Iterable[Chunk], *, scope: Scope) -> Scan:
+    """Sort every annotation of `chunks` (raises `loading.Refused` for one the fast way cannot vouch for)."""
+    scan = Scan(
+        slots={
+            image.id: Slot(image.width, image.height, tolerance=scope.edge_tolerance)
+            for image in scope.completed
+        },
+        areas={category: [] for category in scope.included_ids},
+        image_ids={category: [] for category in scope.included_ids},
+    )
+    for chunk in chunks:
+        _scan_chunk(chunk, scan=scan, scope=scope)
+    return scan
+
+
+def _scan_chunk(chunk: Chunk, *, scan: Scan, scope: Scope) -> None:
+    slots, areas, image_ids, tiny, excluded, ids = (
+        scan.slots,
+        scan.areas,
+        scan.image_ids,
+        scan.tiny,
+        scan.excluded,
+        scan.ids,
+    )
+    included, excluded_ids, unfinished_ids = scope.included_ids, scope.excluded_ids, scope.unfinished_ids
+    half_patch, tolerance = scope.patch / 2, scope.edge_tolerance
+    records = conform_chunk(chunk)
+    texts = segmentation_texts(chunk, records) or [None] * len(records)
+    for annotation, text in zip(records, texts, strict=True):
+        ids.append(annotation["id"])
+        category = annotation["category_id"]
+        if category in excluded_ids:
+            excluded[category] += 1
+            continue
+        image_id = annotation["image_id"]
+        slot = slots.get(image_id)
+        if slot is None:
+            if image_id in unfinished_ids:
+                scan.unfinished += 1
+            else:
+                scan.reject(annotation, "unknown_image")
+            continue
+        if category not in included:
+            scan.reject(annotation, "unknown_category")
+            continue
+        geometry = _geometry(annotation["segmentation"], slot, tolerance=tolerance)
+        if isinstance(geometry, str):
+            scan.reject(annotation, geometry)
+            continue
+        area, x0, y0, x1, y1 = geometry
+        slot.annotations.append(planned(annotation, geometry, text=text))
+        areas[category].append(area)
+        image_ids[category].append(image_id)
+        if min(x1 - x0, y1 - y0) < half_patch:  # the DPT decoder resolves objects down to half a patch
+            tiny[category] += 1
+
+
+def _geometry(segmentation: Polygons | Rle, slot: Slot, *, tolerance: float) -> Geometry | str:
+    """The annotation's geometry, or why it is broken."""
+    if type(segmentation) is list:
+        geometry = (
+            ring_geometry(segmentation[0]) if len(segmentation) == 1 else polygon_geometry(segmentation)
+        )
+        if geometry is None:
+            return "too_few_points"
+    else:
+        assert isinstance(segmentation, Rle)
+        if tuple(segmentation.size) != (slot.height, slot.width):
+            return "rle_size_mismatch"
+        geometry = rle_geometry(segmentation)
+        if geometry is None:
+            return "malformed_rle"
+    area, x0, y0, x1, y1 = geometry
+    if area <= 0:
+        return "zero_area"
+    if x0 < -tolerance or y0 < -tolerance or x1 > slot.right or y1 > slot.bottom:
+        return "outside_image"
+    return geometry
+
+
+def planned(
+    annotation: AnnotationRecord, geometry: Geometry, *, text: bytes | None = None
+) -> PlannedAnnotation:
+    """A valid annotation as the manifests hold it: missing `area` and `bbox` filled in from its
+    geometry (shoelace area, vertex bounds), the segmentation serialised once (`text`: its JSON as
+    the file writes it, when `loading.segmentation_texts` could tell)."""
+    area, x0, y0, x1, y1 = geometry
+    given_area, bbox = annotation.get("area"), annotation.get("bbox")
+    if text is None:
+        segmentation = annotation["segmentation"]
+        # pydantic-core, not orjson, serialises one: orjson.dumps keeps about 8 KB of heap per call
+        text = (
+            pydantic_core.to_json(segmentation)
+            if isinstance(segmentation, list)
+            else segmentation.model_dump_json().encode()
+        )
+    record: PlannedAnnotation = {
+        "id": annotation["id"],
+        "image_id": annotation["image_id"],
+        "category_id": annotation["category_id"],
+        "segmentation": orjson.Fragment(text),
+        "bbox": bbox if bbox is not None else [x0, y0, x1 - x0, y1 - y0],
+        "area": given_area if given_area is not None else area,
+    }
+    if "iscrowd" in annotation:
+        record["iscrowd"] = annotation["iscrowd"]
+    return record
