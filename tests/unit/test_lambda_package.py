@@ -30,6 +30,29 @@ def test_handler_imports_nothing_heavy(module: str) -> None:
     assert not loaded & HEAVY, loaded & HEAVY
 
 
+def test_the_api_handler_loads_the_validation_package_with_the_first_submission_only() -> None:
+    """Most API requests read; the submission use cases and validation load when first needed."""
+    code = (
+        "import json, sys, segpipe.handlers.handle_api_request as api; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('segpipe.logic'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **ENVIRONMENT},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    loaded = set(json.loads(result.stdout))
+    assert {"segpipe.logic.models_api", "segpipe.logic.analyses_api"} <= loaded
+    assert not {m for m in loaded if m.startswith("segpipe.logic.validate")}, loaded
+    assert not loaded & {
+        "segpipe.logic.submit",
+        "segpipe.logic.analysis_submit",
+        "segpipe.logic.analysis_checks",
+    }
+
+
 def test_lambda_requirements_match_the_package_dependencies() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     requirements = [

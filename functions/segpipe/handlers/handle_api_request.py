@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import Annotated, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
@@ -30,10 +30,8 @@ from segpipe.handlers.runtime import (
     submit_deps,
     tracer,
 )
-from segpipe.logic import analyses_api, analysis_submit, models_api
-from segpipe.logic.analysis_submit import AnalysisSubmitDeps
+from segpipe.logic import analyses_api, models_api
 from segpipe.logic.submission import Rejected, UseCase, fingerprint_of
-from segpipe.logic.submit import SubmitDeps, preview, submit
 from segpipe.models.analysis import (
     MAX_ANALYSIS,
     AnalysisAccepted,
@@ -57,6 +55,12 @@ from segpipe.models.request import TrainingRequest
 from segpipe.models.trainer_io import STEM_PATTERN, ImagePredictions
 from segpipe.models.version import ModelVersion
 from segpipe.settings import ApiSettings, load_settings
+
+if TYPE_CHECKING:
+    # The submission use cases (and the validation package behind them) load with the first
+    # submission or preview, not at cold start: most requests only read.
+    from segpipe.logic.analysis_submit import AnalysisOutcome, AnalysisSubmitDeps
+    from segpipe.logic.submit import SubmitDeps, SubmitOutcome
 
 #: Request bodies nest at most this deep: a request needs 4 levels; RecursionError lies far beyond.
 MAX_JSON_DEPTH = 32
@@ -127,7 +131,7 @@ AnalysisKey = Annotated[
 ]
 Accepted = TypeVar("Accepted", SubmitAccepted, AnalysisAccepted)
 Request = TypeVar("Request", TrainingRequest, AnalysisRequest)
-Deps = TypeVar("Deps", SubmitDeps, AnalysisSubmitDeps)
+Deps = TypeVar("Deps", "SubmitDeps", "AnalysisSubmitDeps")
 
 
 def _request_key(project: str, idempotency_key: str | None) -> str:
@@ -166,15 +170,33 @@ class _Starts(Generic[Request, Deps, Accepted]):
         )
 
 
+def _submit_training(
+    request: TrainingRequest, *, project: str, request_key: str, fingerprint: str, deps: SubmitDeps
+) -> SubmitOutcome:
+    from segpipe.logic.submit import submit
+
+    return submit(request, project=project, request_key=request_key, fingerprint=fingerprint, deps=deps)
+
+
+def _submit_analysis(
+    request: AnalysisRequest, *, project: str, request_key: str, fingerprint: str, deps: AnalysisSubmitDeps
+) -> AnalysisOutcome:
+    from segpipe.logic.analysis_submit import submit_analysis
+
+    return submit_analysis(
+        request, project=project, request_key=request_key, fingerprint=fingerprint, deps=deps
+    )
+
+
 TRAININGS: _Starts[TrainingRequest, SubmitDeps, SubmitAccepted] = _Starts(
-    use_case=submit,
+    use_case=_submit_training,
     deps=submit_deps,
     metric="Submissions",
     refusal=errors.SubmissionRejected,
     location=lambda accepted: f"/projects/{accepted.project}/models/{accepted.version}",
 )
 ANALYSES: _Starts[AnalysisRequest, AnalysisSubmitDeps, AnalysisAccepted] = _Starts(
-    use_case=analysis_submit.submit_analysis,
+    use_case=_submit_analysis,
     deps=analysis_submit_deps,
     metric="Analyses",
     refusal=errors.AnalysisRejected,
@@ -206,6 +228,8 @@ def submit_training(
     responses={**documented(200, "The validation report"), **documented_errors(*WITH_BODY)},
 )
 def preview_training(project: ProjectParam, request: Annotated[TrainingRequest, Body()]) -> ValidationReport:
+    from segpipe.logic.submit import preview
+
     return preview(request, project=project, deps=submit_deps(settings))
 
 
@@ -233,7 +257,9 @@ def submit_analysis(
     responses={**documented(200, "The analysis report"), **documented_errors(*WITH_BODY)},
 )
 def preview_analysis(project: ProjectParam, request: Annotated[AnalysisRequest, Body()]) -> AnalysisReport:
-    return analysis_submit.preview_analysis(request, project=project, deps=analysis_submit_deps(settings))
+    from segpipe.logic.analysis_submit import preview_analysis as preview
+
+    return preview(request, project=project, deps=analysis_submit_deps(settings))
 
 
 @app.get(
