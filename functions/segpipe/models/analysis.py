@@ -12,9 +12,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from segpipe.models.common import InstanceType, ModelType, VersionNumber
+from segpipe.models.contract import Contract
 from segpipe.models.report import Estimate, Issue
 from segpipe.models.trainer_io import PredictedObject
 
@@ -31,7 +32,7 @@ def is_images_folder(value: str) -> bool:
     return bool(_FOLDER_RE.fullmatch(value)) and ".." not in value and len(value) <= 512
 
 
-class _Strict(BaseModel):
+class _Strict(Contract):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -111,7 +112,7 @@ RUN_FIELDS: frozenset[str] = frozenset(
 )
 
 
-class _Run(BaseModel):
+class _Run(Contract):
     """A model that carries the RUN_FIELDS (the registry item, the job's configuration)."""
 
     def run_fields(self) -> dict[str, Any]:
@@ -144,7 +145,7 @@ class AnalyzeConfig(_Strict, _Run):
         return self
 
 
-class AnalysisProgress(BaseModel):
+class AnalysisProgress(Contract):
     """`progress/{host}.json`, uploaded continuously while the job runs; the API sums the hosts."""
 
     host: str = "algo-1"
@@ -153,13 +154,13 @@ class AnalysisProgress(BaseModel):
     updated_at: str | None = None
 
 
-class ClassTotals(BaseModel):
+class ClassTotals(Contract):
     objects: int = 0
     area: float = Field(default=0.0, description="Pixels")
     area_um2: float | None = None
 
 
-class AnalysisSummary(BaseModel):
+class AnalysisSummary(Contract):
     """`summary.json` of one host (under `shards/{host}/`) or of the merged analysis."""
 
     project: str
@@ -184,7 +185,7 @@ class AnalysisObject(PredictedObject):
     label: int = Field(ge=1, description="Its value in masks/{stem}.tif (semantic: the class index)")
 
 
-class AnalysedImage(BaseModel):
+class AnalysedImage(Contract):
     """`images/{stem}.json`: the kept objects of one image, in the viewer's shape."""
 
     file_name: str = Field(description="Path relative to the images folder")
@@ -227,7 +228,7 @@ OUTPUT_NAMES: tuple[OutputName, ...] = ("coco.json", "objects.csv", "images.csv"
 # --- Report, registry item and API views ------------------------------------------------------
 
 
-class AnalysisDetails(BaseModel):
+class AnalysisDetails(Contract):
     """What a person sees before the job runs."""
 
     images_folder: str = ""
@@ -251,7 +252,7 @@ class AnalysisDetails(BaseModel):
     estimate: Estimate | None = None
 
 
-class AnalysisReport(BaseModel):
+class AnalysisReport(Contract):
     ok: bool
     errors: list[Issue] = Field(default_factory=list)
     warnings: list[Issue] = Field(default_factory=list)
@@ -260,7 +261,7 @@ class AnalysisReport(BaseModel):
     job_name: str | None = None
 
 
-class AnalysisStatusChange(BaseModel):
+class AnalysisStatusChange(Contract):
     status: AnalysisStatus
     at: datetime
     reason: str | None = None
@@ -293,7 +294,7 @@ class Analysis(_Run):
     ended_at: datetime | None = None
 
 
-class AnalysisAccepted(BaseModel):
+class AnalysisAccepted(Contract):
     project: str
     analysis: int
     job_name: str
@@ -302,7 +303,7 @@ class AnalysisAccepted(BaseModel):
     report: AnalysisReport
 
 
-class AnalysisRow(BaseModel):
+class AnalysisRow(Contract):
     """One row of the analyses table."""
 
     project: str

@@ -5,16 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from segpipe.models.analysis import AnalysedImage, AnalysisReport, AnalysisRow
 from segpipe.models.common import ModelType, SplitName, VersionStatus
+from segpipe.models.contract import Contract
 from segpipe.models.report import ValidationReport
 from segpipe.models.trainer_io import AveragePrecision, Bootstrap, Progress, Selection, ThresholdPoint
 from segpipe.models.version import Headline
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(Contract):
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(description="Stable snake_case error code")
@@ -25,7 +26,7 @@ class ErrorDetail(BaseModel):
     )
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(Contract):
     """The body of every 4xx and 5xx answer of the API."""
 
     model_config = ConfigDict(extra="forbid")
@@ -54,7 +55,7 @@ AnalysisRefusal = RejectedAnalysis | ErrorBody
 SubmissionRefusal = RejectedSubmission | ErrorBody
 
 
-class SubmitAccepted(BaseModel):
+class SubmitAccepted(Contract):
     project: str
     version: int
     job_name: str
@@ -65,7 +66,7 @@ class SubmitAccepted(BaseModel):
     report: ValidationReport
 
 
-class ModelSummary(BaseModel):
+class ModelSummary(Contract):
     """One row of the model table."""
 
     project: str
@@ -85,7 +86,7 @@ class ModelSummary(BaseModel):
     updated_at: datetime
 
 
-class ModelTable(BaseModel):
+class ModelTable(Contract):
     project: str
     models: list[ModelSummary]
 
@@ -98,7 +99,7 @@ THRESHOLD_DECIMALS = 6
 Score = Annotated[float, Field(ge=0, le=1)]
 
 
-class ThresholdUpdate(BaseModel):
+class ThresholdUpdate(Contract):
     """`PUT .../threshold`: one threshold for every class, or some classes' own thresholds."""
 
     model_config = ConfigDict(extra="forbid")
@@ -119,7 +120,7 @@ class ThresholdUpdate(BaseModel):
         return round(value, THRESHOLD_DECIMALS)
 
 
-class SplitMetrics(BaseModel):
+class SplitMetrics(Contract):
     images: int
     objects: int
     at: ThresholdPoint = Field(description="Metrics at the requested threshold (nearest sweep point)")
@@ -128,7 +129,7 @@ class SplitMetrics(BaseModel):
     sweep: list[ThresholdPoint] | None = Field(default=None, description="Every sweep point, when asked for")
 
 
-class MetricsView(BaseModel):
+class MetricsView(Contract):
     project: str
     version: int
     model_type: ModelType
@@ -153,7 +154,7 @@ class MetricsView(BaseModel):
     )
 
 
-class PredictionImage(BaseModel):
+class PredictionImage(Contract):
     file_name: str
     split: SplitName
     stem: str
@@ -164,7 +165,7 @@ class PredictionImage(BaseModel):
     predictions_url: str = Field(description="API path of this image's objects")
 
 
-class PredictionsPage(BaseModel):
+class PredictionsPage(Contract):
     project: str
     version: int
     split: SplitName
@@ -173,7 +174,7 @@ class PredictionsPage(BaseModel):
     images: list[PredictionImage]
 
 
-class PredictionIndexEntry(BaseModel):
+class PredictionIndexEntry(Contract):
     """One line of `predictions/index.json`, written when a job's outputs are ingested."""
 
     file_name: str
@@ -185,21 +186,21 @@ class PredictionIndexEntry(BaseModel):
     preview: str | None = None
 
 
-class PredictionIndex(BaseModel):
+class PredictionIndex(Contract):
     images: list[PredictionIndexEntry]
 
 
 # --- Analyses (GET routes) ---------------------------------------------------------------------
 
 
-class AnalysisTable(BaseModel):
+class AnalysisTable(Contract):
     """`GET /projects/{p}/analyses`: newest first."""
 
     project: str
     analyses: list[AnalysisRow]
 
 
-class AnalysedImageEntry(BaseModel):
+class AnalysedImageEntry(Contract):
     """One analysed image in a page of them (a row of the merged `images.csv`)."""
 
     file_name: str = Field(description="Path relative to the analysed folder")
@@ -213,7 +214,7 @@ class AnalysedImageEntry(BaseModel):
     objects_url: str = Field(description="API path of this image's objects")
 
 
-class AnalysedImagesPage(BaseModel):
+class AnalysedImagesPage(Contract):
     project: str
     analysis: int
     total: int

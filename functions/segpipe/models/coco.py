@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
+
+from segpipe.models.contract import Contract
 
 
-class _Coco(BaseModel):
+class _Coco(Contract):
     model_config = ConfigDict(extra="ignore", frozen=False)
 
 

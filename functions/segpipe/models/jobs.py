@@ -7,13 +7,15 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from segpipe.models.contract import Contract
 
 JOB_NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
 _JOB_NAME_RE = re.compile(JOB_NAME_PATTERN)
 
 
-class _Sm(BaseModel):
+class _Sm(Contract):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
@@ -144,11 +146,11 @@ JobTime = Annotated[datetime | None, BeforeValidator(_epoch_millis)]
 TagMap = Annotated[dict[str, str], BeforeValidator(_tag_map)]
 
 
-class ModelArtifactsSpec(BaseModel):
+class ModelArtifactsSpec(Contract):
     S3ModelArtifacts: str
 
 
-class JobDescription(BaseModel):
+class JobDescription(Contract):
     """The fields of a DescribeTrainingJob answer, or of a state-change event's detail, that segpipe reads."""
 
     model_config = ConfigDict(extra="ignore")
@@ -166,7 +168,7 @@ class JobDescription(BaseModel):
     Tags: TagMap = Field(default_factory=dict)
 
 
-class JobStateChangeEvent(BaseModel):
+class JobStateChangeEvent(Contract):
     """The EventBridge envelope of `SageMaker Training Job State Change`."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)

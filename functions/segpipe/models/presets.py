@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from segpipe.models.common import Preset
+from segpipe.models.contract import Contract
 
 #: timm's benchmark: ViT-B/16 trains at 97 img/s at 384x384 on an RTX 3090 (AMP).
 VIT_B16_MEGAPIXELS_PER_SECOND = 97 * 384 * 384 / 1e6
@@ -20,7 +21,7 @@ VIT_B16_MEGAPIXELS_PER_SECOND = 97 * 384 * 384 / 1e6
 DECODER_FACTOR = 0.7
 
 
-class PresetFacts(BaseModel):
+class PresetFacts(Contract):
     """One preset's facts."""
 
     model_config = ConfigDict(frozen=True)

@@ -7,8 +7,9 @@ import re
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from segpipe.models.contract import Contract
 from segpipe.models.jobs import JOB_NAME_PATTERN, JobStatus, JobTime, TagMap, TagSpec
 
 _JOB_NAME_RE = re.compile(JOB_NAME_PATTERN)
@@ -29,7 +30,7 @@ MASKS_OUTPUT = f"{PROCESSING_ROOT}/output/masks"
 PROGRESS_OUTPUT = f"{PROCESSING_ROOT}/output/progress"
 
 
-class _Sm(BaseModel):
+class _Sm(Contract):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
@@ -119,7 +120,7 @@ class CreateProcessingJob(_Sm):
         return next((tag.Value for tag in self.Tags if tag.Key == key), None)
 
 
-class ProcessingJobDescription(BaseModel):
+class ProcessingJobDescription(Contract):
     """The fields of a DescribeProcessingJob answer, or of a state-change event's detail, that segpipe
     reads."""
 
@@ -136,7 +137,7 @@ class ProcessingJobDescription(BaseModel):
     Tags: TagMap = Field(default_factory=dict)
 
 
-class ProcessingJobStateChangeEvent(BaseModel):
+class ProcessingJobStateChangeEvent(Contract):
     """The EventBridge envelope of `SageMaker Processing Job State Change`."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)

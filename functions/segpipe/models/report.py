@@ -5,9 +5,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from segpipe.models.common import ModelType, VersionNumber
+from segpipe.models.contract import Contract
 
 
 class ErrorCode(StrEnum):
@@ -76,13 +77,13 @@ class WarningCode(StrEnum):
     THRESHOLD_NOT_LOCKED = "threshold_not_locked"
 
 
-class Issue(BaseModel):
+class Issue(Contract):
     code: str = Field(description="Stable snake_case code (an ErrorCode or WarningCode value)")
     message: str = Field(description="What is wrong, in plain words, and how to fix it")
     context: dict[str, Any] = Field(default_factory=dict, description="Numbers and names behind the message")
 
 
-class ClassCounts(BaseModel):
+class ClassCounts(Contract):
     name: str
     annotations: int = Field(description="Included annotations of this class")
     train: int = Field(description="Annotations of this class in the training set")
@@ -91,7 +92,7 @@ class ClassCounts(BaseModel):
     median_area: float | None = Field(default=None, description="Median object area in pixels")
 
 
-class IgnoredCounts(BaseModel):
+class IgnoredCounts(Contract):
     excluded_classes: dict[str, int] = Field(
         default_factory=dict, description="Annotations per class that the request leaves out"
     )
@@ -103,7 +104,7 @@ class IgnoredCounts(BaseModel):
     )
 
 
-class ImageStats(BaseModel):
+class ImageStats(Contract):
     min_width: int = 0
     max_width: int = 0
     min_height: int = 0
@@ -118,7 +119,7 @@ class ImageStats(BaseModel):
     sampled: int = Field(default=0, description="Image headers read to fill channels and bit depths")
 
 
-class Estimate(BaseModel):
+class Estimate(Contract):
     instance_type: str
     spot: bool
     hours: float = Field(description="Expected billable hours, start-up included")
@@ -131,7 +132,7 @@ class Estimate(BaseModel):
     gpu: str | None = Field(default=None, description="GPU model assumed for the instance type")
 
 
-class TrainingDetails(BaseModel):
+class TrainingDetails(Contract):
     dataset: str = ""
     model_type: ModelType | None = None
     total_images: int = 0
@@ -156,7 +157,7 @@ class TrainingDetails(BaseModel):
     estimate: Estimate | None = None
 
 
-class ValidationReport(BaseModel):
+class ValidationReport(Contract):
     ok: bool = Field(description="True when there are no errors")
     errors: list[Issue] = Field(default_factory=list)
     warnings: list[Issue] = Field(default_factory=list)

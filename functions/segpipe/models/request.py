@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from segpipe.models.common import InstanceType, ModelType, Preset, is_item_name
+from segpipe.models.contract import Contract
 
 
-class _Strict(BaseModel):
+class _Strict(Contract):
     model_config = ConfigDict(extra="forbid")
 
 

@@ -11,9 +11,10 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
 from segpipe.models.common import ModelType, Preset, SplitName
+from segpipe.models.contract import Contract
 
 # --- Hyperparameters ---------------------------------------------------------------------------
 
@@ -40,7 +41,7 @@ def _json_list(value: Any) -> Any:
 ClassList = Annotated[list[Annotated[str, Field(min_length=1)]], BeforeValidator(_json_list)]
 
 
-class TrainingConfig(BaseModel):
+class TrainingConfig(Contract):
     """Hyperparameters of one training job, as the console shows them and the trainer parses them."""
 
     model_config = ConfigDict(extra="forbid")
@@ -99,7 +100,7 @@ class TrainingConfig(BaseModel):
 # --- Trainer outputs ---------------------------------------------------------------------------
 
 
-class Metrics(BaseModel):
+class Metrics(Contract):
     """One row of the statistics table.
 
     Instance rows fill the matching fields, semantic rows the overlap ones."""
@@ -122,18 +123,18 @@ class Metrics(BaseModel):
     predicted_objects: int | None = Field(default=None, description="Objects shown at this threshold")
 
 
-class ThresholdPoint(BaseModel):
+class ThresholdPoint(Contract):
     threshold: float
     overall: Metrics
     per_class: dict[str, Metrics] = Field(default_factory=dict)
 
 
-class AveragePrecision(BaseModel):
+class AveragePrecision(Contract):
     ap50: float | None = Field(default=None, description="COCO AP at IoU 0.5")
     ap: float | None = Field(default=None, description="COCO AP averaged over IoU 0.5:0.95")
 
 
-class SplitEvaluation(BaseModel):
+class SplitEvaluation(Contract):
     images: int = Field(description="Images evaluated")
     objects: int = Field(default=0, description="Ground-truth objects (instance) or class regions (semantic)")
     sweep: list[ThresholdPoint] = Field(description="Metrics at each threshold of THRESHOLDS")
@@ -148,7 +149,7 @@ class SplitEvaluation(BaseModel):
 ChoiceSource = Literal["validation", "train"]
 
 
-class Selection(BaseModel):
+class Selection(Contract):
     """How every choice behind a version was made, all on training images: the test set only measures.
 
     `holdout`: validation groups held out of training chose the epoch count and the thresholds, and
@@ -183,7 +184,7 @@ class Selection(BaseModel):
     summary: str = Field(default="", description="One sentence for people")
 
 
-class Interval(BaseModel):
+class Interval(Contract):
     """A point estimate with its bootstrap confidence interval; None where the metric is undefined."""
 
     estimate: float | None = Field(default=None, description="The metric on the whole split")
@@ -191,7 +192,7 @@ class Interval(BaseModel):
     high: float | None = Field(default=None, description="Upper bound ((1 + confidence) / 2 percentile)")
 
 
-class ThresholdIntervals(BaseModel):
+class ThresholdIntervals(Contract):
     """Intervals of the metrics at one score threshold."""
 
     threshold: float
@@ -202,7 +203,7 @@ class ThresholdIntervals(BaseModel):
     )
 
 
-class Bootstrap(BaseModel):
+class Bootstrap(Contract):
     """Bootstrap confidence intervals of one split's metrics (percentile method).
 
     Each of `draws` resamples draws the split's images with replacement, as many as it has, from
@@ -225,7 +226,7 @@ class Bootstrap(BaseModel):
     )
 
 
-class Evaluation(BaseModel):
+class Evaluation(Contract):
     """`/opt/ml/output/data/evaluation.json`."""
 
     model_type: ModelType
@@ -255,7 +256,7 @@ class Evaluation(BaseModel):
     )
 
 
-class PredictedObject(BaseModel):
+class PredictedObject(Contract):
     category: str = Field(description="Class name")
     score: float = Field(ge=0, le=1, description="Mean probability of the class over the object's pixels")
     segmentation: list[list[float]] = Field(description="COCO polygon rings in image pixels")
@@ -263,7 +264,7 @@ class PredictedObject(BaseModel):
     area: float = Field(ge=0, description="Pixels")
 
 
-class ImagePredictions(BaseModel):
+class ImagePredictions(Contract):
     """`/opt/ml/output/data/predictions/{split}/{stem}.json`."""
 
     file_name: str
@@ -274,14 +275,14 @@ class ImagePredictions(BaseModel):
     objects: list[PredictedObject] = Field(default_factory=list)
 
 
-class Normalization(BaseModel):
+class Normalization(Contract):
     method: Literal["percentile"] = "percentile"
     low: float = Field(default=1.0, description="Lower percentile mapped to 0")
     high: float = Field(default=99.8, description="Upper percentile mapped to 1")
     per_channel: bool = True
 
 
-class ModelCard(BaseModel):
+class ModelCard(Contract):
     """`/opt/ml/model/model.json`: what inference needs besides the weights."""
 
     preset: Preset
@@ -303,7 +304,7 @@ class ModelCard(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict, description="The resolved training config")
 
 
-class Progress(BaseModel):
+class Progress(Contract):
     """`/opt/ml/checkpoints/progress.json`: synced to S3 while the job runs, read by the API."""
 
     epoch: int = Field(ge=0)
@@ -334,7 +335,7 @@ def prediction_stem(file_name: str) -> str:
     return "__".join(_UNSAFE.sub("_", part) for part in [*parts[:-1], stem]).lstrip(".") or "image"
 
 
-class SplitInfo(BaseModel):
+class SplitInfo(Contract):
     """Written in the `info.segpipe` field of each split manifest."""
 
     split: SplitName

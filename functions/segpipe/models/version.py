@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from segpipe.models.common import ModelType, SplitName, VersionNumber, VersionStatus
+from segpipe.models.contract import Contract
 from segpipe.models.report import Issue, TrainingDetails
 from segpipe.models.request import TrainingRequest
 from segpipe.models.trainer_io import Bootstrap, Progress, Selection
 
 
-class StatusChange(BaseModel):
+class StatusChange(Contract):
     status: VersionStatus
     at: datetime
     reason: str | None = None
 
 
-class Headline(BaseModel):
+class Headline(Contract):
     """The few numbers the model table shows (test split when there is one, else train)."""
 
     split: SplitName
@@ -30,7 +31,7 @@ class Headline(BaseModel):
     mean_iou: float | None = None
 
 
-class ModelVersion(BaseModel):
+class ModelVersion(Contract):
     project: str
     version: VersionNumber
     label: str
