@@ -289,8 +289,7 @@ class _Runs:
 
 @dataclass(frozen=True)
 class _Seeds:
-    """Watershed seeds of one image, as the replay of tied canvases reads them (`find`: the same
-    seeds from label images, with scipy, as segpipe found them before `_Runs`).
+    """Watershed seeds of one image, as the replay of tied canvases reads them.
 
     labels: int32 H x W, 8-connected cores numbered 1..S (0 elsewhere)
     usable: bool [S+1], the cores large enough to seed an object
@@ -304,25 +303,6 @@ class _Seeds:
     owner: np.ndarray
     crowded: np.ndarray
     components: int
-
-    @classmethod
-    def find(cls, cores: np.ndarray, *, components: np.ndarray, count: int, min_size: int) -> _Seeds:
-        """Seeds from bool H x W `cores`, each inside one of the `count` 8-connected `components`."""
-        labels, seed_count = ndi.label(cores, structure=_EIGHT)
-        pixels = np.flatnonzero(cores)
-        seed_of_pixel = labels.ravel()[pixels]
-        usable = np.bincount(seed_of_pixel, minlength=seed_count + 1) >= min_size
-        usable[0] = False
-        owner = np.zeros(seed_count + 1, dtype=np.int64)
-        owner[seed_of_pixel] = components.ravel()[pixels]
-        per_component = np.bincount(owner[usable], minlength=count + 1)
-        return cls(
-            labels=labels,
-            usable=usable,
-            owner=owner,
-            crowded=np.flatnonzero(per_component >= 2),
-            components=count,
-        )
 
 
 def _split_crowded(labels: np.ndarray, *, runs: _Runs, distance: np.ndarray) -> None:
