@@ -62,4 +62,4 @@ def test_lambda_requirements_match_the_package_dependencies() -> None:
     ]
     declared = {dependency.split(">")[0].split("[")[0] for dependency in project["dependencies"]}
     shipped = {requirement.split(">")[0].split("[")[0] for requirement in requirements}
-    assert declared == shipped == {"aws-lambda-powertools", "orjson", "pydantic"}
+    assert declared == shipped == {"aws-lambda-powertools", "msgspec", "orjson", "pydantic"}

@@ -18,6 +18,7 @@ import pytest
 
 from segpipe.logic.split import render_manifests
 from segpipe.logic.validate import MIN_ANNOTATIONS, RULES, Validation, entry, loading, thresholds
+from segpipe.models.coco import Rle
 from segpipe.models.report import ErrorCode
 from tests.helpers.datasets import DatasetBuilder, box_rle, healthy_dataset, validate_dataset
 
@@ -224,13 +225,18 @@ def test_the_thresholds_are_one_frozen_rules_object() -> None:
     assert RULES.header_sample == thresholds.HEADER_SAMPLE
 
 
-def chunk_of(annotations: list[dict[str, Any]], *, text: bytes | None = None) -> loading.Chunk:
-    body = text if text is not None else json.dumps(annotations).encode()
-    return loading.Chunk(items=json.loads(body), text=body)
-
-
 def ring_annotation(annotation_id: int, ring: list[Any], **fields: Any) -> dict[str, Any]:
     return {"id": annotation_id, "image_id": 1, "category_id": 1, "segmentation": [ring], **fields}
+
+
+def assert_texts_are_own(chunk: loading.Chunk, text: bytes) -> None:
+    """Every kept text is a piece of the file's and parses to exactly its annotation's rings."""
+    assert chunk.texts is not None
+    for segmentation, found in zip(chunk.segmentations, chunk.texts, strict=True):
+        if found is not None:
+            assert found in text
+            assert json.loads(found) == segmentation
+            assert all(type(value) is float for ring in json.loads(found) for value in ring)
 
 
 def test_segmentation_texts_are_the_file_s_own_and_parse_to_the_records_rings() -> None:
@@ -238,59 +244,71 @@ def test_segmentation_texts_are_the_file_s_own_and_parse_to_the_records_rings() 
     annotations = [
         ring_annotation(1, [1.5, 2.25, 3.0, 4.0, 5.0, 6.5]),
         rle,
-        ring_annotation(3, [1e-3, 2.0, 3.0, 4.0, 5.0, 6.0], note="keep"),
+        ring_annotation(3, [0.001, 2.0, 3.0, 4.0, 5.0, 6.0], note="keep"),
     ]
     text = json.dumps(annotations, indent=1).encode()
-    chunk = chunk_of(annotations, text=text)
-    records = loading.conform_chunk(chunk)
 
-    texts = loading.segmentation_texts(chunk, records)
+    chunk = loading.decode_chunk(text)
 
-    assert texts is not None and texts[1] is None
-    for record, found in zip(records, texts, strict=True):
-        if found is not None:
-            assert found in text
-            assert json.loads(found) == record["segmentation"]
+    assert chunk.texts is not None and chunk.texts[1] is None
+    assert chunk.texts[0] is not None and chunk.texts[2] is not None
+    assert chunk.segmentations[1] == Rle(size=(4, 4), counts=[16])
+    assert_texts_are_own(chunk, text)
 
 
 @pytest.mark.parametrize(
-    "annotations",
+    ("ring", "kept"),
     [
-        # an integer coordinate, which pydantic converts: the file's text would keep the integer
-        [
-            ring_annotation(1, [1, 2.0, 3.0, 4.0, 5.0, 6.0]),
-            ring_annotation(2, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
-        ],
-        # a nested numeric `segmentation` in an extra field could pair with the wrong record
-        [
-            ring_annotation(1, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], extra={"segmentation": [[9.0, 9.0]]}),
-            ring_annotation(2, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
-        ],
+        ([1, 2.0, 3.0, 4.0, 5.0, 6.0], False),  # an integer, which the manifests must write as 1.0
+        ([1e-3, 2.0, 3.0, 4.0, 5.0, 6.0], False),  # json.dumps writes 0.001, but 1e-05 has no point
+        ([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], True),
     ],
-    ids=["converted", "nested-key"],
+    ids=["integer", "exponent-free", "floats"],
 )
-def test_segmentation_texts_are_not_guessed(annotations: list[dict[str, Any]]) -> None:
-    chunk = chunk_of(annotations)
-    records = loading.conform_chunk(chunk)
+def test_a_segmentation_text_is_kept_only_when_every_number_is_written_as_a_float(
+    ring: list[Any], kept: bool
+) -> None:
+    annotations = [ring_annotation(1, ring), ring_annotation(2, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])]
+    text = json.dumps(annotations).replace("0.001", "1E-3").encode()
 
-    assert loading.segmentation_texts(chunk, records) is None
+    chunk = loading.decode_chunk(text)
+
+    assert chunk.texts is not None
+    assert (chunk.texts[0] is not None) == kept and chunk.texts[1] is not None
+    assert chunk.segmentations[0] == [[float(value) for value in ring]]
+    assert_texts_are_own(chunk, text)
 
 
-def test_segmentation_texts_are_not_guessed_with_escaped_keys() -> None:
-    # Given a key spelt with a \u escape, which the pattern cannot see, and a nested key it can see
-    annotations = [ring_annotation(1, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], extra={"other": [[9.0, 9.0]]})]
-    text = (
-        json.dumps(annotations)
-        .encode()
-        .replace(b'"segmentation"', b'"segm\\u0065ntation"')
-        .replace(b'"other"', b'"segmentation"')
-    )
-    chunk = chunk_of(annotations, text=text)
-    records = loading.conform_chunk(chunk)
+def test_segmentation_texts_pair_with_their_own_annotation_whatever_the_extra_fields_hold() -> None:
+    # Given a nested numeric `segmentation` in an extra field, and a key spelt with a \u escape
+    annotations = [
+        ring_annotation(1, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], extra={"segmentation": [[9.0, 9.0]]}),
+        ring_annotation(2, [7.0, 2.0, 3.0, 4.0, 5.0, 6.0], other=[[8.0, 8.0]]),
+    ]
+    text = json.dumps(annotations).encode().replace(b'"segmentation": [[7.0', b'"segm\\u0065ntation": [[7.0')
 
-    assert records[0]["segmentation"] == [[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]]
-    assert loading.segmentation_texts(chunk, records) is None
-    assert loading.segmentation_texts(loading.Chunk(items=chunk.items), records) is None
+    chunk = loading.decode_chunk(text)
+
+    assert chunk.segmentations == [[[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]], [[7.0, 2.0, 3.0, 4.0, 5.0, 6.0]]]
+    assert chunk.texts is not None and None not in chunk.texts
+    assert_texts_are_own(chunk, text)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"id": 1.0},  # pydantic converts it; the careful way decides
+        {"iscrowd": True},
+        {"bbox": ["1", 2.0, 3.0, 4.0]},
+        {"segmentation": [["twelve", 2.0, 3.0, 4.0, 5.0, 6.0]]},
+    ],
+    ids=["float-id", "bool-iscrowd", "text-bbox", "text-coordinate"],
+)
+def test_a_value_of_another_type_is_left_to_the_careful_way(change: dict[str, Any]) -> None:
+    annotations = [{**ring_annotation(1, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), **change}]
+
+    with pytest.raises(loading.Refused):
+        loading.decode_chunk(json.dumps(annotations).encode())
 
 
 def test_the_records_a_validation_leaves_are_frozen_for_the_collector() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 
 from segpipe.logic.split import SplitAssignment
 from segpipe.logic.validate.dataset import Classes
@@ -13,8 +13,6 @@ from segpipe.logic.validate.scan import Scan
 from segpipe.logic.validate.thresholds import Rules
 from segpipe.models.coco import CocoImage
 from segpipe.models.report import ClassCounts, ErrorCode, WarningCode
-
-_category_of = itemgetter("category_id")
 
 
 def class_counts(
@@ -37,11 +35,9 @@ def class_counts(
 
 
 def _side_counts(images: Sequence[CocoImage], *, scan: Scan) -> Counter[int]:
-    """Valid annotations per category id on `images`."""
-    counts: Counter[int] = Counter()
-    for image in images:
-        counts.update(map(_category_of, scan.slots[image.id].annotations))
-    return counts
+    """Valid annotations per category id on `images` (from the image id of each, at C speed)."""
+    on_side = {image.id for image in images}.__contains__
+    return Counter({category: sum(map(on_side, ids)) for category, ids in scan.image_ids.items()})
 
 
 def median(values: list[float], *, sample: int) -> float | None:

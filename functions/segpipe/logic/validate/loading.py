@@ -5,13 +5,16 @@ Two ways to parse, with the same result for every file:
 - The fast way (`fast_dataset`) never holds the whole parse tree. It finds the top-level
   `annotations` array in the bytes, parses the rest of the document (the skeleton) and validates
   it as `DatasetDocument`, and hands out the array's elements in chunks of about `CHUNK_BYTES`,
-  each parsed by pydantic-core's JSON parser when it is asked for. A million polygons parse into
-  about 2 GB of Python floats; a chunk into 20 MB. The scan checks each element's field types
-  (`conform_chunk`) and keeps only the compact form of the valid ones.
+  each decoded when it is asked for (`decode_chunk`). A million polygons parse into about 2 GB of
+  Python floats; a chunk into 20 MB. msgspec decodes a chunk against the annotation's types in
+  one pass (refusing any value of another type), then the rings of all its annotations in a
+  second pass over their texts, which the manifests embed as they are. The scan keeps only the
+  compact form of the valid annotations.
 - The careful way (`careful_dataset`) parses and validates the whole document with pydantic, as
   the contract says. It runs whenever the fast way cannot vouch for the file (`Refused`): a
-  chunk that does not parse, an element pydantic would convert or refuse, a skeleton that is not
-  a valid dataset. So every error message is pydantic's own, and odd files cost time, never
+  chunk that does not parse, a field of another type than the annotation's (pydantic converts
+  or refuses those: a float id, a text number), a segmentation that is neither rings nor an RLE
+  pydantic accepts, a skeleton that is not a valid dataset. So every error message is pydantic's own, and odd files cost time, never
   correctness.
 
 Why a chunk is a true piece of the array: chunks end at `}` `,` `{` (whitespace allowed) or at
@@ -25,20 +28,21 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from itertools import chain
 
+import msgspec
 import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 
 from segpipe.dal.interfaces import DatasetStore
 from segpipe.errors import DatasetNotFound, DatasetTooLarge
-from segpipe.logic.split import AnnotationRecord, DatasetDocument, document_adapter
+from segpipe.logic.split import DatasetDocument, document_adapter
 from segpipe.logic.validate.issues import Issues
 from segpipe.logic.validate.thresholds import EXAMPLES
-from segpipe.models.coco import CocoCategory, CocoImage, Rle
+from segpipe.models.coco import CocoCategory, CocoImage, Polygons, Rle
 from segpipe.models.report import ErrorCode
 from segpipe.models.request import TrainingRequest
 
@@ -54,7 +58,6 @@ _KEY = b'"annotations"'
 _OPENING = re.compile(rb"[ \t\n\r]*:[ \t\n\r]*\[[ \t\n\r]*")
 _BETWEEN = re.compile(rb"\}[ \t\n\r]*,[ \t\n\r]*\{")
 _CLOSING = re.compile(rb"\}[ \t\n\r]*\]")
-_FLOAT = frozenset({float})
 
 
 class Refused(Exception):
@@ -72,12 +75,13 @@ class AnnotationsFile:
 
 @dataclass(frozen=True)
 class Chunk:
-    """Consecutive annotations of the file."""
+    """Consecutive annotations of the file, as three aligned lists."""
 
-    items: list[Any]
-    """The parsed annotation objects; they go through `conform_chunk`."""
-    text: bytes | None = None
-    """The JSON text they were parsed from (the fast way), for `segmentation_texts`."""
+    fields: Sequence[Fields]
+    segmentations: Sequence[Polygons | Rle]
+    texts: list[bytes | None] | None = None
+    """Per annotation, the JSON text of its rings as the file writes it, where the manifests can
+    embed it (floats only); None for an RLE, a converted value, or all of them (the careful way)."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,12 @@ def careful_dataset(file: AnnotationsFile) -> Dataset | Issues:
         document = parse_document(file.raw)
     except ValueError as error:  # invalid JSON, or a ValidationError (a ValueError too): not COCO
         return unreadable(file, error)
-    return Dataset(document["images"], document["categories"], [Chunk(document.get("annotations", []))])
+    annotations = document.get("annotations", [])
+    chunk = Chunk(
+        msgspec.convert(annotations, list[Fields]),
+        [annotation["segmentation"] for annotation in annotations],
+    )
+    return Dataset(document["images"], document["categories"], [chunk])
 
 
 def parse_document(raw: bytes) -> DatasetDocument:
@@ -203,7 +212,7 @@ def fast_dataset(raw: bytes) -> Dataset:
             spans, closing = found
             skeleton = _skeleton(raw, opening=opening.end(), closing=closing)
             if skeleton is not None:
-                return Dataset(skeleton["images"], skeleton["categories"], _chunks(raw, spans))
+                return Dataset(skeleton["images"], skeleton["categories"], ChunkedArray(raw, spans))
         position = raw.find(_KEY, position + 1)
     raise Refused("no top-level annotations array found")
 
@@ -258,96 +267,103 @@ def _skeleton(raw: bytes, *, opening: int, closing: int) -> DatasetDocument | No
         raise Refused("the document is not a valid dataset") from error
 
 
-def _chunks(raw: bytes, spans: list[tuple[int, int]]) -> Iterator[Chunk]:
-    view = memoryview(raw)
-    for start, end in spans:
-        text = b"".join((b"[", view[start:end], b"]"))
-        try:
-            items = pydantic_core.from_json(text, allow_inf_nan=False)
-        except ValueError as error:
-            raise Refused("a chunk of annotations does not parse on its own") from error
-        yield Chunk(items, text)
+@dataclass(frozen=True)
+class ChunkedArray:
+    """The fast way's annotations: the file's bytes and where the array's chunks lie in them.
+    Iterating decodes the chunks in file order, one at a time."""
+
+    raw: bytes
+    spans: list[tuple[int, int]]
+    """(start, end) offsets of each chunk's elements, in file order."""
+
+    def __iter__(self) -> Iterator[Chunk]:
+        view = memoryview(self.raw)
+        for start, end in self.spans:
+            yield decode_chunk(b"".join((b"[", view[start:end], b"]")))
 
 
-# --- One annotation ----------------------------------------------------------------------------
+# --- One chunk ---------------------------------------------------------------------------------
+
+
+class Fields(msgspec.Struct, kw_only=True):
+    """An annotation's fields besides its segmentation, as the scan reads them (either way)."""
+
+    id: int
+    image_id: int
+    category_id: int
+    bbox: list[float] | None = None
+    area: float | None = None
+    iscrowd: int | msgspec.UnsetType = msgspec.UNSET
+    """UNSET when the file has no `iscrowd` (the manifests then have none either)."""
+
+
+class _Decoded(Fields, kw_only=True):
+    """One annotation as the fast way decodes it: the fields, each of exactly its JSON type (an
+    integer becomes a float where a float is due, as pydantic converts it; anything else is
+    refused), and the segmentation's text, decoded later with the chunk's others."""
+
+    segmentation: msgspec.Raw
 
 
 @cache
-def _records_adapter() -> TypeAdapter[list[AnnotationRecord]]:
-    return TypeAdapter(list[AnnotationRecord])
+def _annotations_decoder() -> msgspec.json.Decoder[list[_Decoded]]:
+    return msgspec.json.Decoder(list[_Decoded])
 
 
-def conform_chunk(chunk: Chunk) -> list[AnnotationRecord]:
-    """The items of `chunk` as validating them as `AnnotationRecord`s gives them.
+@cache
+def _rings_decoder() -> msgspec.json.Decoder[list[Polygons]]:
+    return msgspec.json.Decoder(list[Polygons])
 
-    An item that already has exactly the types the record holds (`_exact`) is kept as it is (the
-    scan copies only the record's fields, so extra fields are dropped as pydantic drops them); the
-    others (an RLE, integer coordinates) are validated by pydantic together, in one call per chunk
-    (converted at the careful reading's cost per item, or refused: `Refused`).
+
+@cache
+def _segmentation_adapter() -> TypeAdapter[Polygons | Rle]:
+    return TypeAdapter(Polygons | Rle)
+
+
+def decode_chunk(text: bytes) -> Chunk:
+    """A JSON array of annotations decoded by msgspec: their fields, their segmentations, and the
+    text of each one's rings where the manifests can embed it as it is.
+
+    Raises `Refused` for an array that does not decode, or for an annotation whose fields are not
+    of their exact types, or whose segmentation pydantic would refuse: the careful way decides.
     """
-    items = chunk.items
-    exact = list(map(_exact, items))
-    if all(exact):
-        return items
     try:
-        converted = iter(
-            _records_adapter().validate_python(
-                [item for item, ok in zip(items, exact, strict=True) if not ok]
-            )
-        )
-    except ValidationError as error:
-        raise Refused("an annotation is not a COCO annotation") from error
-    return [item if ok else next(converted) for item, ok in zip(items, exact, strict=True)]
+        decoded = _annotations_decoder().decode(text)
+    except msgspec.MsgspecError as error:
+        raise Refused("a chunk of annotations does not decode as COCO annotations") from error
+    raws = [item.segmentation for item in decoded]
+    joined = b"".join((b"[", b",".join(raws), b"]"))
+    try:
+        rings = _rings_decoder().decode(joined)
+    except msgspec.MsgspecError:  # an RLE, or something pydantic must judge: one by one
+        pairs = [_segmentation(bytes(raw)) for raw in raws]
+        return Chunk(decoded, [pair[0] for pair in pairs], [pair[1] for pair in pairs])
+    if _floats_only(joined, values=sum(map(len, chain.from_iterable(rings)))):
+        return Chunk(decoded, rings, list(map(bytes, raws)))
+    return Chunk(decoded, rings, [_own_text(bytes(raw), each) for raw, each in zip(raws, rings, strict=True)])
 
 
-def _exact(item: Any) -> bool:
-    if type(item) is not dict:
-        return False
-    get = item.get
-    if not (type(get("id")) is int and type(get("image_id")) is int and type(get("category_id")) is int):
-        return False
-    segmentation = get("segmentation")
-    if type(segmentation) is list:
-        for ring in segmentation:
-            if type(ring) is not list or not _FLOAT.issuperset(map(type, ring)):
-                return False
-    elif type(segmentation) is not Rle:  # an Rle: the careful way validated it already
-        return False
-    bbox, area = get("bbox"), get("area")
-    return (
-        (bbox is None or (type(bbox) is list and _FLOAT.issuperset(map(type, bbox))))
-        and (area is None or type(area) is float)
-        and type(get("iscrowd", 0)) is int
-    )
+def _segmentation(raw: bytes) -> tuple[Polygons | Rle, bytes | None]:
+    """One segmentation on its own: rings (with their text when it can be kept) or an RLE."""
+    try:
+        rings = _rings_decoder().decode(b"".join((b"[", raw, b"]")))[0]
+    except msgspec.MsgspecError:
+        try:
+            return _segmentation_adapter().validate_python(pydantic_core.from_json(raw)), None
+        except ValueError as error:  # a ValidationError is a ValueError too
+            raise Refused("a segmentation is neither polygon rings nor an RLE") from error
+    return rings, _own_text(raw, rings)
 
 
-# --- Segmentations as the file writes them -----------------------------------------------------
-
-#: A `segmentation` key and a value of numbers, commas and brackets only: polygon rings.
-_POLYGONS = re.compile(rb'"segmentation"[ \t\n\r]*:[ \t\n\r]*(\[[-+.eE0-9, \t\n\r\[\]]*\])')
+def _own_text(raw: bytes, rings: Polygons) -> bytes | None:
+    return raw if _floats_only(raw, values=sum(map(len, rings))) else None
 
 
-def segmentation_texts(chunk: Chunk, records: list[AnnotationRecord]) -> list[bytes | None] | None:
-    """Per record of `chunk` (`conform_chunk`'s results, in order), the JSON text of its polygon rings as
-    the file writes it (None for an RLE); None for the whole chunk when that cannot be told safely.
+def _floats_only(text: bytes, *, values: int) -> bool:
+    """Whether every one of the `values` numbers in `text` (numbers, brackets, commas and blanks
+    only) is written with a decimal point and no exponent, as a float is.
 
-    The text parses to exactly the floats the record holds, so the manifests can embed it instead
-    of serialising the rings again. Safe when every record with rings is the parsed item itself
-    (no conversion: its rings hold floats only, so its value matches `_POLYGONS`), the text has no
-    \\u escape (so every `segmentation` key is spelt literally and matched), and there are exactly
-    as many matches as records with rings: each has at least its own, so none has another (a
-    nested or repeated key), and the matches pair with the records in order.
+    A JSON number has at most one point, so as many points as numbers means one in each: no
+    integer, which the manifests must write as a float (`1` is decoded as 1.0, and written so).
     """
-    if chunk.text is None or b"\\u" in chunk.text:
-        return None
-    with_rings = 0
-    for record, item in zip(records, chunk.items, strict=True):
-        if type(record["segmentation"]) is list:
-            if record is not item:
-                return None
-            with_rings += 1
-    matches = _POLYGONS.findall(chunk.text)
-    if len(matches) != with_rings:
-        return None
-    texts = iter(matches)
-    return [next(texts) if type(record["segmentation"]) is list else None for record in records]
+    return text.count(b".") == values and b"e" not in text and b"E" not in text

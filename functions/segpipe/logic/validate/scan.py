@@ -1,7 +1,7 @@
 """The annotation scan: one pass that sorts every annotation into valid (per image), broken (per
 reason) or ignored, and keeps the valid ones in the compact form the manifests are written from.
 
-The work per annotation is a few dictionary look-ups, the geometry of its rings, and one
+The work per annotation is a few attribute reads, the geometry of its rings, and one
 serialisation of its segmentation: the manifests embed those bytes as they are (an
 `orjson.Fragment`), so the parsed coordinates, most of the memory a large dataset takes, are
 dropped chunk by chunk.
@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 
 import orjson
 import pydantic_core
+from msgspec import UNSET
 
-from segpipe.logic.split import AnnotationRecord, PlannedAnnotation
+from segpipe.logic.split import PlannedAnnotation
 from segpipe.logic.validate.geometry import Geometry, polygon_geometry, ring_geometry, rle_geometry
-from segpipe.logic.validate.loading import Chunk, conform_chunk, segmentation_texts
+from segpipe.logic.validate.loading import Chunk, Fields
 from segpipe.logic.validate.thresholds import EXAMPLES
 from segpipe.models.coco import CocoImage, Polygons, Rle
 
@@ -78,10 +79,10 @@ class Scan:
         """Completed images without a valid included annotation."""
         return sum(1 for slot in self.slots.values() if not slot.annotations)
 
-    def reject(self, annotation: AnnotationRecord, reason: str) -> None:
+    def reject(self, annotation: Fields, reason: str) -> None:
         self.broken[reason] += 1
         if len(self.broken_examples) < EXAMPLES:
-            self.broken_examples.append(annotation["id"])
+            self.broken_examples.append(annotation.id)
 
 
 def scan_annotations(chunks: Iterable[Chunk], *, scope: Scope) -> Scan:
@@ -110,15 +111,14 @@ def _scan_chunk(chunk: Chunk, *, scan: Scan, scope: Scope) -> None:
     )
     included, excluded_ids, unfinished_ids = scope.included_ids, scope.excluded_ids, scope.unfinished_ids
     half_patch, tolerance = scope.patch / 2, scope.edge_tolerance
-    records = conform_chunk(chunk)
-    texts = segmentation_texts(chunk, records) or [None] * len(records)
-    for annotation, text in zip(records, texts, strict=True):
-        ids.append(annotation["id"])
-        category = annotation["category_id"]
+    texts = chunk.texts or [None] * len(chunk.fields)
+    for annotation, segmentation, text in zip(chunk.fields, chunk.segmentations, texts, strict=True):
+        ids.append(annotation.id)
+        category = annotation.category_id
         if category in excluded_ids:
             excluded[category] += 1
             continue
-        image_id = annotation["image_id"]
+        image_id = annotation.image_id
         slot = slots.get(image_id)
         if slot is None:
             if image_id in unfinished_ids:
@@ -129,12 +129,12 @@ def _scan_chunk(chunk: Chunk, *, scan: Scan, scope: Scope) -> None:
         if category not in included:
             scan.reject(annotation, "unknown_category")
             continue
-        geometry = _geometry(annotation["segmentation"], slot, tolerance=tolerance)
+        geometry = _geometry(segmentation, slot, tolerance=tolerance)
         if isinstance(geometry, str):
             scan.reject(annotation, geometry)
             continue
         area, x0, y0, x1, y1 = geometry
-        slot.annotations.append(planned(annotation, geometry, text=text))
+        slot.annotations.append(planned(annotation, segmentation, geometry, text=text))
         areas[category].append(area)
         image_ids[category].append(image_id)
         if min(x1 - x0, y1 - y0) < half_patch:  # the DPT decoder resolves objects down to half a patch
@@ -165,15 +165,14 @@ def _geometry(segmentation: Polygons | Rle, slot: Slot, *, tolerance: float) -> 
 
 
 def planned(
-    annotation: AnnotationRecord, geometry: Geometry, *, text: bytes | None = None
+    annotation: Fields, segmentation: Polygons | Rle, geometry: Geometry, *, text: bytes | None = None
 ) -> PlannedAnnotation:
     """A valid annotation as the manifests hold it: missing `area` and `bbox` filled in from its
     geometry (shoelace area, vertex bounds), the segmentation serialised once (`text`: its JSON as
-    the file writes it, when `loading.segmentation_texts` could tell)."""
+    the file writes it, where `loading.decode_chunk` kept it)."""
     area, x0, y0, x1, y1 = geometry
-    given_area, bbox = annotation.get("area"), annotation.get("bbox")
+    given_area, bbox = annotation.area, annotation.bbox
     if text is None:
-        segmentation = annotation["segmentation"]
         # pydantic-core, not orjson, serialises one: orjson.dumps keeps about 8 KB of heap per call
         text = (
             pydantic_core.to_json(segmentation)
@@ -181,13 +180,13 @@ def planned(
             else segmentation.model_dump_json().encode()
         )
     record: PlannedAnnotation = {
-        "id": annotation["id"],
-        "image_id": annotation["image_id"],
-        "category_id": annotation["category_id"],
+        "id": annotation.id,
+        "image_id": annotation.image_id,
+        "category_id": annotation.category_id,
         "segmentation": orjson.Fragment(text),
         "bbox": bbox if bbox is not None else [x0, y0, x1 - x0, y1 - y0],
         "area": given_area if given_area is not None else area,
     }
-    if "iscrowd" in annotation:
-        record["iscrowd"] = annotation["iscrowd"]
+    if annotation.iscrowd is not UNSET:
+        record["iscrowd"] = annotation.iscrowd
     return record
