@@ -16,9 +16,8 @@ from tests.helpers.handlers import ENVIRONMENT, HANDLERS, HEAVY
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("module", HANDLERS)
-def test_handler_imports_nothing_heavy(module: str) -> None:
-    code = f"import json, sys, {module}; print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
+def printed_names(code: str) -> set[str]:
+    """The JSON list of names `code` prints, run in a fresh interpreter with a handler's environment."""
     result = subprocess.run(
         [sys.executable, "-c", code],
         env={**os.environ, **ENVIRONMENT},
@@ -26,7 +25,13 @@ def test_handler_imports_nothing_heavy(module: str) -> None:
         text=True,
         check=True,
     )
-    loaded = set(json.loads(result.stdout))
+    return set(json.loads(result.stdout))
+
+
+@pytest.mark.parametrize("module", HANDLERS)
+def test_handler_imports_nothing_heavy(module: str) -> None:
+    code = f"import json, sys, {module}; print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    loaded = printed_names(code)
     assert not loaded & HEAVY, loaded & HEAVY
 
 
@@ -36,14 +41,7 @@ def test_the_api_handler_loads_the_validation_package_with_the_first_submission_
         "import json, sys, segpipe.handlers.handle_api_request as api; "
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith('segpipe.logic'))))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, **ENVIRONMENT},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    loaded = set(json.loads(result.stdout))
+    loaded = printed_names(code)
     assert {"segpipe.logic.models_api", "segpipe.logic.analyses_api"} <= loaded
     assert not {m for m in loaded if m.startswith("segpipe.logic.validate")}, loaded
     assert not loaded & {

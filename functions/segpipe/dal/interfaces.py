@@ -6,13 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from segpipe.models.analysis import Analysis, AnalysisStatus, AnalysisSummary
 from segpipe.models.common import SplitName, VersionStatus
-from segpipe.models.jobs import CreateTrainingJob, JobDescription
-from segpipe.models.processing import CreateProcessingJob, ProcessingJobDescription
 from segpipe.models.version import ModelVersion
+
+if TYPE_CHECKING:  # the job contracts load with the job clients, not with every handler that names a store
+    from segpipe.models.jobs import CreateTrainingJob, JobDescription
+    from segpipe.models.processing import CreateProcessingJob, ProcessingJobDescription
 
 
 class DatasetStore(Protocol):

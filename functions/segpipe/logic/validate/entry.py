@@ -36,8 +36,9 @@ from segpipe.logic.validate.loading import (
     fast_dataset,
     read_annotations,
 )
-from segpipe.logic.validate.scan import Scope, scan_annotations
+from segpipe.logic.validate.scan import Scope
 from segpipe.logic.validate.training import BaseLookup, TrainingDefaults, resolve_training
+from segpipe.logic.validate.workers import scan_all
 from segpipe.models.report import ErrorCode, TrainingDetails, ValidationReport
 from segpipe.models.request import TrainingRequest
 from segpipe.models.version import ModelVersion
@@ -148,7 +149,7 @@ def _validate_dataset(dataset: Dataset, *, context: Context, issues: Issues) -> 
         patch=context.training.patch,
         edge_tolerance=rules.edge_tolerance_px,
     )
-    scanned = Scanned(dataset, classes, images, scan_annotations(dataset.annotations, scope=scope))
+    scanned = Scanned(dataset, classes, images, scan_all(dataset.annotations, scope=scope))
     found = check_duplicates(dataset, annotation_ids=scanned.scan.ids, classes=request.classes)
     for more in (class_issues, status_issues, check_annotations(scanned, rules=rules)):
         found.extend(more)

@@ -285,6 +285,27 @@ class ChunkedArray:
         for start, end in self.spans:
             yield decode_chunk(b"".join((b"[", view[start:end], b"]")))
 
+    @property
+    def size(self) -> int:
+        """Bytes of annotations."""
+        return sum(end - start for start, end in self.spans)
+
+    def parts(self, count: int) -> list[ChunkedArray]:
+        """At most `count` runs of consecutive chunks, in file order, of about equal size."""
+        parts: list[ChunkedArray] = []
+        spans, share = iter(self.spans), self.size / max(count, 1)
+        current: list[tuple[int, int]] = []
+        done = 0
+        for span in spans:
+            current.append(span)
+            done += span[1] - span[0]
+            if done >= share * (len(parts) + 1) and len(parts) < count - 1:
+                parts.append(ChunkedArray(self.raw, current))
+                current = []
+        if current:
+            parts.append(ChunkedArray(self.raw, current))
+        return parts
+
 
 # --- One chunk ---------------------------------------------------------------------------------
 

@@ -65,6 +65,9 @@ class Scan:
     broken: Counter[str] = field(default_factory=Counter)
     broken_examples: list[int] = field(default_factory=list)
     unfinished: int = 0
+    rows: list[Row] | None = None
+    """A worker's scan (`workers.py`) keeps each valid annotation here, as a `Row` in file order
+    to send, instead of as a manifest record in its image's `Slot.annotations`."""
 
     @property
     def valid(self) -> int:
@@ -85,9 +88,18 @@ class Scan:
             self.broken_examples.append(annotation.id)
 
 
-def scan_annotations(chunks: Iterable[Chunk], *, scope: Scope) -> Scan:
+def scan_annotations(chunks: Iterable[Chunk], *, scope: Scope, rows: bool = False) -> Scan:
     """Sort every annotation of `chunks` (raises `loading.Refused` for one the fast way cannot vouch for)."""
-    scan = Scan(
+    scan = empty_scan(scope, rows=rows)
+    for chunk in chunks:
+        scan_chunk(chunk, scan=scan, scope=scope)
+    return scan
+
+
+def empty_scan(scope: Scope, *, rows: bool = False) -> Scan:
+    """A scan that has seen no annotation yet."""
+    return Scan(
+        rows=[] if rows else None,
         slots={
             image.id: Slot(image.width, image.height, tolerance=scope.edge_tolerance)
             for image in scope.completed
@@ -95,12 +107,10 @@ def scan_annotations(chunks: Iterable[Chunk], *, scope: Scope) -> Scan:
         areas={category: [] for category in scope.included_ids},
         image_ids={category: [] for category in scope.included_ids},
     )
-    for chunk in chunks:
-        _scan_chunk(chunk, scan=scan, scope=scope)
-    return scan
 
 
-def _scan_chunk(chunk: Chunk, *, scan: Scan, scope: Scope) -> None:
+def scan_chunk(chunk: Chunk, *, scan: Scan, scope: Scope) -> None:
+    """Sort the annotations of one more chunk into `scan`."""
     slots, areas, image_ids, tiny, excluded, ids = (
         scan.slots,
         scan.areas,
@@ -134,7 +144,11 @@ def _scan_chunk(chunk: Chunk, *, scan: Scan, scope: Scope) -> None:
             scan.reject(annotation, geometry)
             continue
         area, x0, y0, x1, y1 = geometry
-        slot.annotations.append(planned(annotation, segmentation, geometry, text=text))
+        row = planned_row(annotation, segmentation, geometry, text=text)
+        if scan.rows is not None:
+            scan.rows.append(row)
+        else:
+            slot.annotations.append(planned(row))
         areas[category].append(area)
         image_ids[category].append(image_id)
         if min(x1 - x0, y1 - y0) < half_patch:  # the DPT decoder resolves objects down to half a patch
@@ -164,12 +178,17 @@ def _geometry(segmentation: Polygons | Rle, slot: Slot, *, tolerance: float) -> 
     return geometry
 
 
-def planned(
+#: A valid annotation's manifest values: id, image id, category id, the JSON text of its
+#: segmentation, bbox, area, and iscrowd (None when the file has none).
+Row = tuple[int, int, int, bytes, list[float], float, int | None]
+
+
+def planned_row(
     annotation: Fields, segmentation: Polygons | Rle, geometry: Geometry, *, text: bytes | None = None
-) -> PlannedAnnotation:
-    """A valid annotation as the manifests hold it: missing `area` and `bbox` filled in from its
-    geometry (shoelace area, vertex bounds), the segmentation serialised once (`text`: its JSON as
-    the file writes it, where `loading.decode_chunk` kept it)."""
+) -> Row:
+    """A valid annotation's values as the manifests write them: missing `area` and `bbox` filled
+    in from its geometry (shoelace area, vertex bounds), the segmentation serialised once (`text`:
+    its JSON as the file writes it, where `loading.decode_chunk` kept it)."""
     area, x0, y0, x1, y1 = geometry
     given_area, bbox = annotation.area, annotation.bbox
     if text is None:
@@ -179,14 +198,28 @@ def planned(
             if isinstance(segmentation, list)
             else segmentation.model_dump_json().encode()
         )
+    return (
+        annotation.id,
+        annotation.image_id,
+        annotation.category_id,
+        text,
+        bbox if bbox is not None else [x0, y0, x1 - x0, y1 - y0],
+        given_area if given_area is not None else area,
+        None if annotation.iscrowd is UNSET else annotation.iscrowd,
+    )
+
+
+def planned(row: Row) -> PlannedAnnotation:
+    """A row as the manifests hold it; its segmentation's text is embedded as it is."""
+    annotation_id, image_id, category_id, text, bbox, area, iscrowd = row
     record: PlannedAnnotation = {
-        "id": annotation.id,
-        "image_id": annotation.image_id,
-        "category_id": annotation.category_id,
+        "id": annotation_id,
+        "image_id": image_id,
+        "category_id": category_id,
         "segmentation": orjson.Fragment(text),
-        "bbox": bbox if bbox is not None else [x0, y0, x1 - x0, y1 - y0],
-        "area": given_area if given_area is not None else area,
+        "bbox": bbox,
+        "area": area,
     }
-    if annotation.iscrowd is not UNSET:
-        record["iscrowd"] = annotation.iscrowd
+    if iscrowd is not None:
+        record["iscrowd"] = iscrowd
     return record
