@@ -9,8 +9,9 @@ Two environments:
   the figure held against the goal.
 - `local`: as the tests and the local stack run them (`POWERTOOLS_TRACE_DISABLED=true`).
 Bytecode is read from a primed cache of this run's own (PYTHONPYCACHEPREFIX), whatever
-PYTHONDONTWRITEBYTECODE says, so runs compare. The Lambda zip ships no .pyc (functions/Makefile
-installs with --no-compile, and /var/task is read-only), so on AWS each cold start also compiles
+PYTHONDONTWRITEBYTECODE says, so runs compare. The Lambda zip ships .pyc files when the build
+machine has a Python 3.13 to compile them (functions/Makefile, PYTHON_RUNTIME); without one it
+ships source only, and since /var/task is read-only each cold start on AWS then also compiles
 what it imports: the `from source` column is the aws import with an empty bytecode cache.
 `first event` is what the first event adds on AWS before its handler runs: building the Tracer
 (the X-Ray SDK, botocore patched) and importing boto3 for its clients.
