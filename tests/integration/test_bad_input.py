@@ -4,9 +4,12 @@ dataset `cells` of tests/integration/conftest.py, is there to be submitted)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
+from segpipe.handlers import runtime
 from tests.integration.conftest import Aws, request_body
 
 
@@ -141,3 +144,33 @@ def test_openapi_document_lists_every_route(with_dataset: Aws) -> None:
         "/projects/{project}/models/{version}/deactivate",
         "/projects/{project}/models/{version}/stop",
     } <= paths
+
+
+def _failing(code: str, status: int) -> Any:
+    def fail(**kwargs: Any) -> None:
+        raise ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Query")
+
+    return fail
+
+
+@pytest.mark.parametrize(
+    ("code", "status"), [("ProvisionedThroughputExceededException", 400), ("InternalServerError", 500)]
+)
+def test_a_transient_aws_failure_answers_503_with_its_code(with_dataset: Aws, code: str, status: int) -> None:
+    # Given a table that keeps refusing after the SDK's retries
+    runtime._client("dynamodb").meta.events.register("before-call.dynamodb.Query", _failing(code, status))
+
+    got, body = with_dataset.api("GET", "/projects/lab/models")
+
+    assert got == 503
+    assert body["error"]["code"] == "service_unavailable"
+    assert body["error"]["context"] == {"aws_code": code, "operation": "Query"}
+
+
+def test_any_other_aws_failure_is_raised_and_counts_as_the_function_s_error(with_dataset: Aws) -> None:
+    runtime._client("dynamodb").meta.events.register(
+        "before-call.dynamodb.Query", _failing("ValidationException", 400)
+    )
+
+    with pytest.raises(ClientError, match="ValidationException"):
+        with_dataset.api("GET", "/projects/lab/models")

@@ -29,6 +29,7 @@ from segpipe.handlers.runtime import (
     models_deps,
     submit_deps,
     tracer,
+    transient_failure,
 )
 from segpipe.logic import analyses_api, models_api
 from segpipe.logic.submission import Rejected, UseCase, fingerprint_of
@@ -109,8 +110,9 @@ StemParam = Annotated[str, Path(pattern=STEM_PATTERN, description="Image stem")]
 AnalysisParam = Annotated[int, Path(ge=1, le=MAX_ANALYSIS, description="Analysis number")]
 
 #: Error statuses every documented route can answer: a path segment no route accepts, a body over the
-#: size limit (checked before routing, whatever the method), a value that does not match the document.
-ANY_ROUTE = (404, 413, 422)
+#: size limit (checked before routing, whatever the method), a value that does not match the document,
+#: an AWS service still throttling or failing after the SDK's retries.
+ANY_ROUTE = (404, 413, 422, 503)
 #: ... and those of a route that reads or refuses a body.
 WITH_BODY = (*ANY_ROUTE, 400, 415)
 LOCATION = {
@@ -213,7 +215,7 @@ ANALYSES: _Starts[AnalysisRequest, AnalysisSubmitDeps, AnalysisAccepted] = _Star
             "Accepted: a version was created (or found, for a repeat) and its job started",
             headers=LOCATION,
         ),
-        **documented_errors(*WITH_BODY, 409, 503, submission=True),
+        **documented_errors(*WITH_BODY, 409, submission=True),
     },
 )
 def submit_training(
@@ -242,7 +244,7 @@ def preview_training(project: ProjectParam, request: Annotated[TrainingRequest, 
             "Accepted: an analysis was created (or found, for a repeat) and its processing job started",
             headers=ANALYSIS_LOCATION,
         ),
-        **documented_errors(*WITH_BODY, 409, 503, analysis=True),
+        **documented_errors(*WITH_BODY, 409, analysis=True),
     },
 )
 def submit_analysis(
@@ -458,6 +460,17 @@ def segpipe_error(error: errors.SegpipeError) -> Response[Any]:
     if http_errors.status_for(error) >= 500:
         logger.exception("upstream failure")
     return http_errors.response_for(error)
+
+
+@app.exception_handler(Exception)
+def unexpected(error: Exception) -> Response[Any]:
+    """A transient AWS failure no adapter named answers 503 (retry); anything else is raised, so the
+    invocation fails and counts among the function's errors."""
+    typed = transient_failure(error)
+    if typed is None:
+        raise error
+    logger.exception("AWS failure after the SDK's retries")
+    return http_errors.response_for(typed)
 
 
 @app.exception_handler(RequestValidationError)

@@ -123,7 +123,10 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     413: "`body_too_large`: the body is larger than the API accepts.",
     415: "`unsupported_media_type`: a body whose Content-Type is not application/json.",
     422: "`invalid_request`: a path, query, header or body value does not match this document.",
-    503: "`service_unavailable`: an AWS service did not answer in time; the same request may be retried.",
+    503: (
+        "`service_unavailable`: an AWS service kept throttling or failing after the SDK's retries; "
+        "the same request may be retried."
+    ),
 }
 SUBMISSION_REFUSED = (
     "`validation_failed` with the validation report when the request has errors (nothing is created), "

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 
+from segpipe.dal.aws_errors import transient_failure as transient_failure  # for the handlers
 from segpipe.handlers.tracing import LazyTracer
 from segpipe.settings import ApiSettings, CommonSettings, SubmitSettings
 
