@@ -2,7 +2,9 @@
 
 - SageMaker's API errors and the checks both Create*Job operations make (`JobError`,
   `parse_request`, `check_environment`);
-- S3 inputs copied into a job's folders (`list_keys`, `download_keys`);
+- S3 inputs copied into a job's folders (`list_keys`, `download_keys`), and a folder's changed
+  files copied back (`upload_changed`);
+- the command of an entry point (`entry_point_command`);
 - `LocalRunner`: the API's Describe and Stop, and one worker loop. Jobs wait in a queue and run one
   at a time per worker; each job's state is saved as `{root}/{name}/job.json` on every change, so
   jobs survive a restart of the stack, and every change sends the job's state-change event to
@@ -16,6 +18,7 @@ import logging
 import queue
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,8 +29,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from segpipe.models.jobs import JobStatus
-from segpipe_local.atomic import write_atomically
-from segpipe_local.events import event_bus_entry, with_datetimes
+from segpipe_local.atomic import TEMPORARY_SUFFIX, write_atomically
+from segpipe_local.events import ACCOUNT, event_bus_entry, with_datetimes
 
 logger = logging.getLogger(__name__)
 
@@ -117,12 +120,40 @@ def download_keys(s3: Any, uri: str, keys: list[str], target: Path) -> None:
         s3.download_file(bucket, key, str(destination))
 
 
+def upload_changed(s3: Any, folder: Path, uri: str, uploaded: dict[str, int]) -> None:
+    """Upload every file under `folder` (none when it is missing) whose modification time is not
+    the one `uploaded` holds for it, to the prefix of `uri` at its path below `folder`, and note
+    the time; temporary files of atomic writes (`.tmp`) are skipped."""
+    bucket, prefix = split_uri(uri)
+    for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+        if not path.is_file() or path.name.endswith(TEMPORARY_SUFFIX):
+            continue
+        relative = path.relative_to(folder).as_posix()
+        stamp = path.stat().st_mtime_ns
+        if uploaded.get(relative) == stamp:
+            continue
+        s3.upload_file(str(path), bucket, prefix.rstrip("/") + "/" + relative)
+        uploaded[relative] = stamp
+
+
+def entry_point_command(script: str, module: str) -> list[str]:
+    """An entry point as SageMaker runs it (`script` on PATH): the script installed beside this
+    interpreter, else this interpreter running `module`'s `main`."""
+    installed = Path(sys.executable).with_name(script)
+    if installed.exists():
+        return [str(installed)]
+    return [sys.executable, "-c", f"from {module} import main; main()"]
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
 class RunnerJob(BaseModel):
     """The state every local job keeps, whatever its kind."""
+
+    #: The job's kind in its ARN (`training-job`, `processing-job`).
+    arn_kind: ClassVar[str]
 
     status: JobStatus = "InProgress"
     failure_reason: str | None = None
@@ -138,6 +169,9 @@ class RunnerJob(BaseModel):
     def tags(self) -> dict[str, str]:
         """The job's tags as a {key: value} map, as its state-change event carries them."""
         raise NotImplementedError
+
+    def arn(self, region: str) -> str:
+        return f"arn:aws:sagemaker:{region}:{ACCOUNT}:{self.arn_kind}/{self.name.lower()}"
 
     def describe(self, region: str) -> dict[str, Any]:
         """The Describe*Job answer (times as epoch seconds, as the JSON API sends them)."""

@@ -28,7 +28,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -36,7 +35,7 @@ from typing import Any
 from pydantic import Field
 
 from segpipe.models.processing import PROCESSING_ROOT, CreateProcessingJob, ProcessingOutput
-from segpipe_local.events import ACCOUNT, processing_job_state_change_event
+from segpipe_local.events import processing_job_state_change_event
 from segpipe_local.jobs import (
     TERMINAL,
     LocalRunner,
@@ -44,10 +43,11 @@ from segpipe_local.jobs import (
     RunnerJob,
     check_environment,
     download_keys,
+    entry_point_command,
     invalid,
     list_keys,
     parse_request,
-    split_uri,
+    upload_changed,
 )
 
 logger = logging.getLogger(__name__)
@@ -74,6 +74,8 @@ def shard(keys: list[str], *, host_index: int, hosts: int) -> list[str]:
 
 
 class LocalProcessingJob(RunnerJob):
+    arn_kind = "processing-job"
+
     request: CreateProcessingJob
     exit_message: str | None = None
     processing_start_time: datetime | None = None
@@ -93,9 +95,6 @@ class LocalProcessingJob(RunnerJob):
     @property
     def hosts(self) -> list[str]:
         return host_names(self.request.ProcessingResources.ClusterConfig.InstanceCount)
-
-    def arn(self, region: str) -> str:
-        return f"arn:aws:sagemaker:{region}:{ACCOUNT}:processing-job/{self.name.lower()}"
 
     def describe(self, region: str) -> dict[str, Any]:
         """DescribeProcessingJob's answer."""
@@ -180,10 +179,7 @@ def _s3_uri(value: str, where: str) -> None:
 
 def analyze_command() -> list[str]:
     """The `analyze` entry point, as SageMaker runs ContainerEntrypoint (on PATH)."""
-    script = Path(sys.executable).with_name("analyze")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from segpipe_trainer.analyze import main; main()"]
+    return entry_point_command("analyze", "segpipe_trainer.analyze")
 
 
 class ProcessingRunner(LocalRunner[LocalProcessingJob]):
@@ -378,14 +374,5 @@ class ProcessingRunner(LocalRunner[LocalProcessingJob]):
         outputs = [output for output in every if output.S3Output.S3UploadMode == mode]
         for output in outputs:
             folder = processing / _local_path(output.S3Output.LocalPath, output.OutputName)
-            bucket, prefix = split_uri(output.S3Output.S3Uri)
             uploaded = self._uploaded_times.setdefault((job.name, host, output.OutputName), {})
-            for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
-                if not path.is_file() or path.name.endswith(".tmp"):
-                    continue
-                relative = path.relative_to(folder).as_posix()
-                stamp = path.stat().st_mtime_ns
-                if uploaded.get(relative) == stamp:
-                    continue
-                self._s3.upload_file(str(path), bucket, prefix.rstrip("/") + "/" + relative)
-                uploaded[relative] = stamp
+            upload_changed(self._s3, folder, output.S3Output.S3Uri, uploaded)

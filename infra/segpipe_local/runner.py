@@ -14,14 +14,13 @@ import json
 import logging
 import os
 import re
-import sys
 import tarfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from segpipe.models.jobs import CreateTrainingJob
-from segpipe_local.events import ACCOUNT, job_state_change_event
+from segpipe_local.events import job_state_change_event
 from segpipe_local.jobs import (
     TERMINAL,
     LocalRunner,
@@ -29,16 +28,20 @@ from segpipe_local.jobs import (
     RunnerJob,
     check_environment,
     download_keys,
+    entry_point_command,
     invalid,
     list_keys,
     parse_request,
     split_uri,
+    upload_changed,
 )
 
 logger = logging.getLogger(__name__)
 
 
 class LocalJob(RunnerJob):
+    arn_kind = "training-job"
+
     request: CreateTrainingJob
     secondary_status: str = "Starting"
     training_start_time: datetime | None = None
@@ -52,9 +55,6 @@ class LocalJob(RunnerJob):
     @property
     def tags(self) -> dict[str, str]:
         return {tag.Key: tag.Value for tag in self.request.Tags}
-
-    def arn(self, region: str) -> str:
-        return f"arn:aws:sagemaker:{region}:{ACCOUNT}:training-job/{self.name.lower()}"
 
     def describe(self, region: str) -> dict[str, Any]:
         """DescribeTrainingJob's answer (the fields segpipe and the console use)."""
@@ -120,10 +120,7 @@ def check_channels(names: list[str]) -> None:
 
 def train_command() -> list[str]:
     """The trainer's entry point, as SageMaker runs it (`train` on PATH)."""
-    script = Path(sys.executable).with_name("train")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from segpipe_trainer.cli import main; main()"]
+    return entry_point_command("train", "segpipe_trainer.cli")
 
 
 class JobRunner(LocalRunner[LocalJob]):
@@ -133,7 +130,7 @@ class JobRunner(LocalRunner[LocalJob]):
     not_found = "Requested resource not found."
 
     def __init__(self, *, s3: Any, events: Any, data_dir: Path, region: str, parallel: int = 1) -> None:
-        self._checkpoint_times: dict[str, dict[str, float]] = {}
+        self._checkpoint_times: dict[str, dict[str, int]] = {}
         super().__init__(
             job_model=LocalJob,
             s3=s3,
@@ -266,18 +263,8 @@ class JobRunner(LocalRunner[LocalJob]):
     def _upload_checkpoints(self, job: LocalJob, root: Path) -> None:
         if not job.request.CheckpointConfig:
             return
-        bucket, prefix = split_uri(job.request.CheckpointConfig.S3Uri)
-        folder = root / "checkpoints"
         seen = self._checkpoint_times.setdefault(job.name, {})
-        for path in folder.rglob("*"):
-            if not path.is_file() or path.suffix == ".tmp":
-                continue
-            relative = path.relative_to(folder).as_posix()
-            stamp = path.stat().st_mtime
-            if seen.get(relative) == stamp:
-                continue
-            self._s3.upload_file(str(path), bucket, prefix.rstrip("/") + "/" + relative)
-            seen[relative] = stamp
+        upload_changed(self._s3, root / "checkpoints", job.request.CheckpointConfig.S3Uri, seen)
 
     def _upload_outputs(self, job: LocalJob, root: Path) -> None:
         bucket, prefix = split_uri(job.request.OutputDataConfig.S3OutputPath)

@@ -6,6 +6,7 @@ tells someone."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from tests.integration.conftest import ACCOUNT, ARNS, BUCKET, REGION, ROLE, STAC
 FUNCTIONS = ("ApiFunction", "SubmitFunction", "JobStateFunction")
 OBJECT = f"{ARNS.bucket(BUCKET)}/projects/lab"
 JOB = ARNS.training_job("segpipe-lab-v3-0123abcd")
+PROCESSING_JOB = ARNS.processing_job("segpipe-lab-a3-0123abcd")
 
 
 def _function(name: str) -> list[Statement]:
@@ -146,24 +148,44 @@ def _create(tags: dict[str, str]) -> dict[str, Any]:
     return context
 
 
+@dataclass(frozen=True)
+class JobKind:
+    create: str
+    job: str
+    foreign: str
+    label: dict[str, str]  # the tag that names what the job is for
+
+
+JOB_KINDS = {
+    "training": JobKind(
+        "sagemaker:CreateTrainingJob", JOB, ARNS.training_job("someone-elses-job"), {"segpipe:project": "lab"}
+    ),
+    "processing": JobKind(
+        "sagemaker:CreateProcessingJob",
+        PROCESSING_JOB,
+        ARNS.processing_job("someone-elses-job"),
+        {"segpipe:analysis": "3"},
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(JOB_KINDS))
 @pytest.mark.parametrize("function", ["ApiFunction", "SubmitFunction"])
 @pytest.mark.parametrize(
-    ("tags", "allowed"),
-    [
-        ({"segpipe:stack": STACK, "segpipe:project": "lab"}, True),
-        ({"segpipe:stack": "other", "segpipe:project": "lab"}, False),
-        ({"segpipe:project": "lab"}, False),
-        ({"segpipe:stack": STACK, "owner": "me"}, False),
-    ],
+    ("stack", "labelled", "allowed"),
+    [(STACK, True, True), ("other", True, False), (None, True, False), (STACK, False, False)],
+    ids=["this-stack", "other-stack", "no-stack-tag", "no-label"],
 )
-def test_training_jobs_start_only_with_this_stacks_tag(
-    function: str, tags: dict[str, str], allowed: bool
+def test_jobs_start_only_with_this_stacks_tag(
+    kind: str, function: str, stack: str | None, labelled: bool, allowed: bool
 ) -> None:
+    job = JOB_KINDS[kind]
+    tags = ({"segpipe:stack": stack} if stack else {}) | (job.label if labelled else {"owner": "me"})
     statements = _function(function)
-    for action in ("sagemaker:CreateTrainingJob", "sagemaker:AddTags"):
-        assert (decision(statements, Access(action, JOB, _create(tags))) == "allowed") is allowed
-    foreign = ARNS.training_job("someone-elses-job")
-    assert decision(statements, Access("sagemaker:CreateTrainingJob", foreign, _create(tags))) != "allowed"
+    for action in (job.create, "sagemaker:AddTags"):
+        assert (decision(statements, Access(action, job.job, _create(tags))) == "allowed") is allowed
+    assert decision(statements, Access(job.create, job.foreign, _create(tags))) != "allowed"
+    assert decision(_function("JobStateFunction"), Access(job.create, job.job, _create(tags))) != "allowed"
 
 
 @pytest.mark.parametrize("function", ["ApiFunction", "SubmitFunction"])
@@ -313,35 +335,6 @@ def test_only_uploaded_requests_are_read_at_a_version(function: str, key: str, a
 
 
 # --- analyses: processing jobs -----------------------------------------------------------------------
-
-PROCESSING_JOB = ARNS.processing_job("segpipe-lab-a3-0123abcd")
-
-
-@pytest.mark.parametrize("function", ["ApiFunction", "SubmitFunction"])
-@pytest.mark.parametrize(
-    ("tags", "allowed"),
-    [
-        ({"segpipe:stack": STACK, "segpipe:analysis": "3"}, True),
-        ({"segpipe:stack": "other", "segpipe:analysis": "3"}, False),
-        ({"segpipe:analysis": "3"}, False),
-        ({"segpipe:stack": STACK, "owner": "me"}, False),
-    ],
-)
-def test_processing_jobs_start_only_with_this_stacks_tag(
-    function: str, tags: dict[str, str], allowed: bool
-) -> None:
-    statements = _function(function)
-    for action in ("sagemaker:CreateProcessingJob", "sagemaker:AddTags"):
-        assert (decision(statements, Access(action, PROCESSING_JOB, _create(tags))) == "allowed") is allowed
-    foreign = ARNS.processing_job("someone-elses-job")
-    assert decision(statements, Access("sagemaker:CreateProcessingJob", foreign, _create(tags))) != "allowed"
-    assert (
-        decision(
-            _function("JobStateFunction"),
-            Access("sagemaker:CreateProcessingJob", PROCESSING_JOB, _create(tags)),
-        )
-        != "allowed"
-    )
 
 
 @pytest.mark.parametrize(

@@ -307,43 +307,34 @@ def test_every_route_documents_each_error_status_with_the_error_envelope(aws: Aw
         assert all(answer["description"] for answer in operation["responses"].values())
 
 
-def test_a_submission_documents_its_422_as_the_report_envelope_or_the_error_envelope(aws: Aws) -> None:
-    document = _document(aws)
-
-    refused = _schema(document, "post", "/projects/{project}/trainings", 422)
-    accepted = _schema(document, "post", "/projects/{project}/trainings", 202)
-
-    assert [option["$ref"] for option in refused["anyOf"]] == [
-        "#/components/schemas/RejectedSubmission",
-        "#/components/schemas/ErrorBody",
-    ]
-    assert accepted == {"$ref": "#/components/schemas/SubmitAccepted"}
-    envelope = document["components"]["schemas"]["RejectedSubmission"]
-    assert set(envelope["required"]) == {"error", "report"}
-    assert envelope["properties"]["report"] == {
-        "$ref": "#/components/schemas/ValidationReport",
-        "description": "Every error and warning found, with the details",
-    }
-    responses = document["paths"]["/projects/{project}/trainings"]["post"]["responses"]
-    assert set(responses["202"]["headers"]) == {"Location"}
-
-
-def test_an_analysis_documents_its_422_as_the_analysis_report_envelope_or_the_error_envelope(
-    aws: Aws,
+@pytest.mark.parametrize(
+    ("route", "rejected", "accepted", "report"),
+    [
+        ("/projects/{project}/trainings", "RejectedSubmission", "SubmitAccepted", "ValidationReport"),
+        ("/projects/{project}/analyses", "RejectedAnalysis", "AnalysisAccepted", "AnalysisReport"),
+    ],
+    ids=["training", "analysis"],
+)
+def test_a_submission_documents_its_422_as_its_report_envelope_or_the_error_envelope(
+    aws: Aws, route: str, rejected: str, accepted: str, report: str
 ) -> None:
     document = _document(aws)
 
-    refused = _schema(document, "post", "/projects/{project}/analyses", 422)
-    accepted = _schema(document, "post", "/projects/{project}/analyses", 202)
+    refused = _schema(document, "post", route, 422)
+    created = _schema(document, "post", route, 202)
 
     assert [option["$ref"] for option in refused["anyOf"]] == [
-        "#/components/schemas/RejectedAnalysis",
+        f"#/components/schemas/{rejected}",
         "#/components/schemas/ErrorBody",
     ]
-    assert accepted == {"$ref": "#/components/schemas/AnalysisAccepted"}
-    envelope = document["components"]["schemas"]["RejectedAnalysis"]
-    assert envelope["properties"]["report"]["$ref"] == "#/components/schemas/AnalysisReport"
-    responses = document["paths"]["/projects/{project}/analyses"]["post"]["responses"]
+    assert created == {"$ref": f"#/components/schemas/{accepted}"}
+    envelope = document["components"]["schemas"][rejected]
+    assert set(envelope["required"]) == {"error", "report"}
+    assert envelope["properties"]["report"] == {
+        "$ref": f"#/components/schemas/{report}",
+        "description": "Every error and warning found, with the details",
+    }
+    responses = document["paths"][route]["post"]["responses"]
     assert set(responses["202"]["headers"]) == {"Location"} and "503" in responses
 
 

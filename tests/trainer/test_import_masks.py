@@ -24,7 +24,7 @@ from segpipe_trainer.import_masks import (
     import_masks,
     main,
 )
-from tests.trainer.trainer_testkit import disc, iou
+from tests.trainer.trainer_testkit import disc, iou, mask_bbox
 
 
 def instance_mask() -> np.ndarray:
@@ -91,13 +91,7 @@ def test_an_object_with_a_hole_is_written_as_rle_and_the_rest_as_polygons(tmp_pa
     assert np.array_equal(annotation_mask(rle[0].segmentation, height=60, width=80), mask == 1000)
     for annotation in dataset.annotations:
         region = annotation_mask(annotation.segmentation, height=60, width=80)
-        rows, cols = np.nonzero(region)
-        assert annotation.bbox == [
-            cols.min(),
-            rows.min(),
-            cols.max() - cols.min() + 1,
-            rows.max() - rows.min() + 1,
-        ]
+        assert annotation.bbox == mask_bbox(region)
         assert annotation.area == np.count_nonzero(region)
 
 

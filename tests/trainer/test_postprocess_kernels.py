@@ -18,6 +18,7 @@ from segpipe_trainer.analyze import keep_above
 from segpipe_trainer.geometry import annotation_mask, mask_to_polygons, objects_from_instances
 from segpipe_trainer.kernels import flood_like_scikit_image, foreground_runs, paint_runs, renumbered
 from segpipe_trainer.postprocess import Instances, distance_target, instances_from_maps, regions_from_semantic
+from tests.trainer.trainer_testkit import mask_bbox
 
 EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -331,13 +332,7 @@ def test_outlines_rasterise_to_each_object_and_are_mask_to_polygons_rings(scene:
         assert np.count_nonzero(drawn & mask) / np.count_nonzero(drawn | mask) >= 0.98
         np.testing.assert_array_equal(drawn, filled)
         assert canonical_rings(described.segmentation) == canonical_rings(mask_to_polygons(mask))
-        rows, cols = np.nonzero(mask)
-        assert described.bbox == [
-            cols.min(),
-            rows.min(),
-            cols.max() - cols.min() + 1,
-            rows.max() - rows.min() + 1,
-        ]
+        assert described.bbox == mask_bbox(mask)
         assert described.area == mask.sum()
         assert described.score == pytest.approx(float(found.scores[label]))
         assert described.category == ["a", "b"][found.classes[label] - 1]

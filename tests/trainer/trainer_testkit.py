@@ -45,6 +45,13 @@ def disc(shape: tuple[int, int], *, center: tuple[float, float], radius: float) 
     return (rows - center[0]) ** 2 + (cols - center[1]) ** 2 < radius**2
 
 
+def mask_bbox(mask: np.ndarray) -> list[int]:
+    """COCO's `[x, y, width, height]` of a non-empty boolean H x W mask's pixels."""
+    rows, cols = np.nonzero(mask)
+    left, top = int(cols.min()), int(rows.min())
+    return [left, top, int(cols.max()) - left + 1, int(rows.max()) - top + 1]
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two boolean masks (0 when both are empty)."""
     return float(np.count_nonzero(a & b) / max(int(np.count_nonzero(a | b)), 1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -322,28 +323,15 @@ def truncated(builder: DatasetBuilder) -> bytes:
     return builder.to_bytes()[:-200]
 
 
-def wrong_type(builder: DatasetBuilder) -> dict[str, Any]:
-    document = document_of(builder)
-    document["images"][3]["width"] = "wide"
-    return document
+def changed(change: Callable[[dict[str, Any]], object]) -> Callable[[DatasetBuilder], dict[str, Any]]:
+    """The builder's document as `change` leaves it."""
 
+    def make(builder: DatasetBuilder) -> dict[str, Any]:
+        document = document_of(builder)
+        change(document)
+        return document
 
-def missing_key(builder: DatasetBuilder) -> dict[str, Any]:
-    document = document_of(builder)
-    del document["categories"]
-    return document
-
-
-def escaping_file_name(builder: DatasetBuilder) -> dict[str, Any]:
-    document = document_of(builder)
-    document["images"][0]["file_name"] = "../../secrets.png"
-    return document
-
-
-def segmentation_text(builder: DatasetBuilder) -> dict[str, Any]:
-    document = document_of(builder)
-    document["annotations"][5]["segmentation"] = "a circle"
-    return document
+    return make
 
 
 @pytest.mark.parametrize(
@@ -354,10 +342,16 @@ def segmentation_text(builder: DatasetBuilder) -> dict[str, Any]:
         (lambda builder: b"\xff\xfe not utf-8", "(document)"),
         (lambda builder: b"[]", "(document)"),
         (lambda builder: b"", "(document)"),
-        (wrong_type, "images.3.width"),
-        (missing_key, "categories"),
-        (escaping_file_name, "images.0.file_name"),
-        (segmentation_text, "annotations.5.segmentation"),
+        (changed(lambda document: document["images"][3].update(width="wide")), "images.3.width"),
+        (changed(lambda document: document.pop("categories")), "categories"),
+        (
+            changed(lambda document: document["images"][0].update(file_name="../../secrets.png")),
+            "images.0.file_name",
+        ),
+        (
+            changed(lambda document: document["annotations"][5].update(segmentation="a circle")),
+            "annotations.5.segmentation",
+        ),
     ],
     ids=[
         "malformed",
@@ -400,10 +394,8 @@ def test_unreadable_datasets_are_explained_not_raised(make: Any, location: str) 
 )
 def test_duplicate_ids_are_refused(field: str, change: Any) -> None:
     builder = healthy_dataset()
-    document = document_of(builder)
-    change(document)
 
-    validation = validate_dataset(builder, store=with_document(builder, document))
+    validation = validate_dataset(builder, store=with_document(builder, changed(change)(builder)))
 
     issue = the_error(validation, ErrorCode.DUPLICATE_IDS)
     assert issue.context["counts"] == {field: 1}

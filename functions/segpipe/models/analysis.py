@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from segpipe.models.common import InstanceType, ModelType, VersionNumber
+from segpipe.models.common import InstanceType, LifecycleStatus, ModelType, VersionNumber
 from segpipe.models.contract import Contract
 from segpipe.models.report import Estimate, Issue
 from segpipe.models.trainer_io import PredictedObject
@@ -85,21 +84,12 @@ class AnalysisRequest(_Strict):
         return value
 
 
-class AnalysisStatus(StrEnum):
+class AnalysisStatus(LifecycleStatus):
     QUEUED = "queued"
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
     STOPPED = "stopped"
-
-    @property
-    def rank(self) -> int:
-        """Order of the lifecycle: an analysis never moves to a lower rank."""
-        return {"queued": 0, "running": 1}.get(self.value, 2)
-
-    @property
-    def terminal(self) -> bool:
-        return self.rank == 2
 
 
 # --- The job: configuration in, files out ---------------------------------------------------

@@ -38,21 +38,26 @@ class Preset(StrEnum):
     SAM_VIT_BASE = "sam-vit-base"
 
 
-class VersionStatus(StrEnum):
+class LifecycleStatus(StrEnum):
+    """The statuses of something a SageMaker job carries out: `queued`, one running status (each
+    kind names its own), then an end: `completed`, `failed` or `stopped`."""
+
+    @property
+    def rank(self) -> int:
+        """Order of the lifecycle (queued 0, running 1, ended 2): a status never moves to a lower rank."""
+        return {"queued": 0, "completed": 2, "failed": 2, "stopped": 2}.get(self.value, 1)
+
+    @property
+    def terminal(self) -> bool:
+        return self.rank == 2
+
+
+class VersionStatus(LifecycleStatus):
     QUEUED = "queued"
     TRAINING = "training"
     COMPLETED = "completed"
     FAILED = "failed"
     STOPPED = "stopped"
-
-    @property
-    def rank(self) -> int:
-        """Order of the lifecycle: a version never moves to a lower rank."""
-        return {"queued": 0, "training": 1}.get(self.value, 2)
-
-    @property
-    def terminal(self) -> bool:
-        return self.rank == 2
 
 
 SplitName = Literal["train", "test"]

@@ -168,13 +168,19 @@ class JobDescription(Contract):
     Tags: TagMap = Field(default_factory=dict)
 
 
-class JobStateChangeEvent(Contract):
-    """The EventBridge envelope of `SageMaker Training Job State Change`."""
+class SageMakerEvent(Contract):
+    """What every SageMaker event on EventBridge carries; each kind adds its `detail-type` and
+    `detail`."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     id: str
-    detail_type: Literal["SageMaker Training Job State Change"] = Field(alias="detail-type")
     source: Literal["aws.sagemaker"]
     time: datetime
+
+
+class JobStateChangeEvent(SageMakerEvent):
+    """The EventBridge envelope of `SageMaker Training Job State Change`."""
+
+    detail_type: Literal["SageMaker Training Job State Change"] = Field(alias="detail-type")
     detail: JobDescription

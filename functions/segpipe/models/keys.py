@@ -71,12 +71,17 @@ def metrics_key(project: str, version: int, split: SplitName) -> str:
     return f"{version_prefix(project, version)}metrics/{split}.json"
 
 
-def parse_request_key(key: str) -> tuple[str, str] | None:
-    """(project, request name) from `projects/{p}/requests/{name}.json`, or None."""
+def _parse_upload_key(key: str, folder: str) -> tuple[str, str] | None:
+    """(project, name) from `projects/{p}/{folder}/{name}.json`, or None."""
     parts = key.split("/")
-    if len(parts) != 4 or parts[0] != "projects" or parts[2] != "requests" or not parts[3].endswith(".json"):
+    if len(parts) != 4 or parts[0] != "projects" or parts[2] != folder or not parts[3].endswith(".json"):
         return None
     return parts[1], parts[3][: -len(".json")]
+
+
+def parse_request_key(key: str) -> tuple[str, str] | None:
+    """(project, request name) from `projects/{p}/requests/{name}.json`, or None."""
+    return _parse_upload_key(key, "requests")
 
 
 # --- Analyses ----------------------------------------------------------------------------------
@@ -135,12 +140,4 @@ def analysis_progress_prefix(project: str, analysis: int) -> str:
 
 def parse_analysis_request_key(key: str) -> tuple[str, str] | None:
     """(project, request name) from `projects/{p}/analysis-requests/{name}.json`, or None."""
-    parts = key.split("/")
-    if (
-        len(parts) != 4
-        or parts[0] != "projects"
-        or parts[2] != "analysis-requests"
-        or not parts[3].endswith(".json")
-    ):
-        return None
-    return parts[1], parts[3][: -len(".json")]
+    return _parse_upload_key(key, "analysis-requests")

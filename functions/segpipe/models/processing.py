@@ -4,13 +4,12 @@ state-change events (and DescribeProcessingJob answers) read back. Field names a
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
 from segpipe.models.contract import Contract
-from segpipe.models.jobs import JOB_NAME_PATTERN, JobStatus, JobTime, TagMap, TagSpec
+from segpipe.models.jobs import JOB_NAME_PATTERN, JobStatus, JobTime, SageMakerEvent, TagMap, TagSpec
 
 _JOB_NAME_RE = re.compile(JOB_NAME_PATTERN)
 
@@ -137,13 +136,8 @@ class ProcessingJobDescription(Contract):
     Tags: TagMap = Field(default_factory=dict)
 
 
-class ProcessingJobStateChangeEvent(Contract):
+class ProcessingJobStateChangeEvent(SageMakerEvent):
     """The EventBridge envelope of `SageMaker Processing Job State Change`."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-    id: str
     detail_type: Literal["SageMaker Processing Job State Change"] = Field(alias="detail-type")
-    source: Literal["aws.sagemaker"]
-    time: datetime
     detail: ProcessingJobDescription

@@ -8,7 +8,7 @@ import { areaText, classSummary, isBusy, isSafeUrl, outputLinks, progressOf, sta
 import { classValueChips } from "./analyses-table.js";
 import { ApiError, analysedImage, getAnalysis, loadAnalysisImages } from "./api.js";
 import { colourOf } from "./colours.js";
-import { errorBox, h, inputOf, replace, stateNote, statusBadge, swatch } from "./dom.js";
+import { breadcrumb, errorBox, failedInHeader, h, inputOf, replace, stateNote, statusBadge, swatch } from "./dom.js";
 import { count, date, duration, missing } from "./format.js";
 import { Poller } from "./polling.js";
 import { ANALYSIS_PATTERN, projectHash, versionHash } from "./router.js";
@@ -25,11 +25,7 @@ export class AnalysisPage {
     this.poller = new Poller({
       fetch: (signal) => getAnalysis(project, analysis, signal),
       show: (view) => this.show(view),
-      failed: (error) => {
-        const status = error instanceof ApiError ? error.status : 0;
-        replace(this.header, errorBox(error, status === 404 ? "No such analysis." : "The analysis could not be loaded."));
-        return status !== 404;
-      },
+      failed: failedInHeader(() => this.header, "analysis"),
     });
     /** @type {AnalysisBody | null} */
     this.view = null;
@@ -48,11 +44,7 @@ export class AnalysisPage {
     this.facts = h("div", { class: "details-area" });
     this.imagesArea = h("div", { class: "review-area" });
     root.append(
-      h("nav", { class: "breadcrumb", "aria-label": "Breadcrumb" },
-        h("a", { href: projectHash(project), "data-testid": "back", text: `Analyses · ${project}` }),
-        h("span", { "aria-hidden": "true", text: " / " }),
-        h("span", { text: `#${analysis}` }),
-      ),
+      breadcrumb(projectHash(project), `Analyses · ${project}`, `#${analysis}`),
       this.header, this.status, this.facts, this.imagesArea,
     );
     if (!ANALYSIS_PATTERN.test(analysis)) {

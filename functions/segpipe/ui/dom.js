@@ -141,6 +141,34 @@ export function errorBox(error, what) {
   );
 }
 
+/**
+ * A Poller's `failed` step on the page of one item: the error in the page's header, and another try
+ * later unless the item does not exist (404).
+ * @param {() => HTMLElement} header the page's header, read when a load fails
+ * @param {string} noun what the page shows: "version", "analysis"
+ * @returns {(error: unknown) => boolean}
+ */
+export function failedInHeader(header, noun) {
+  return (error) => {
+    const status = error instanceof ApiError ? error.status : 0;
+    replace(header(), errorBox(error, status === 404 ? `No such ${noun}.` : `The ${noun} could not be loaded.`));
+    return status !== 404;
+  };
+}
+
+/**
+ * The breadcrumb of the page of one item: a link back to its table, then the item.
+ * @param {string} href @param {string} back the link's text @param {string} here
+ * @returns {HTMLElement}
+ */
+export function breadcrumb(href, back, here) {
+  return h("nav", { class: "breadcrumb", "aria-label": "Breadcrumb" },
+    h("a", { href, "data-testid": "back", text: back }),
+    h("span", { "aria-hidden": "true", text: " / " }),
+    h("span", { text: here }),
+  );
+}
+
 /** @type {ReturnType<typeof setTimeout> | undefined} */
 let noticeTimer;
 

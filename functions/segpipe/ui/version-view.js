@@ -4,7 +4,7 @@
 
 import { ApiError, getModel, getSweep, isAbort, loadImageList, messageOf } from "./api.js";
 import { detailsPanel } from "./details.js";
-import { activeBadge, errorBox, h, notify, replace, stateNote, statusBadge } from "./dom.js";
+import { activeBadge, breadcrumb, errorBox, failedInHeader, h, notify, replace, stateNote, statusBadge } from "./dom.js";
 import { date, missing } from "./format.js";
 import { Poller } from "./polling.js";
 import { Review } from "./review.js";
@@ -36,11 +36,7 @@ export class VersionView {
     this.poller = new Poller({
       fetch: (signal) => getModel(project, version, signal),
       show: (model) => this.show(model),
-      failed: (error) => {
-        const status = error instanceof ApiError ? error.status : 0;
-        replace(this.header, errorBox(error, status === 404 ? "No such version." : "The version could not be loaded."));
-        return status !== 404;
-      },
+      failed: failedInHeader(() => this.header, "version"),
     });
     /** @type {VersionState} */
     this.state = { model: null, review: null };
@@ -49,11 +45,7 @@ export class VersionView {
     this.details = h("div", { class: "details-area" });
     this.reviewArea = h("div", { class: "review-area" });
     root.append(
-      h("nav", { class: "breadcrumb", "aria-label": "Breadcrumb" },
-        h("a", { href: projectHash(project), "data-testid": "back", text: `AI models · ${project}` }),
-        h("span", { "aria-hidden": "true", text: " / " }),
-        h("span", { text: `v${version}` }),
-      ),
+      breadcrumb(projectHash(project), `AI models · ${project}`, `v${version}`),
       this.header, this.status, this.details, this.reviewArea,
     );
     if (!VERSION_PATTERN.test(version)) {

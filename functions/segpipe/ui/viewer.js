@@ -128,6 +128,16 @@ export class Viewer {
     this.element.dataset.state = state;
   }
 
+  /**
+   * A load that failed, shown as the viewer's error unless it was aborted or is no longer wanted.
+   * @param {unknown} error @param {boolean} wanted @param {string} what what could not be loaded
+   */
+  failed(error, wanted, what) {
+    if (isAbort(error) || !wanted) return;
+    this.setState("error");
+    this.clear(`${what} could not be loaded: ${messageOf(error)}`);
+  }
+
   /** @param {string} split the list's key */
   async showSplit(split) {
     this.token += 1; // whatever the other split was loading is no longer wanted
@@ -139,9 +149,7 @@ export class Viewer {
     try {
       list = await this.options.loadList(split);
     } catch (error) {
-      if (isAbort(error) || split !== this.split) return;
-      this.setState("error");
-      this.clear(`The images could not be loaded: ${messageOf(error)}`);
+      this.failed(error, split === this.split, "The images");
       return;
     }
     if (split !== this.split) return;
@@ -197,9 +205,7 @@ export class Viewer {
       [prepared, image] = await Promise.all([objects, previewUrl.then((url) => this.preview(url))]);
       if (!image && prepared.previewUrl && token === this.token) image = await this.renewPreview(index);
     } catch (error) {
-      if (isAbort(error) || token !== this.token) return;
-      this.setState("error");
-      this.clear(`This image could not be loaded: ${messageOf(error)}`);
+      this.failed(error, token === this.token, "This image");
       return;
     }
     if (token !== this.token) return;
