@@ -5,7 +5,6 @@ Shapes: C channels, K classes (class 0 is background, class i is `classes[i-1]`)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -22,6 +21,7 @@ from torch.utils.data import Dataset, Sampler
 
 from segpipe.models.coco import CocoAnnotation, CocoDataset, CocoImage
 from segpipe.models.common import ModelType, SplitName
+from segpipe.models.selection import holdout_group, validation_groups
 from segpipe.models.trainer_io import InstanceHead, Normalization
 from segpipe_trainer.errors import TrainerError
 from segpipe_trainer.geometry import rasterize_instances
@@ -95,8 +95,8 @@ class ImageEntry:
 
     @property
     def group(self) -> str:
-        """The unit that stays on one side of a split: the image's group, or the image itself."""
-        return self.image.group or self.image.file_name
+        """The unit held out whole: the image's group, or the image itself (`selection.holdout_group`)."""
+        return holdout_group(self.image)
 
 
 def image_entries(manifest: CocoDataset) -> list[ImageEntry]:
@@ -111,28 +111,15 @@ def image_entries(manifest: CocoDataset) -> list[ImageEntry]:
     ]
 
 
-def stable_fraction(key: str) -> float:
-    """A number in [0, 1) fixed by `key` alone (SHA-256), the same on every machine and run."""
-    digest = hashlib.sha256(key.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
-
-
 def carve_validation(
     entries: Sequence[ImageEntry], *, fraction: float
 ) -> tuple[list[ImageEntry], list[ImageEntry]]:
-    """(train, validation): whole groups whose stable hash falls under `fraction` are held out.
+    """(train, validation): the whole groups `selection.validation_groups` holds out go to validation.
 
     With two or more groups and a positive fraction, at least one group is held out and at least
     one is kept; otherwise nothing is held out.
     """
-    groups = sorted({entry.group for entry in entries}, key=lambda g: (stable_fraction(f"validation:{g}"), g))
-    if fraction <= 0 or len(groups) < 2:
-        return list(entries), []
-    held = {group for group in groups if stable_fraction(f"validation:{group}") < fraction}
-    if not held:
-        held = {groups[0]}
-    if len(held) == len(groups):
-        held.discard(groups[-1])
+    held = validation_groups((entry.group for entry in entries), fraction=fraction)
     return [e for e in entries if e.group not in held], [e for e in entries if e.group in held]
 
 

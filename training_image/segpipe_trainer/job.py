@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import torch
 
+from segpipe.models import selection
 from segpipe.models.coco import CocoDataset
 from segpipe.models.common import Preset, SplitName
 from segpipe.models.trainer_io import Normalization, Progress, SplitEvaluation, TrainingConfig
@@ -62,9 +63,8 @@ from segpipe_trainer.train import (
 
 logger = logging.getLogger(__name__)
 
-#: With fewer held-out validation groups than this, the final model is refit on every training
-#: image for the chosen epoch count (few groups hold out a large share of a small dataset).
-REFIT_BELOW_GROUPS = 8
+#: Re-exported: with fewer held-out groups than this, the final model is refit (segpipe.models.selection).
+REFIT_BELOW_GROUPS = selection.REFIT_BELOW_GROUPS
 
 
 @dataclass(frozen=True)
@@ -176,8 +176,7 @@ class SelectionPlan:
         if not val_entries:
             return cls(fit=fit_entries, validation=[], method="none")
         groups = len({entry.group for entry in val_entries})
-        method: Literal["holdout", "refit"] = "refit" if groups < REFIT_BELOW_GROUPS else "holdout"
-        return cls(fit=fit_entries, validation=val_entries, method=method)
+        return cls(fit=fit_entries, validation=val_entries, method=selection.selection_method(groups))
 
 
 @dataclass(frozen=True)

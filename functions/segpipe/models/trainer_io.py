@@ -15,6 +15,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
 from segpipe.models.common import ModelType, Preset, SplitName
 from segpipe.models.contract import Contract
+from segpipe.models.selection import VALIDATION_FRACTION
 
 # --- Hyperparameters ---------------------------------------------------------------------------
 
@@ -70,7 +71,10 @@ class TrainingConfig(Contract):
         default=10, ge=0, description="Epochs without improvement; 0 disables"
     )
     validation_fraction: float = Field(
-        default=0.1, ge=0, lt=1, description="Share of training groups held out for early stopping"
+        default=VALIDATION_FRACTION,
+        ge=0,
+        lt=1,
+        description="Share of training groups held out for early stopping",
     )
     min_object_area: int = Field(
         default=16, ge=0, description="Predicted objects smaller than this are dropped"
