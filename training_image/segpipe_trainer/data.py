@@ -270,7 +270,12 @@ def class_pixel_weights(samples: Sequence[Sample], *, num_classes: int, limit: f
 
 @dataclass(frozen=True)
 class Augmentation:
-    """Random changes applied to each training tile."""
+    """Random changes applied to each training tile.
+
+    Scale zooms the crop by a log-uniform factor; gamma raises the (non-negative) normalised
+    intensities to a log-uniform power (1, 1 draws nothing); gain multiplies and offset adds per
+    channel; noise is Gaussian.
+    """
 
     flips: bool = True
     rotations: bool = True
@@ -278,6 +283,7 @@ class Augmentation:
     gain_range: tuple[float, float] = (0.8, 1.25)
     offset_range: tuple[float, float] = (-0.1, 0.1)
     noise_std: float = 0.02
+    gamma_range: tuple[float, float] = (1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -370,6 +376,7 @@ class TileDataset(Dataset[dict[str, torch.Tensor]]):
         tensors = _resize(image=image, classes=classes, distance=target, size=self.tile_size)
         if tensors["distance"].shape[0] == 1:
             tensors["distance"] = tensors["distance"][0]
+        tensors["image"] = _gamma(rng, tensors["image"], bounds=self.augmentation.gamma_range)
         if self.compact:
             return _compact(rng, tensors, augmentation=self.augmentation, narrow=self.narrow_classes)
         tensors["image"] = _jitter_intensity(rng, tensors["image"], augmentation=self.augmentation)
@@ -462,6 +469,15 @@ def _resize(
             0, 0
         ].long()
     return {"image": image_t, "classes": classes_t, "distance": distance_t}
+
+
+def _gamma(rng: np.random.Generator, image: torch.Tensor, *, bounds: tuple[float, float]) -> torch.Tensor:
+    """Positive intensities raised to one log-uniform power for all channels (C x T x T); none
+    drawn when `bounds` is (1, 1), so the other draws keep their order."""
+    if bounds == (1.0, 1.0):
+        return image
+    gamma = _log_uniform(rng, bounds)
+    return torch.where(image > 0, image.clamp(min=0) ** gamma, image)
 
 
 def _jitter_intensity(

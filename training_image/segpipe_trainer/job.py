@@ -267,6 +267,7 @@ def set_up_job(*, paths: MlPaths, config: TrainingConfig, runtime: Runtime, stop
         or preset_spec(preset).pretrained,
         num_workers=data_loader_workers(runtime),
         accel=accel.AccelOptions.from_environment(),
+        augmentation=preset_spec(preset).augmentation,
     )
     resolved = _resolved_config(loop, preset=preset, options=options, plan=plan, inputs=inputs, start=start)
     if runtime.is_main:

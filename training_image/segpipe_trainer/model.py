@@ -27,6 +27,7 @@ from torch.nn import functional
 from segpipe.models.common import ModelType, Preset
 from segpipe.models.presets import PRESETS as PRESET_FACTS
 from segpipe.models.trainer_io import InstanceHead, TrainingConfig
+from segpipe_trainer.data import Augmentation
 from segpipe_trainer.errors import TrainerError
 from segpipe_trainer.fast_attention import install_fast_attention
 
@@ -47,6 +48,7 @@ class PresetSpec:
     fusion_channels: int = 128
     pretrained: bool = True  # whether "hub" weights exist for it
     fast_attention: bool = False  # SAM blocks: relative-position attention on fused SDPA kernels
+    augmentation: Augmentation = field(default_factory=Augmentation)  # of each training tile
 
 
 def _vit_kwargs(preset: Preset, **kwargs: Any) -> dict[str, Any]:
