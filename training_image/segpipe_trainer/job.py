@@ -16,6 +16,7 @@ import torch
 from segpipe.models import selection
 from segpipe.models.coco import CocoDataset
 from segpipe.models.common import Preset, SplitName
+from segpipe.models.presets import PRESETS as PRESET_FACTS
 from segpipe.models.trainer_io import Normalization, Progress, SplitEvaluation, TrainingConfig
 from segpipe_trainer import accel
 from segpipe_trainer.base import StartingPoint, continue_from, find_starting_point
@@ -248,6 +249,7 @@ def set_up_job(*, paths: MlPaths, config: TrainingConfig, runtime: Runtime, stop
     fit_samples, val_samples = samples[: len(plan.fit)], samples[len(plan.fit) :]
     in_channels = start.card.in_channels if start.card is not None else max(s.channels for s in samples)
     model, preset = build_job_model(config=config, start=start, in_channels=in_channels, runtime=runtime)
+    config = with_preset_defaults(config, preset=preset)
     loop = LoopSetup(
         config=config,
         runtime=runtime,
@@ -285,6 +287,14 @@ def set_up_job(*, paths: MlPaths, config: TrainingConfig, runtime: Runtime, stop
         predictor=_job_predictor(model, loop=loop),
         loop=loop,
     )
+
+
+def with_preset_defaults(config: TrainingConfig, *, preset: Preset) -> TrainingConfig:
+    """`config` with what it leaves unset taken from the preset the job trains (a base model's
+    preset wins over the requested one), so the resolved config shows the values used."""
+    if config.learning_rate is not None:
+        return config
+    return config.model_copy(update={"learning_rate": PRESET_FACTS[preset].learning_rate})
 
 
 def _fingerprint(config: TrainingConfig, *, preset: Preset, in_channels: int, world: int) -> Fingerprint:

@@ -90,7 +90,7 @@ def build_optimizer(
     param_groups = [
         {
             "params": params,
-            "lr": config.learning_rate * (encoder_scale if is_encoder else 1.0),
+            "lr": config.peak_learning_rate * (encoder_scale if is_encoder else 1.0),
             "weight_decay": 0.0 if no_decay else config.weight_decay,
         }
         for (is_encoder, no_decay), params in sorted(groups.items())
