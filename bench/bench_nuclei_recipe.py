@@ -58,24 +58,35 @@ class Recipe:
 
 BASE = {"epochs": 20, "tile_size": 128}
 STRONG_INTENSITY = Augmentation(gain_range=(0.6, 1.6), offset_range=(-0.2, 0.2), gamma_range=(0.6, 1.6))
+#: What the preset had before this comparison (3e-4 and the data.Augmentation defaults).
+BEFORE = Augmentation()
 RECIPES: dict[str, Recipe] = {
-    "current": Recipe(BASE),
-    "longer": Recipe({**BASE, "epochs": 40}),
-    "more-steps": Recipe({**BASE, "steps_per_epoch": 40}),
-    "lr-1e-3": Recipe({**BASE, "learning_rate": 1e-3}),
-    "tile-256": Recipe({**BASE, "tile_size": 256}),
-    "tile-256-b2": Recipe({**BASE, "tile_size": 256, "batch_size": 2}),
-    "tile-192-b4": Recipe({**BASE, "tile_size": 192, "batch_size": 4}),
-    "flow": Recipe({**BASE, "instance_head": "flow"}),
-    "lr-2e-3": Recipe({**BASE, "learning_rate": 2e-3}),
-    "lr-1e-3-tile-256-b2": Recipe({**BASE, "learning_rate": 1e-3, "tile_size": 256, "batch_size": 2}),
+    "current": Recipe({**BASE, "learning_rate": 3e-4}, BEFORE),
+    "chosen": Recipe(BASE),  # the preset's defaults as they now are
+    "longer": Recipe({**BASE, "epochs": 40, "learning_rate": 3e-4}, BEFORE),
+    "more-steps": Recipe({**BASE, "steps_per_epoch": 40, "learning_rate": 3e-4}, BEFORE),
+    "lr-1e-3": Recipe({**BASE, "learning_rate": 1e-3}, BEFORE),
+    "tile-256": Recipe({**BASE, "tile_size": 256, "learning_rate": 3e-4}, BEFORE),
+    "tile-256-b2": Recipe({**BASE, "tile_size": 256, "batch_size": 2, "learning_rate": 3e-4}, BEFORE),
+    "tile-192-b4": Recipe({**BASE, "tile_size": 192, "batch_size": 4, "learning_rate": 3e-4}, BEFORE),
+    "flow": Recipe({**BASE, "instance_head": "flow", "learning_rate": 3e-4}, BEFORE),
+    "lr-2e-3": Recipe({**BASE, "learning_rate": 2e-3}, BEFORE),
+    "lr-1e-3-tile-256-b2": Recipe({**BASE, "learning_rate": 1e-3, "tile_size": 256, "batch_size": 2}, BEFORE),
     "lr-1e-3-intensity": Recipe({**BASE, "learning_rate": 1e-3}, STRONG_INTENSITY),
-    "lr-1e-3-scale-wide": Recipe({**BASE, "learning_rate": 1e-3}, Augmentation(scale_range=(0.6, 1.6))),
-    "lr-1e-3-longer": Recipe({**BASE, "learning_rate": 1e-3, "epochs": 40}),
-    "intensity": Recipe(BASE, STRONG_INTENSITY),
-    "no-intensity": Recipe(BASE, Augmentation(gain_range=(1.0, 1.0), offset_range=(0.0, 0.0), noise_std=0.0)),
-    "scale-wide": Recipe(BASE, Augmentation(scale_range=(0.6, 1.6))),
-    "no-scale": Recipe(BASE, Augmentation(scale_range=(1.0, 1.0))),
+    "lr-1e-3-scale-wide": Recipe(
+        {**BASE, "learning_rate": 1e-3},
+        Augmentation(
+            gain_range=(0.6, 1.6), offset_range=(-0.2, 0.2), gamma_range=(0.6, 1.6), scale_range=(0.6, 1.6)
+        ),
+    ),
+    "lr-1e-3-longer": Recipe({**BASE, "learning_rate": 1e-3, "epochs": 40}, BEFORE),
+    "intensity": Recipe({**BASE, "learning_rate": 3e-4}, STRONG_INTENSITY),
+    "no-intensity": Recipe(
+        {**BASE, "learning_rate": 3e-4},
+        Augmentation(gain_range=(1.0, 1.0), offset_range=(0.0, 0.0), noise_std=0.0),
+    ),
+    "scale-wide": Recipe({**BASE, "learning_rate": 3e-4}, Augmentation(scale_range=(0.6, 1.6))),
+    "no-scale": Recipe({**BASE, "learning_rate": 3e-4}, Augmentation(scale_range=(1.0, 1.0))),
 }
 
 
