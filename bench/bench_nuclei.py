@@ -3,8 +3,9 @@
 Data: StarDist's held-out DSB2018-style nuclei image with its label mask (`stardist.data.
 test_image_nuclei_2d`, installed for the tests), cut into four 256 x 256 tiles: three train, the
 fourth (bottom right) is the test set. Each training runs `train` under the SageMaker layout
-(SEGPIPE_ML_ROOT) with the local stack's defaults (tiny preset, 20 epochs, 128-px tiles, every
-other setting the contract's default; the instance head the trainer's default) and seeds 0, 1, 2,
+(SEGPIPE_ML_ROOT) with the local stack's defaults (`segpipe_local.config.LocalConfig`: tiny preset,
+20 epochs, 128-px tiles; every other setting the contract's or the preset's default, the instance
+head the trainer's) and seeds 0, 1, 2,
 torch on 2 threads. Reported: the test F1 at IoU 0.5 at the suggested threshold (chosen on
 training images only) with its 95 % bootstrap interval, AP50, how the choices were made, and the
 wall time of each `train` run. Run: `python -m bench.bench_nuclei [--seeds 0 1 2] [--head flow]`.
@@ -27,6 +28,7 @@ import numpy as np
 import tifffile
 
 from segpipe.models.trainer_io import Evaluation, TrainingConfig
+from segpipe_local.config import LocalConfig
 from segpipe_trainer.import_masks import instance_regions, segmentation_of
 from segpipe_trainer.paths import ML_ROOT_VARIABLE
 
@@ -71,13 +73,15 @@ def coco_of(parts: Sequence[tuple[str, np.ndarray, np.ndarray]], *, first_id: in
 
 
 def local_defaults(*, seed: int, head: str | None) -> dict[str, str]:
-    """The hyperparameters a local training of this dataset gets (segpipe_local's default epochs and tile)."""
+    """The hyperparameters a local training of this dataset gets: segpipe_local's default preset,
+    epochs and tile, every other setting the contract's or the preset's default."""
+    local = LocalConfig()
     config = TrainingConfig(
         model_type="instance",
         classes=["nucleus"],
-        preset="tiny",
-        epochs=20,
-        tile_size=128,
+        preset=local.default_preset,  # type: ignore[arg-type]
+        epochs=local.default_epochs,
+        tile_size=local.default_tile_size,
         seed=seed,
         instance_head=head,  # type: ignore[arg-type]
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -230,6 +231,31 @@ def test_augmented_image_and_targets_stay_aligned() -> None:
     ]
 
     assert min(agreement) > 0.93
+
+
+def test_gamma_raises_positive_intensities_and_leaves_every_other_draw_alone() -> None:
+    # Given the same tiles drawn without intensity changes, and with a fixed gamma of 2
+    still = Augmentation(gain_range=(1.0, 1.0), offset_range=(0.0, 0.0), noise_std=0.0)
+    squared = Augmentation(
+        gain_range=(1.0, 1.0), offset_range=(0.0, 0.0), noise_std=0.0, gamma_range=(2.0, 2.0)
+    )
+    samples = [_sample(seed=6)]
+
+    def tiles(augmentation: Augmentation) -> list[dict[str, torch.Tensor]]:
+        dataset = TileDataset(
+            samples=samples, tile_size=48, in_channels=1, length=6, seed=2, augmentation=augmentation
+        )
+        return [dataset[i] for i in range(6)]
+
+    # Then each tile is the same crop with its positive values squared, its targets untouched
+    for plain, raised in zip(tiles(still), tiles(squared), strict=True):
+        expected = torch.where(plain["image"] > 0, plain["image"] ** 2, plain["image"])
+        assert torch.allclose(raised["image"], expected)
+        assert (raised["classes"] == plain["classes"]).all()
+        assert (raised["distance"] == plain["distance"]).all()
+    assert any(
+        not torch.equal(p["image"], r["image"]) for p, r in zip(tiles(still), tiles(squared), strict=True)
+    )
 
 
 def test_object_bias_aims_tiles_at_objects_and_negatives_are_drawn() -> None:

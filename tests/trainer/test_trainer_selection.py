@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import torch
 
+from segpipe.logic.validate.details import TrainingPhases, padded_megapixels
 from segpipe.models.coco import CocoDataset, CocoImage
 from segpipe.models.trainer_io import (
     THRESHOLDS,
@@ -55,6 +56,19 @@ def test_many_validation_groups_are_a_plain_holdout() -> None:
 def test_one_group_or_no_fraction_holds_nothing_out() -> None:
     assert SelectionPlan.build(_entries(1, per_group=4), fraction=0.5).method == "none"
     assert SelectionPlan.build(_entries(5), fraction=0.0).method == "none"
+
+
+@pytest.mark.parametrize(("groups", "per_group"), [(1, 3), (2, 1), (3, 4), (12, 1), (90, 1), (400, 2)])
+def test_the_reports_estimate_plans_the_phases_the_trainer_runs(groups: int, per_group: int) -> None:
+    # Given a training split of `groups` groups, as the trainer and the validation report read it
+    entries = _entries(groups, per_group=per_group)
+    plan = SelectionPlan.build(entries, fraction=TrainingConfig.model_fields["validation_fraction"].default)
+
+    phases = TrainingPhases.plan([entry.image for entry in entries], tile=8)
+
+    # Then the estimate's first phase is the trainer's fit images and its refit the trainer's refit
+    assert phases.first_megapixels == pytest.approx(padded_megapixels([e.image for e in plan.fit], tile=8))
+    assert (phases.refit_megapixels > 0) == (plan.method == "refit")
 
 
 # --- Thresholds from the held-out images -------------------------------------------------------

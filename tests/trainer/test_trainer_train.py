@@ -10,8 +10,11 @@ import pytest
 import torch
 from torch.nn import functional
 
+from segpipe.models.common import Preset
+from segpipe.models.presets import PRESETS
 from segpipe.models.trainer_io import Progress, TrainingConfig
 from segpipe_trainer.data import Sample
+from segpipe_trainer.job import with_preset_defaults
 from segpipe_trainer.model import Segmenter, build_model
 from segpipe_trainer.train import (
     CHECKPOINT_FILE,
@@ -121,6 +124,22 @@ def test_pretrained_encoders_learn_slower_and_biases_do_not_decay() -> None:
             assert group["lr"] == pytest.approx(encoder_lr if in_encoder.pop() else 0.01)
             if group["weight_decay"]:
                 assert all(p.ndim > 1 for p in group["params"])
+
+
+def test_a_config_without_a_learning_rate_trains_at_the_presets() -> None:
+    # Given the tiny preset, a config that sets no learning rate, and the job's resolution of it
+    model = build_model(preset="tiny", num_classes=1, model_type="semantic", in_channels=1)
+    params = {key: value for key, value in hyperparameters(epochs=2).items() if key != "learning_rate"}
+    unset = TrainingConfig.from_hyperparameters(params)
+
+    optimizer = build_optimizer(model, config=unset, encoder_pretrained=False)
+
+    # Then every group peaks at the tiny preset's rate; a base model's preset would set its own
+    assert {group["lr"] for group in optimizer.param_groups} == {PRESETS[Preset.TINY].learning_rate}
+    assert with_preset_defaults(unset, preset=Preset.TINY).learning_rate == PRESETS[Preset.TINY].learning_rate
+    from_sam = with_preset_defaults(unset, preset=Preset.SAM_VIT_BASE)
+    assert from_sam.learning_rate == PRESETS[Preset.SAM_VIT_BASE].learning_rate
+    assert with_preset_defaults(_config(), preset=Preset.SAM_VIT_BASE).learning_rate == 0.001
 
 
 def test_loss_is_weighted_cross_entropy_plus_distance_bce() -> None:

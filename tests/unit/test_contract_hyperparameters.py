@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from segpipe.models.common import Preset
+from segpipe.models.presets import PRESETS
 from segpipe.models.trainer_io import TrainingConfig
 
 
@@ -46,3 +47,15 @@ def test_bad_values_are_refused(hyperparameters_fixture: dict[str, str], key: st
 def test_unknown_hyperparameters_are_refused(hyperparameters_fixture: dict[str, str]) -> None:
     with pytest.raises(ValidationError):
         TrainingConfig.from_hyperparameters({**hyperparameters_fixture, "epochz": "3"})
+
+
+def test_an_unset_learning_rate_is_the_presets(hyperparameters_fixture: dict[str, str]) -> None:
+    # Given the fixture without its learning rate (a trainer run by hand, say)
+    unset = {key: value for key, value in hyperparameters_fixture.items() if key != "learning_rate"}
+
+    config = TrainingConfig.from_hyperparameters(unset)
+
+    # Then nothing is written for it, and the optimiser's peak is the preset's
+    assert config.learning_rate is None and "learning_rate" not in config.to_hyperparameters()
+    assert config.peak_learning_rate == PRESETS[Preset.TINY].learning_rate
+    assert TrainingConfig.from_hyperparameters(hyperparameters_fixture).peak_learning_rate == 0.0005

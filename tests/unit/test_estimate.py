@@ -119,3 +119,28 @@ def test_dinov2_small_is_estimated_at_the_patch_the_trainer_builds() -> None:
     base = preset_speeds()[Preset.SAM_VIT_BASE].megapixels_per_second
 
     assert small == pytest.approx(3.0 * base)
+
+
+def test_a_refit_adds_its_epochs_over_every_training_image() -> None:
+    # Given 10 epochs over 80 Mpx in the first phase, and a refit over all 100 training Mpx
+    plain = estimate_training(
+        preset=Preset.SAM_VIT_BASE, epochs=10, train_megapixels=80.0, eval_megapixels=0.0, compute=on_demand()
+    )
+    refit = estimate_training(
+        preset=Preset.SAM_VIT_BASE,
+        epochs=10,
+        train_megapixels=80.0,
+        refit_megapixels=100.0,
+        eval_megapixels=0.0,
+        compute=on_demand(),
+    )
+
+    # Then the refit's 10 x 100 Mpx are counted on top of the first phase's, and the basis says so
+    rate = (
+        preset_speeds()[Preset.SAM_VIT_BASE].megapixels_per_second
+        * estimate.GPU_FAMILIES["g5"].relative_speed
+    )
+    assert refit.hours == pytest.approx(estimate.STARTUP_HOURS + 10 * (80.0 + 100.0) / rate / 3600, abs=0.005)
+    assert refit.hours - plain.hours == pytest.approx(10 * 100.0 / rate / 3600, abs=0.01)
+    assert "10 more refitting on every training image" in refit.basis
+    assert "refitting" not in plain.basis

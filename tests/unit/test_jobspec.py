@@ -19,6 +19,7 @@ from segpipe.logic.jobspec import (
 )
 from segpipe.models.common import PROJECT_PATTERN, Preset
 from segpipe.models.jobs import CreateTrainingJob
+from segpipe.models.presets import PRESETS
 from segpipe.models.request import TrainingRequest
 from segpipe.models.trainer_io import TrainingConfig
 from tests.helpers.versions import model_version
@@ -107,6 +108,19 @@ def test_hyperparameters_are_readable_strings_that_the_trainer_parses() -> None:
     config = TrainingConfig.from_hyperparameters(job.HyperParameters)
     assert job.HyperParameters["classes"] == '["nucleus"]'
     assert (config.learning_rate, config.batch_size, config.seed, config.preset) == (0.001, 4, 9, Preset.TINY)
+
+
+@pytest.mark.parametrize("preset", list(Preset))
+def test_a_training_without_a_learning_rate_gets_its_presets_written_out(preset: Preset) -> None:
+    # Given a request that sets no learning rate, and one that does
+    unset = training_config(_request(), ResolvedTraining(preset, 5, 128), project="lab", version=1)
+    own = training_config(
+        _request(training={"learning_rate": 0.02}), ResolvedTraining(preset, 5, 128), project="lab", version=1
+    )
+
+    # Then the first trains at its preset's rate, written into the hyperparameters, the second at its own
+    assert unset.to_hyperparameters()["learning_rate"] == str(PRESETS[preset].learning_rate)
+    assert own.learning_rate == 0.02
 
 
 def test_tags_and_metric_definitions() -> None:

@@ -5,7 +5,6 @@ Shapes: C channels, K classes (class 0 is background, class i is `classes[i-1]`)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -22,6 +21,7 @@ from torch.utils.data import Dataset, Sampler
 
 from segpipe.models.coco import CocoAnnotation, CocoDataset, CocoImage
 from segpipe.models.common import ModelType, SplitName
+from segpipe.models.selection import holdout_group, validation_groups
 from segpipe.models.trainer_io import InstanceHead, Normalization
 from segpipe_trainer.errors import TrainerError
 from segpipe_trainer.geometry import rasterize_instances
@@ -95,8 +95,8 @@ class ImageEntry:
 
     @property
     def group(self) -> str:
-        """The unit that stays on one side of a split: the image's group, or the image itself."""
-        return self.image.group or self.image.file_name
+        """The unit held out whole: the image's group, or the image itself (`selection.holdout_group`)."""
+        return holdout_group(self.image)
 
 
 def image_entries(manifest: CocoDataset) -> list[ImageEntry]:
@@ -111,28 +111,15 @@ def image_entries(manifest: CocoDataset) -> list[ImageEntry]:
     ]
 
 
-def stable_fraction(key: str) -> float:
-    """A number in [0, 1) fixed by `key` alone (SHA-256), the same on every machine and run."""
-    digest = hashlib.sha256(key.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
-
-
 def carve_validation(
     entries: Sequence[ImageEntry], *, fraction: float
 ) -> tuple[list[ImageEntry], list[ImageEntry]]:
-    """(train, validation): whole groups whose stable hash falls under `fraction` are held out.
+    """(train, validation): the whole groups `selection.validation_groups` holds out go to validation.
 
     With two or more groups and a positive fraction, at least one group is held out and at least
     one is kept; otherwise nothing is held out.
     """
-    groups = sorted({entry.group for entry in entries}, key=lambda g: (stable_fraction(f"validation:{g}"), g))
-    if fraction <= 0 or len(groups) < 2:
-        return list(entries), []
-    held = {group for group in groups if stable_fraction(f"validation:{group}") < fraction}
-    if not held:
-        held = {groups[0]}
-    if len(held) == len(groups):
-        held.discard(groups[-1])
+    held = validation_groups((entry.group for entry in entries), fraction=fraction)
     return [e for e in entries if e.group not in held], [e for e in entries if e.group in held]
 
 
@@ -283,7 +270,12 @@ def class_pixel_weights(samples: Sequence[Sample], *, num_classes: int, limit: f
 
 @dataclass(frozen=True)
 class Augmentation:
-    """Random changes applied to each training tile."""
+    """Random changes applied to each training tile.
+
+    Scale zooms the crop by a log-uniform factor; gamma raises the (non-negative) normalised
+    intensities to a log-uniform power (1, 1 draws nothing); gain multiplies and offset adds per
+    channel; noise is Gaussian.
+    """
 
     flips: bool = True
     rotations: bool = True
@@ -291,6 +283,7 @@ class Augmentation:
     gain_range: tuple[float, float] = (0.8, 1.25)
     offset_range: tuple[float, float] = (-0.1, 0.1)
     noise_std: float = 0.02
+    gamma_range: tuple[float, float] = (1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -383,6 +376,7 @@ class TileDataset(Dataset[dict[str, torch.Tensor]]):
         tensors = _resize(image=image, classes=classes, distance=target, size=self.tile_size)
         if tensors["distance"].shape[0] == 1:
             tensors["distance"] = tensors["distance"][0]
+        tensors["image"] = _gamma(rng, tensors["image"], bounds=self.augmentation.gamma_range)
         if self.compact:
             return _compact(rng, tensors, augmentation=self.augmentation, narrow=self.narrow_classes)
         tensors["image"] = _jitter_intensity(rng, tensors["image"], augmentation=self.augmentation)
@@ -475,6 +469,15 @@ def _resize(
             0, 0
         ].long()
     return {"image": image_t, "classes": classes_t, "distance": distance_t}
+
+
+def _gamma(rng: np.random.Generator, image: torch.Tensor, *, bounds: tuple[float, float]) -> torch.Tensor:
+    """Positive intensities raised to one log-uniform power for all channels (C x T x T); none
+    drawn when `bounds` is (1, 1), so the other draws keep their order."""
+    if bounds == (1.0, 1.0):
+        return image
+    gamma = _log_uniform(rng, bounds)
+    return torch.where(image > 0, image.clamp(min=0) ** gamma, image)
 
 
 def _jitter_intensity(

@@ -13,8 +13,10 @@ from typing import Any, Literal
 
 import torch
 
+from segpipe.models import selection
 from segpipe.models.coco import CocoDataset
 from segpipe.models.common import Preset, SplitName
+from segpipe.models.presets import PRESETS as PRESET_FACTS
 from segpipe.models.trainer_io import Normalization, Progress, SplitEvaluation, TrainingConfig
 from segpipe_trainer import accel
 from segpipe_trainer.base import StartingPoint, continue_from, find_starting_point
@@ -62,9 +64,8 @@ from segpipe_trainer.train import (
 
 logger = logging.getLogger(__name__)
 
-#: With fewer held-out validation groups than this, the final model is refit on every training
-#: image for the chosen epoch count (few groups hold out a large share of a small dataset).
-REFIT_BELOW_GROUPS = 8
+#: Re-exported: with fewer held-out groups than this, the final model is refit (segpipe.models.selection).
+REFIT_BELOW_GROUPS = selection.REFIT_BELOW_GROUPS
 
 
 @dataclass(frozen=True)
@@ -176,8 +177,7 @@ class SelectionPlan:
         if not val_entries:
             return cls(fit=fit_entries, validation=[], method="none")
         groups = len({entry.group for entry in val_entries})
-        method: Literal["holdout", "refit"] = "refit" if groups < REFIT_BELOW_GROUPS else "holdout"
-        return cls(fit=fit_entries, validation=val_entries, method=method)
+        return cls(fit=fit_entries, validation=val_entries, method=selection.selection_method(groups))
 
 
 @dataclass(frozen=True)
@@ -249,6 +249,7 @@ def set_up_job(*, paths: MlPaths, config: TrainingConfig, runtime: Runtime, stop
     fit_samples, val_samples = samples[: len(plan.fit)], samples[len(plan.fit) :]
     in_channels = start.card.in_channels if start.card is not None else max(s.channels for s in samples)
     model, preset = build_job_model(config=config, start=start, in_channels=in_channels, runtime=runtime)
+    config = with_preset_defaults(config, preset=preset)
     loop = LoopSetup(
         config=config,
         runtime=runtime,
@@ -268,6 +269,7 @@ def set_up_job(*, paths: MlPaths, config: TrainingConfig, runtime: Runtime, stop
         or preset_spec(preset).pretrained,
         num_workers=data_loader_workers(runtime),
         accel=accel.AccelOptions.from_environment(),
+        augmentation=preset_spec(preset).augmentation,
     )
     resolved = _resolved_config(loop, preset=preset, options=options, plan=plan, inputs=inputs, start=start)
     if runtime.is_main:
@@ -285,6 +287,14 @@ def set_up_job(*, paths: MlPaths, config: TrainingConfig, runtime: Runtime, stop
         predictor=_job_predictor(model, loop=loop),
         loop=loop,
     )
+
+
+def with_preset_defaults(config: TrainingConfig, *, preset: Preset) -> TrainingConfig:
+    """`config` with what it leaves unset taken from the preset the job trains (a base model's
+    preset wins over the requested one), so the resolved config shows the values used."""
+    if config.learning_rate is not None:
+        return config
+    return config.model_copy(update={"learning_rate": PRESET_FACTS[preset].learning_rate})
 
 
 def _fingerprint(config: TrainingConfig, *, preset: Preset, in_channels: int, world: int) -> Fingerprint:

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 
 from segpipe.models.trainer_io import Progress, SplitEvaluation, TrainingConfig
 from segpipe_trainer import accel, atomic
-from segpipe_trainer.data import Sample, StepSampler, TileDataset
+from segpipe_trainer.data import Augmentation, Sample, StepSampler, TileDataset
 from segpipe_trainer.distributed import Runtime
 from segpipe_trainer.evaluation import ImagePrediction, evaluate_images
 from segpipe_trainer.infer import Predictor, autocast
@@ -90,7 +90,7 @@ def build_optimizer(
     param_groups = [
         {
             "params": params,
-            "lr": config.learning_rate * (encoder_scale if is_encoder else 1.0),
+            "lr": config.peak_learning_rate * (encoder_scale if is_encoder else 1.0),
             "weight_decay": 0.0 if no_decay else config.weight_decay,
         }
         for (is_encoder, no_decay), params in sorted(groups.items())
@@ -454,6 +454,8 @@ class LoopSetup:
     encoder_pretrained: bool = True
     num_workers: int = 0
     accel: accel.AccelOptions = field(default_factory=accel.AccelOptions)
+    #: The random changes to each training tile (the preset's, `PresetSpec.augmentation`).
+    augmentation: Augmentation = field(default_factory=Augmentation)
     #: Where progress goes (checkpoints/progress.json by default) and the epochs shown before this
     #: loop's (a refit continues the first phase's count).
     progress_file: Path | None = None
@@ -486,6 +488,7 @@ def make_loader(setup: LoopSetup, *, epoch: int, start_step: int) -> DataLoader[
         length=setup.steps_per_epoch * batch * setup.runtime.world,
         seed=setup.config.seed,
         epoch=epoch,
+        augmentation=setup.augmentation,
         compact=setup.accel.augments_on_device(setup.runtime.device),
     )
     sampler = StepSampler(

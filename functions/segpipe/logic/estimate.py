@@ -2,11 +2,16 @@
 
 The model is deliberately simple and every assumption is stated in `Estimate.basis`:
 
-    hours = start-up + (epochs x training megapixels + evaluation megapixels / inference speed-up)
+    hours = start-up + (epochs x (training megapixels + refit megapixels)
+                        + evaluation megapixels / inference speed-up)
                        / (preset throughput x GPU speed x GPUs x scaling efficiency) / 3600
 
 - One epoch is one pass over the training pixels; an image smaller than a tile still costs a
   whole tile (it is padded). Early stopping can only make the real run shorter.
+- The trainer holds some training groups out to choose the epoch count on; with few held-out
+  groups it then refits a fresh model on every training image for the chosen count
+  (`segpipe.models.selection`). The refit is counted at the full configured epochs, an upper
+  bound like the first phase's.
 - Preset throughput is in training megapixels per second on an RTX 3090-class GPU with mixed
   precision, derived from timm's published benchmark (ViT-B/16 trains at 97 img/s at 384² on an
   RTX 3090, i.e. 14.3 Mpx/s for the encoder alone) with a factor for the dense decoder and loss.
@@ -100,11 +105,13 @@ def estimate_training(
     train_megapixels: float,
     eval_megapixels: float,
     compute: ComputeOptions | None = None,
+    refit_megapixels: float = 0.0,
 ) -> Estimate:
     """Expected billable hours and cost of one training job.
 
-    `train_megapixels` counts each training image as at least one tile (padding);
-    `eval_megapixels` is the train and test images at their own size.
+    `train_megapixels` counts each image the first phase trains on as at least one tile
+    (padding); `refit_megapixels` the same for the refit's images (every training image), 0 when
+    the trainer does not refit; `eval_megapixels` is the train and test images at their own size.
     """
     compute = compute or ComputeOptions()
     speed = preset_speeds()[preset]
@@ -112,7 +119,8 @@ def estimate_training(
     gpus = profile.gpus * compute.instance_count
     parallel = 1 + (gpus - 1) * SCALING_EFFICIENCY
     rate = speed.megapixels_per_second * profile.gpu.relative_speed * parallel
-    compute_seconds = (epochs * train_megapixels + eval_megapixels / INFERENCE_SPEEDUP) / rate
+    trained = epochs * (train_megapixels + refit_megapixels)
+    compute_seconds = (trained + eval_megapixels / INFERENCE_SPEEDUP) / rate
     hours = (STARTUP_HOURS + compute_seconds / 3600) * (SPOT_TIME_FACTOR if compute.spot else 1.0)
     hourly = None if profile.usd_per_hour is None else profile.usd_per_hour * compute.instance_count
     price = None if hourly is None else hourly * (SPOT_PRICE_FACTOR if compute.spot else 1.0)
@@ -120,9 +128,7 @@ def estimate_training(
         compute=compute,
         speed=speed,
         profile=profile,
-        rate=rate,
-        preset=preset,
-        epochs=epochs,
+        work=_work(preset=preset, epochs=epochs, rate=rate, refit=refit_megapixels > 0),
     )
     return Estimate(
         instance_type=compute.instance_type,
@@ -148,12 +154,10 @@ def _basis(
     compute: ComputeOptions,
     speed: PresetFacts,
     profile: InstanceProfile,
-    rate: float,
-    preset: Preset,
-    epochs: int,
+    work: str,
 ) -> str:
     parts = [
-        f"{epochs} epochs of preset {preset.value} at {rate:.1f} training Mpx/s",
+        work,
         f"{speed.megapixels_per_second:.1f} Mpx/s on an RTX 3090 ({speed.derivation})",
         f"x {profile.gpu.relative_speed} per {profile.gpu.name}, {_count(profile.gpus, 'GPU')} per host, "
         f"{_count(compute.instance_count, 'host')}, {SCALING_EFFICIENCY:.0%} scaling per extra GPU",
@@ -171,6 +175,14 @@ def _basis(
             f" with {SPOT_TIME_FACTOR - 1:.0%} extra time for interruptions"
         )
     return "; ".join(parts)
+
+
+def _work(*, preset: Preset, epochs: int, rate: float, refit: bool) -> str:
+    """The basis's first part: the epochs counted, and the refit's when there is one."""
+    work = f"{epochs} epochs of preset {preset.value} at {rate:.1f} training Mpx/s"
+    if refit:
+        work += f", then up to {epochs} more refitting on every training image (few held-out groups)"
+    return work
 
 
 def _count(number: int, noun: str) -> str:

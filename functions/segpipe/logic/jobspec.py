@@ -21,6 +21,7 @@ from segpipe.models.jobs import (
     StoppingConditionSpec,
     TagSpec,
 )
+from segpipe.models.presets import PRESETS
 from segpipe.models.request import FractionTestSet, TrainingRequest
 from segpipe.models.trainer_io import TrainingConfig
 from segpipe.models.version import ModelVersion
@@ -81,7 +82,8 @@ def training_config(
     overrides = request.training
     seed = request.test_set.seed if isinstance(request.test_set, FractionTestSet) else 0
     optional = {
-        "learning_rate": overrides.learning_rate,
+        # The preset's default is written out, so the console shows the rate the job trains at.
+        "learning_rate": overrides.learning_rate or PRESETS[resolved.preset].learning_rate,
         "batch_size": overrides.batch_size,
         "early_stopping_patience": overrides.early_stopping_patience,
         "min_object_area": overrides.min_object_area,

@@ -15,6 +15,8 @@ from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
 from segpipe.models.common import ModelType, Preset, SplitName
 from segpipe.models.contract import Contract
+from segpipe.models.presets import PRESETS
+from segpipe.models.selection import VALIDATION_FRACTION
 
 # --- Hyperparameters ---------------------------------------------------------------------------
 
@@ -54,8 +56,11 @@ class TrainingConfig(Contract):
     epochs: int = Field(ge=1, le=2000)
     tile_size: int = Field(ge=64, le=2048, description="Training tile edge in pixels")
     seed: int = Field(ge=0)
-    learning_rate: float = Field(
-        default=3e-4, gt=0, description="Peak learning rate of the decoder and heads"
+    learning_rate: float | None = Field(
+        default=None,
+        gt=0,
+        description="Peak learning rate of the decoder and heads; unset takes the preset's "
+        "(segpipe.models.presets)",
     )
     encoder_lr_scale: float = Field(
         default=0.1, gt=0, le=1, description="Encoder learning rate = scale x peak"
@@ -70,7 +75,10 @@ class TrainingConfig(Contract):
         default=10, ge=0, description="Epochs without improvement; 0 disables"
     )
     validation_fraction: float = Field(
-        default=0.1, ge=0, lt=1, description="Share of training groups held out for early stopping"
+        default=VALIDATION_FRACTION,
+        ge=0,
+        lt=1,
+        description="Share of training groups held out for early stopping",
     )
     min_object_area: int = Field(
         default=16, ge=0, description="Predicted objects smaller than this are dropped"
@@ -83,6 +91,11 @@ class TrainingConfig(Contract):
     score_floor: float = Field(default=SCORE_FLOOR, ge=0, lt=1)
     project: str | None = Field(default=None, description="For logs only")
     version: int | None = Field(default=None, description="For logs only")
+
+    @property
+    def peak_learning_rate(self) -> float:
+        """The learning rate set, else the preset's default."""
+        return self.learning_rate if self.learning_rate is not None else PRESETS[self.preset].learning_rate
 
     @classmethod
     def from_hyperparameters(cls, hyperparameters: dict[str, str]) -> TrainingConfig:

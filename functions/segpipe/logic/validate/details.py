@@ -10,8 +10,9 @@ from segpipe.logic.split import PlannedAnnotation, SplitAssignment, SplitPlan, S
 from segpipe.logic.validate.context import Context
 from segpipe.logic.validate.dataset import Scanned, excluded_counts
 from segpipe.logic.validate.scan import Scan
+from segpipe.models import selection
 from segpipe.models.coco import CocoImage
-from segpipe.models.report import ClassCounts, IgnoredCounts, ImageStats, TrainingDetails
+from segpipe.models.report import ClassCounts, Estimate, IgnoredCounts, ImageStats, TrainingDetails
 from segpipe.models.request import FractionTestSet
 
 
@@ -52,15 +53,46 @@ def training_details(checked: Checked, *, context: Context) -> TrainingDetails:
             images_held_out=len(assignment.held_out),
         ),
         images=checked.stats,
-        estimate=estimate.estimate_training(
-            preset=training.preset,
-            epochs=training.epochs,
-            train_megapixels=padded_megapixels(assignment.train, tile=training.tile_size),
-            eval_megapixels=padded_megapixels([*assignment.train, *assignment.test], tile=0),
-            compute=context.request.compute,
-        ),
+        estimate=_estimate(assignment, context=context),
         **training.details(),
     )
+
+
+def _estimate(assignment: SplitAssignment, *, context: Context) -> Estimate:
+    training = context.training
+    phases = TrainingPhases.plan(assignment.train, tile=training.tile_size)
+    return estimate.estimate_training(
+        preset=training.preset,
+        epochs=training.epochs,
+        train_megapixels=phases.first_megapixels,
+        refit_megapixels=phases.refit_megapixels,
+        eval_megapixels=padded_megapixels([*assignment.train, *assignment.test], tile=0),
+        compute=context.request.compute,
+    )
+
+
+@dataclass(frozen=True)
+class TrainingPhases:
+    """The (padded) megapixels each phase of the trainer trains on, by its own selection rule."""
+
+    first_megapixels: float  # the training images minus those held out to choose on
+    refit_megapixels: float  # every training image when the trainer refits, else 0
+
+    @classmethod
+    def plan(
+        cls, images: Sequence[CocoImage], *, tile: int, fraction: float = selection.VALIDATION_FRACTION
+    ) -> TrainingPhases:
+        """The trainer's plan for `images` (`segpipe.models.selection`): a group is an image's
+        `group`, else its file name; the held-out groups are not trained on in the first phase."""
+        held = selection.validation_groups(
+            (selection.holdout_group(image) for image in images), fraction=fraction
+        )
+        first = [image for image in images if selection.holdout_group(image) not in held]
+        refits = selection.selection_method(len(held)) == "refit"
+        return cls(
+            first_megapixels=padded_megapixels(first, tile=tile),
+            refit_megapixels=padded_megapixels(images, tile=tile) if refits else 0.0,
+        )
 
 
 def padded_megapixels(images: Sequence[CocoImage], *, tile: int) -> float:
