@@ -293,10 +293,10 @@ class ChunkedArray:
     def parts(self, count: int) -> list[ChunkedArray]:
         """At most `count` runs of consecutive chunks, in file order, of about equal size."""
         parts: list[ChunkedArray] = []
-        spans, share = iter(self.spans), self.size / max(count, 1)
+        share = self.size / max(count, 1)
         current: list[tuple[int, int]] = []
         done = 0
-        for span in spans:
+        for span in self.spans:
             current.append(span)
             done += span[1] - span[0]
             if done >= share * (len(parts) + 1) and len(parts) < count - 1:

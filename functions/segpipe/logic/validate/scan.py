@@ -88,9 +88,9 @@ class Scan:
             self.broken_examples.append(annotation.id)
 
 
-def scan_annotations(chunks: Iterable[Chunk], *, scope: Scope, rows: bool = False) -> Scan:
+def scan_annotations(chunks: Iterable[Chunk], *, scope: Scope) -> Scan:
     """Sort every annotation of `chunks` (raises `loading.Refused` for one the fast way cannot vouch for)."""
-    scan = empty_scan(scope, rows=rows)
+    scan = empty_scan(scope)
     for chunk in chunks:
         scan_chunk(chunk, scan=scan, scope=scope)
     return scan

@@ -5,18 +5,19 @@ at a million polygons), and it is pure Python: one process uses one core. A Lamb
 with more than 1,769 MB has more than one vCPU's worth of time (and shows 3 CPUs from 3,009 MB),
 so a large array is cut into runs of consecutive chunks (`ChunkedArray.parts`): forked workers
 scan all runs but the first while this process scans the first. A worker sends what it kept
-after each chunk, as plain tuples (`Partial`), so it never holds more than a chunk's worth; a
-thread here only receives those messages (still pickled, compact) until this process has
-finished its own run and merges them. Merged in file order, the result is the one scan would
-have given alone: the same records per image in the same order, the same counts and the same
-first examples.
+every `MESSAGE_ANNOTATIONS` annotations, as plain tuples (`Partial`), so it never holds much
+more than that; between two of its own chunks this process takes in whatever has arrived (still
+pickled, compact: a pipe holds only 64 KB, and a full one would stall the worker), and merges it
+all once its own run is done. Merged in file order, the result is the one scan would have given
+alone: the same records per image in the same order, the same counts and the same first
+examples.
 
 Only `multiprocessing`'s fork context and one-way `Pipe`s are used: AWS Lambda has no /dev/shm,
 so nothing that needs a semaphore (`Pool`, `Queue`). A process that runs other threads (the
 local stack serves its functions from threads) is never forked, since a forked child inherits
-only the calling thread and could wait forever on a lock another thread held; every worker is
-forked before the receiving threads start. A worker that dies without finishing (out of memory,
-killed) costs time, not the result: the chunks it did not send are scanned here.
+only the calling thread and could wait forever on a lock another thread held. A worker that
+dies without finishing (out of memory, killed) costs time, not the result: the chunks it did
+not send are scanned here.
 """
 
 from __future__ import annotations
@@ -118,8 +119,8 @@ def _merge_from(worker: _Worker, *, scan: Scan, scope: Scope) -> None:
         merge(scan, partial)
         merged += partial.chunks
     if not worker.finished:
-        rest = ChunkedArray(worker.part.raw, worker.part.spans[merged:])
-        merge(scan, Partial.take(scan_annotations(rest, scope=scope, rows=True), chunks=len(rest.spans)))
+        for chunk in ChunkedArray(worker.part.raw, worker.part.spans[merged:]):
+            scan_chunk(chunk, scan=scan, scope=scope)
 
 
 def merge(scan: Scan, partial: Partial) -> None:
