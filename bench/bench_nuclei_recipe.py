@@ -87,6 +87,8 @@ RECIPES: dict[str, Recipe] = {
     ),
     "scale-wide": Recipe({**BASE, "learning_rate": 3e-4}, Augmentation(scale_range=(0.6, 1.6))),
     "no-scale": Recipe({**BASE, "learning_rate": 3e-4}, Augmentation(scale_range=(1.0, 1.0))),
+    "average-1": Recipe({**BASE, "learning_rate": 3e-4, "weight_average_epochs": 1.0}, BEFORE),
+    "average-2": Recipe({**BASE, "learning_rate": 3e-4, "weight_average_epochs": 2.0}, BEFORE),
 }
 
 

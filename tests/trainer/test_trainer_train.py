@@ -207,9 +207,10 @@ def test_checkpoint_round_trip_and_foreign_checkpoints_are_ignored(tmp_path: Pat
     assert other_optimizer.state_dict()["state"][0]["step"] == optimizer.state_dict()["state"][0]["step"]
 
 
+@pytest.mark.parametrize("average", [0.0, 1.0], ids=["raw-weights", "weight-average"])
 @pytest.mark.parametrize("looks", [5, 4], ids=["mid-epoch", "between-epochs"])
-def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path: Path, looks: int) -> None:
-    config = _config()
+def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path: Path, looks: int, average: float) -> None:
+    config = _config(weight_average_epochs=average)
     uninterrupted, _, _ = _run(tmp_path / "a", stop=StopSignal(), config=config)
 
     _, interrupted, epochs_done = _run(tmp_path / "b", stop=StopAfter(looks), config=config)

@@ -13,6 +13,7 @@ import random
 import signal
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ from torch.utils.data import DataLoader
 
 from segpipe.models.trainer_io import Progress, SplitEvaluation, TrainingConfig
 from segpipe_trainer import accel, atomic
+from segpipe_trainer.averaging import WeightAverage
 from segpipe_trainer.data import Augmentation, Sample, StepSampler, TileDataset
 from segpipe_trainer.distributed import Runtime
 from segpipe_trainer.evaluation import ImagePrediction, evaluate_images
@@ -210,7 +212,7 @@ class Fingerprint:
         return {**asdict(self), "classes": list(self.classes)}
 
 
-def save_checkpoint(
+def save_checkpoint(  # long: keyword-only, the weight average optional
     path: Path,
     *,
     model: nn.Module,
@@ -218,6 +220,7 @@ def save_checkpoint(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     state: TrainState,
     fingerprint: Fingerprint,
+    average: WeightAverage | None = None,
 ) -> None:
     """Write a resumable checkpoint atomically (a temporary file renamed over the old one)."""
     payload = {
@@ -227,6 +230,7 @@ def save_checkpoint(
         "model": _unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
+        "average": average.state_dict() if average else None,
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -234,13 +238,14 @@ def save_checkpoint(
         torch.save(payload, temporary)
 
 
-def load_checkpoint(
+def load_checkpoint(  # long: keyword-only, the weight average optional
     path: Path,
     *,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     fingerprint: Fingerprint,
+    average: WeightAverage | None = None,
 ) -> TrainState | None:
     """Restore a checkpoint written by `save_checkpoint`; None when there is none or it belongs elsewhere."""
     if not path.is_file():
@@ -249,7 +254,12 @@ def load_checkpoint(
     if payload.get("format") != CHECKPOINT_FORMAT or payload.get("fingerprint") != fingerprint.as_dict():
         logger.warning("Ignoring checkpoint %s: it was written for another configuration", path)
         return None
+    if (average is None) != (payload.get("average") is None):
+        logger.warning("Ignoring checkpoint %s: it was written with another weight-averaging setting", path)
+        return None
     _unwrap(model).load_state_dict(payload["model"])
+    if average is not None:
+        average.load_state_dict(payload["average"])
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
     torch.set_rng_state(payload["torch_rng"])
@@ -301,13 +311,15 @@ def train_one_epoch(  # long: keyword-only; the resume point and step settings h
     max_grad_norm: float = 1.0,
     accumulation: int = 1,
     sync_every: int = 50,
+    average: WeightAverage | None = None,
 ) -> EpochResult:
     """Optimiser steps over `loader` from `start_step`; stops early (interrupted) when SIGTERM arrives.
 
     Each loader batch is one optimiser step, in `accumulation` micro-batches. Nothing in a step
     waits for the device: step losses are summed on it (float64, in the order a host sum would
     take) and read once at the end; with several processes the stop flag is agreed every
-    `sync_every` steps (a single process looks at it every step, which costs nothing).
+    `sync_every` steps (a single process looks at it every step, which costs nothing). A weight
+    `average` follows every optimiser step.
     """
     model.train()
     step = start_step
@@ -321,6 +333,8 @@ def train_one_epoch(  # long: keyword-only; the resume point and step settings h
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         optimizer.step()
         scheduler.step()
+        if average is not None:
+            average.update()
         total += loss.double()
         step += 1
         looks = not runtime.distributed or step % sync_every == 0
@@ -468,6 +482,51 @@ class FitResult:
     interrupted: bool
 
 
+@dataclass(frozen=True)
+class Optimisation:
+    """What changes the weights and is saved with them: optimiser, schedule, weight average."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    average: WeightAverage | None  # None: the trained weights are scored and kept as they are
+
+    @classmethod
+    def build(cls, model: Segmenter, *, setup: LoopSetup) -> Optimisation:
+        config = setup.config
+        optimizer = build_optimizer(model, config=config, encoder_pretrained=setup.encoder_pretrained)
+        scheduler = build_scheduler(
+            optimizer,
+            total_steps=config.epochs * setup.steps_per_epoch,
+            warmup_fraction=config.warmup_fraction,
+        )
+        average = WeightAverage.for_training(
+            model, half_life_epochs=config.weight_average_epochs, steps_per_epoch=setup.steps_per_epoch
+        )
+        return cls(optimizer=optimizer, scheduler=scheduler, average=average)
+
+    def resume(self, model: nn.Module, *, setup: LoopSetup) -> TrainState:
+        """Where a checkpoint in `setup.checkpoints` left off (weights, optimiser, schedule and average
+        restored), else the start."""
+        state = load_checkpoint(
+            setup.checkpoints / CHECKPOINT_FILE,
+            model=model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            fingerprint=setup.fingerprint,
+            average=self.average,
+        )
+        return state or TrainState()
+
+    def finish(self) -> None:
+        """A finished training keeps the averaged weights."""
+        if self.average is not None:
+            self.average.copy_to_model()
+
+    def averaged(self) -> AbstractContextManager[None]:
+        """A block in which the model holds the averaged weights (the trained ones without an average)."""
+        return self.average.applied() if self.average else nullcontext()
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -522,15 +581,8 @@ def fit(model: Segmenter, *, setup: LoopSetup, predictor: Predictor) -> FitResul
     loss_fn = SegmentationLoss(class_weights=setup.class_weights, num_classes=len(config.classes)).to(
         runtime.device
     )
-    optimizer = build_optimizer(model, config=config, encoder_pretrained=setup.encoder_pretrained)
-    scheduler = build_scheduler(
-        optimizer, total_steps=config.epochs * setup.steps_per_epoch, warmup_fraction=config.warmup_fraction
-    )
-    checkpoint = setup.checkpoints / CHECKPOINT_FILE
-    state = load_checkpoint(
-        checkpoint, model=model, optimizer=optimizer, scheduler=scheduler, fingerprint=setup.fingerprint
-    )
-    state = state or TrainState()
+    optimisation = Optimisation.build(model, setup=setup)
+    state = optimisation.resume(model, setup=setup)
     wrapped, plan = _accelerate(setup, model=model, wrapped=_distributed(model, runtime), loss_fn=loss_fn)
     while not state.finished and state.epoch < config.epochs:
         if state.step_in_epoch == 0:
@@ -539,8 +591,8 @@ def fit(model: Segmenter, *, setup: LoopSetup, predictor: Predictor) -> FitResul
         result = train_one_epoch(
             wrapped,
             loader=make_loader(setup, epoch=state.epoch, start_step=state.step_in_epoch),
-            optimizer=optimizer,
-            scheduler=scheduler,
+            optimizer=optimisation.optimizer,
+            scheduler=optimisation.scheduler,
             loss_fn=loss_fn,
             runtime=runtime,
             stop=setup.stop,
@@ -548,15 +600,17 @@ def fit(model: Segmenter, *, setup: LoopSetup, predictor: Predictor) -> FitResul
             loss_sum=state.loss_sum,
             accumulation=plan.accumulation,
             sync_every=setup.accel.sync_every,
+            average=optimisation.average,
         )
         if result.interrupted and result.steps_done < setup.steps_per_epoch:
             state.step_in_epoch, state.loss_sum = result.steps_done, result.loss_sum
-            _checkpoint(setup, model=model, optimizer=optimizer, scheduler=scheduler, state=state)
+            _checkpoint(setup, model=model, optimisation=optimisation, state=state)
             return FitResult(state=state, interrupted=True)
         trained = time.perf_counter()
-        state = _end_epoch(
-            setup, model=model, predictor=predictor, loss_fn=loss_fn, state=state, result=result
-        )
+        with optimisation.averaged():
+            state = _end_epoch(
+                setup, model=model, predictor=predictor, loss_fn=loss_fn, state=state, result=result
+            )
         logger.info(
             "Epoch %d: %.1f s training (%.3f s per step), %.1f s validating",
             state.epoch,
@@ -564,9 +618,10 @@ def fit(model: Segmenter, *, setup: LoopSetup, predictor: Predictor) -> FitResul
             (trained - started) / max(1, result.steps_done - first_step),
             time.perf_counter() - trained,
         )
-        _checkpoint(setup, model=model, optimizer=optimizer, scheduler=scheduler, state=state)
+        _checkpoint(setup, model=model, optimisation=optimisation, state=state)
         if runtime.any(setup.stop.requested) and not state.finished:
             return FitResult(state=state, interrupted=True)
+    optimisation.finish()
     return FitResult(state=state, interrupted=False)
 
 
@@ -683,24 +738,18 @@ def _next_state(
     )
 
 
-def _checkpoint(
-    setup: LoopSetup,
-    *,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    state: TrainState,
-) -> None:
+def _checkpoint(setup: LoopSetup, *, model: nn.Module, optimisation: Optimisation, state: TrainState) -> None:
     """Rank 0 writes checkpoints/last.pt and progress.json."""
     if not setup.runtime.is_main:
         return
     save_checkpoint(
         setup.checkpoints / CHECKPOINT_FILE,
         model=model,
-        optimizer=optimizer,
-        scheduler=scheduler,
+        optimizer=optimisation.optimizer,
+        scheduler=optimisation.scheduler,
         state=state,
         fingerprint=setup.fingerprint,
+        average=optimisation.average,
     )
     last = state.history[-1] if state.history else {}
     write_progress(

@@ -74,6 +74,13 @@ class TrainingConfig(Contract):
     early_stopping_patience: int = Field(
         default=10, ge=0, description="Epochs without improvement; 0 disables"
     )
+    weight_average_epochs: float = Field(
+        default=0.0,
+        ge=0,
+        le=50,
+        description="Half-life in epochs of the moving average of the weights that the held-out "
+        "images score and the finished model keeps; 0 keeps the trained weights as they are",
+    )
     validation_fraction: float = Field(
         default=VALIDATION_FRACTION,
         ge=0,
