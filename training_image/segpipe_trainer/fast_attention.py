@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from timm.models.vision_transformer_sam import Attention as TimmSamAttention
@@ -75,6 +75,14 @@ def rel_pos_table(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tens
 def folded_width(*, head_dim: int, height: int, width: int) -> int:
     """Head width of q', k', v' in the folded form: hd + H + W, rounded up to a multiple of 8."""
     return 8 * math.ceil((head_dim + height + width) / 8)
+
+
+class RelBias(NamedTuple):
+    """Each query's relative-position bias per key row, B x heads x N x H, and per key column,
+    B x heads x N x W (SAM's decomposed `rel_h` and `rel_w`)."""
+
+    h: torch.Tensor
+    w: torch.Tensor
 
 
 def _key_codes(height: int, width: int, *, like: torch.Tensor) -> torch.Tensor:
@@ -132,41 +140,31 @@ class FastRelPosAttention(nn.Module):
         if path == "plain":
             out = functional.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
         else:
-            rel_h, rel_w = self._rel_terms(q, height=height, width=width)
-            if path == "fold":
-                out = self._folded(q, k, v, rel_h=rel_h, rel_w=rel_w, dropout=dropout)
-            else:
-                out = self._masked(q, k, v, rel_h=rel_h, rel_w=rel_w, dropout=dropout)
+            attend = self._folded if path == "fold" else self._masked
+            out = attend(q, k, v, self._rel_bias(q, height=height, width=width), dropout=dropout)
         out = out.transpose(1, 2).reshape(batch, tokens, -1)
         out = self.proj_drop(self.proj(out))
         return out.view(batch, height, width, -1)
 
-    def _rel_terms(self, q: torch.Tensor, *, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """rel_h B x heads x N x H and rel_w B x heads x N x W: each query's bias per key row / column."""
+    def _rel_bias(self, q: torch.Tensor, *, height: int, width: int) -> RelBias:
+        """Each query's bias per key row and per key column, from q (B x heads x N x hd)."""
         batch, heads, tokens, dim = q.shape
         grid = q.reshape(batch, heads, height, width, dim)
         table_h = rel_pos_table(height, height, self.rel_pos_h)
         table_w = rel_pos_table(width, width, self.rel_pos_w)
         rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid, table_h).reshape(batch, heads, tokens, height)
         rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid, table_w).reshape(batch, heads, tokens, width)
-        return rel_h, rel_w
+        return RelBias(h=rel_h, w=rel_w)
 
     def _folded(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        *,
-        rel_h: torch.Tensor,
-        rel_w: torch.Tensor,
-        dropout: float,
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: RelBias, *, dropout: float
     ) -> torch.Tensor:
         batch, heads, tokens, dim = q.shape
-        height, width = rel_h.shape[-1], rel_w.shape[-1]
+        height, width = bias.h.shape[-1], bias.w.shape[-1]
         wide = folded_width(head_dim=dim, height=height, width=width)
         pad = wide - (dim + height + width)
         codes = _key_codes(height, width, like=k).expand(batch, heads, tokens, height + width)
-        q_wide = torch.cat([q * self.scale, rel_h.to(q.dtype), rel_w.to(q.dtype)], dim=-1)
+        q_wide = torch.cat([q * self.scale, bias.h.to(q.dtype), bias.w.to(q.dtype)], dim=-1)
         k_wide = torch.cat([k, codes], dim=-1)
         if pad:
             q_wide = functional.pad(q_wide, (0, pad))
@@ -176,21 +174,14 @@ class FastRelPosAttention(nn.Module):
         return out[..., :dim]
 
     def _masked(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        *,
-        rel_h: torch.Tensor,
-        rel_w: torch.Tensor,
-        dropout: float,
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: RelBias, *, dropout: float
     ) -> torch.Tensor:
         batch, heads, tokens, _ = q.shape
         aligned = MASK_ALIGNMENT * math.ceil(tokens / MASK_ALIGNMENT)
-        bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(batch, heads, tokens, tokens).to(q.dtype)
+        mask = (bias.h[..., :, None] + bias.w[..., None, :]).reshape(batch, heads, tokens, tokens).to(q.dtype)
         if aligned != tokens:  # a row stride the kernel accepts as it is, instead of its own copy per call
-            bias = functional.pad(bias, (0, aligned - tokens))[..., :tokens]
-        return functional.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+            mask = functional.pad(mask, (0, aligned - tokens))[..., :tokens]
+        return functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
 
 
 def install_fast_attention(vit: nn.Module, *, mode: AttentionMode = "auto") -> int:
