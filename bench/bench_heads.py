@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
+from bench.table import Column, table_header, table_row
 from segpipe.models.trainer_io import InstanceHead, TrainingConfig
 from segpipe_trainer.data import Sample, class_pixel_weights
 from segpipe_trainer.distributed import Runtime
@@ -34,6 +35,17 @@ from segpipe_trainer.postprocess import Instances, distance_target, flow_target
 from segpipe_trainer.train import Fingerprint, LoopSetup, StopSignal, fit, seed_everything
 
 SIZE = 192
+
+COLUMNS = (
+    Column("head", "<9"),
+    Column("train s", ">8.0f"),
+    Column("F1@0.5", ">7.3f"),
+    Column("AP50", ">6.3f"),
+    Column("AP", ">6.3f"),
+    Column("PQ", ">6.3f"),
+    Column("chain F1", ">9.3f"),
+    Column("post ms/MP", ">11.1f"),
+)
 
 
 @dataclass(frozen=True)
@@ -295,19 +307,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"tiny preset, tile 128, batch 8, {args.epochs} epochs x {args.steps} steps, lr 0.002, "
         f"{args.threads} threads"
     )
-    print(
-        f"{'head':<9} {'train s':>8} {'F1@0.5':>7} {'AP50':>6} {'AP':>6} {'PQ':>6} {'chain F1':>9}"
-        f" {'post ms/MP':>11}"
-    )
+    print(table_header(COLUMNS))
     for head in args.heads:
         r = train_and_measure(
             head, train=train, test=test, epochs=args.epochs, steps=args.steps, threads=args.threads
         )
-        print(
-            f"{r.head:<9} {r.train_seconds:>8.0f} {r.f1:>7.3f} {r.ap50:>6.3f} {r.ap:>6.3f} {r.pq:>6.3f} "
-            f"{r.chain_f1:>9.3f} {r.post_ms_per_mp:>11.1f}",
-            flush=True,
-        )
+        values = (r.head, r.train_seconds, r.f1, r.ap50, r.ap, r.pq, r.chain_f1, r.post_ms_per_mp)
+        print(table_row(COLUMNS, values), flush=True)
     print("goal: the default head reaches F1@0.5 >= 0.95 on chains of three or more touching objects")
 
 

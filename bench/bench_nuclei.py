@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
+from bench.table import Column, table_header, table_row
 from segpipe.models.trainer_io import Evaluation, TrainingConfig
 from segpipe_local.config import LocalConfig
 from segpipe_trainer.import_masks import instance_regions, segmentation_of
@@ -34,6 +35,15 @@ from segpipe_trainer.paths import ML_ROOT_VARIABLE
 
 TILE = 256
 TEST_TILE = (1, 1)
+
+COLUMNS = (
+    Column("seed", ">4"),
+    Column("train s", ">8.0f"),
+    Column("thr", ">5.2f"),
+    Column("test F1", ">8.3f"),
+    Column("95% interval", ">15"),
+    Column("AP50", ">6.3f"),
+)
 
 
 def tiles() -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -134,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(
         "real nuclei (stardist test_image_nuclei_2d): 3 train tiles, 1 test tile of 256 x 256, local defaults"
     )
-    print(f"{'seed':>4} {'train s':>8} {'thr':>5} {'test F1':>8} {'95% interval':>15} {'AP50':>6}  selection")
+    print(table_header(COLUMNS) + "  selection")
     for seed in args.seeds:
         seconds, evaluation = train_once(seed=seed, head=args.head, threads=args.threads)
         assert evaluation.test is not None
@@ -143,11 +153,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         band = f"{f1.low:.3f}-{f1.high:.3f}" if f1 and f1.low is not None and f1.high is not None else "-"
         ap50 = evaluation.test.ap_overall.ap50 if evaluation.test.ap_overall else None
         selection = evaluation.selection.summary if evaluation.selection else ""
-        print(
-            f"{seed:>4} {seconds:>8.0f} {evaluation.suggested_threshold:>5.2f} {point.f1 or 0:>8.3f} "
-            f"{band:>15} {ap50 or 0:>6.3f}  {selection}",
-            flush=True,
-        )
+        values = (seed, seconds, evaluation.suggested_threshold, point.f1 or 0, band, ap50 or 0)
+        print(table_row(COLUMNS, values) + f"  {selection}", flush=True)
     print("goal: every training's test F1 >= 0.95 (the issue's baseline: 0.964 / 0.964 / 0.931)")
 
 

@@ -28,7 +28,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
-from segpipe.models.jobs import JobStatus
+from segpipe.models.jobs import CreateTrainingJob, JobStatus
+from segpipe.models.processing import CreateProcessingJob
 from segpipe_local.atomic import TEMPORARY_SUFFIX, write_atomically
 from segpipe_local.events import ACCOUNT, event_bus_entry, with_datetimes
 
@@ -155,6 +156,8 @@ class RunnerJob(BaseModel):
     #: The job's kind in its ARN (`training-job`, `processing-job`).
     arn_kind: ClassVar[str]
 
+    #: The Create*Job request the job was made from (each kind of job names its own).
+    request: CreateTrainingJob | CreateProcessingJob
     status: JobStatus = "InProgress"
     failure_reason: str | None = None
     creation_time: datetime = Field(default_factory=_now)
@@ -168,7 +171,7 @@ class RunnerJob(BaseModel):
     @property
     def tags(self) -> dict[str, str]:
         """The job's tags as a {key: value} map, as its state-change event carries them."""
-        raise NotImplementedError
+        return {tag.Key: tag.Value for tag in self.request.Tags}
 
     def arn(self, region: str) -> str:
         return f"arn:aws:sagemaker:{region}:{ACCOUNT}:{self.arn_kind}/{self.name.lower()}"
@@ -176,6 +179,19 @@ class RunnerJob(BaseModel):
     def describe(self, region: str) -> dict[str, Any]:
         """The Describe*Job answer (times as epoch seconds, as the JSON API sends them)."""
         raise NotImplementedError
+
+    def _answer(self, fields: dict[str, Any], *, optional: dict[str, Any]) -> dict[str, Any]:
+        """A Describe*Job answer: `fields`, the job's creation and modification times, then its
+        failure reason and each of `optional` that is set; times as epoch seconds."""
+        answer = {
+            **fields,
+            "CreationTime": self.creation_time.timestamp(),
+            "LastModifiedTime": self.last_modified_time.timestamp(),
+        }
+        for key, value in {"FailureReason": self.failure_reason, **optional}.items():
+            if value:
+                answer[key] = value.timestamp() if isinstance(value, datetime) else value
+        return answer
 
 
 Job = TypeVar("Job", bound=RunnerJob)
@@ -215,6 +231,8 @@ class LocalRunner(Generic[Job]):
         self._region = region
         self._jobs: dict[str, Job] = {}
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        #: Modification times of the files already uploaded, per folder a job syncs to S3.
+        self._uploaded_times: dict[tuple[str, ...], dict[str, int]] = {}
         self._lock = threading.RLock()
         self._shutting_down = threading.Event()
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -351,6 +369,11 @@ class LocalRunner(Generic[Job]):
 
     def _run(self, job: Job) -> None:
         raise NotImplementedError
+
+    def _upload_changed(self, folder: Path, uri: str, *, key: tuple[str, ...]) -> None:
+        """Upload the files of `folder` that changed since its last upload to `uri`; `key` names
+        the folder (the job's name first)."""
+        upload_changed(self._s3, folder, uri, self._uploaded_times.setdefault(key, {}))
 
     def _run_process(
         self,

@@ -47,7 +47,6 @@ from segpipe_local.jobs import (
     invalid,
     list_keys,
     parse_request,
-    upload_changed,
 )
 
 logger = logging.getLogger(__name__)
@@ -89,39 +88,31 @@ class LocalProcessingJob(RunnerJob):
         return self.request.ProcessingJobName
 
     @property
-    def tags(self) -> dict[str, str]:
-        return {tag.Key: tag.Value for tag in self.request.Tags}
-
-    @property
     def hosts(self) -> list[str]:
         return host_names(self.request.ProcessingResources.ClusterConfig.InstanceCount)
 
     def describe(self, region: str) -> dict[str, Any]:
         """DescribeProcessingJob's answer."""
         request = self.request.model_dump(exclude_none=True)
-        answer: dict[str, Any] = {
-            "ProcessingJobName": self.name,
-            "ProcessingJobArn": self.arn(region),
-            "ProcessingJobStatus": self.status,
-            "ProcessingInputs": request["ProcessingInputs"],
-            "ProcessingOutputConfig": request["ProcessingOutputConfig"],
-            "ProcessingResources": request["ProcessingResources"],
-            "StoppingCondition": request["StoppingCondition"],
-            "AppSpecification": request["AppSpecification"],
-            "Environment": request["Environment"],
-            "RoleArn": request["RoleArn"],
-            "CreationTime": self.creation_time.timestamp(),
-            "LastModifiedTime": self.last_modified_time.timestamp(),
-        }
-        if self.failure_reason:
-            answer["FailureReason"] = self.failure_reason
-        if self.exit_message:
-            answer["ExitMessage"] = self.exit_message
-        if self.processing_start_time:
-            answer["ProcessingStartTime"] = self.processing_start_time.timestamp()
-        if self.processing_end_time:
-            answer["ProcessingEndTime"] = self.processing_end_time.timestamp()
-        return answer
+        return self._answer(
+            {
+                "ProcessingJobName": self.name,
+                "ProcessingJobArn": self.arn(region),
+                "ProcessingJobStatus": self.status,
+                "ProcessingInputs": request["ProcessingInputs"],
+                "ProcessingOutputConfig": request["ProcessingOutputConfig"],
+                "ProcessingResources": request["ProcessingResources"],
+                "StoppingCondition": request["StoppingCondition"],
+                "AppSpecification": request["AppSpecification"],
+                "Environment": request["Environment"],
+                "RoleArn": request["RoleArn"],
+            },
+            optional={
+                "ExitMessage": self.exit_message,
+                "ProcessingStartTime": self.processing_start_time,
+                "ProcessingEndTime": self.processing_end_time,
+            },
+        )
 
     def summary(self, region: str) -> dict[str, Any]:
         """A ListProcessingJobs summary."""
@@ -190,8 +181,6 @@ class ProcessingRunner(LocalRunner[LocalProcessingJob]):
     not_found = "Could not find requested job with name {name}"
 
     def __init__(self, *, s3: Any, events: Any, data_dir: Path, region: str) -> None:
-        #: Modification times of the files already uploaded, per (job, host, output).
-        self._uploaded_times: dict[tuple[str, str, str], dict[str, int]] = {}
         super().__init__(
             job_model=LocalProcessingJob,
             s3=s3,
@@ -374,5 +363,4 @@ class ProcessingRunner(LocalRunner[LocalProcessingJob]):
         outputs = [output for output in every if output.S3Output.S3UploadMode == mode]
         for output in outputs:
             folder = processing / _local_path(output.S3Output.LocalPath, output.OutputName)
-            uploaded = self._uploaded_times.setdefault((job.name, host, output.OutputName), {})
-            upload_changed(self._s3, folder, output.S3Output.S3Uri, uploaded)
+            self._upload_changed(folder, output.S3Output.S3Uri, key=(job.name, host, output.OutputName))

@@ -33,7 +33,6 @@ from segpipe_local.jobs import (
     list_keys,
     parse_request,
     split_uri,
-    upload_changed,
 )
 
 logger = logging.getLogger(__name__)
@@ -52,40 +51,31 @@ class LocalJob(RunnerJob):
     def name(self) -> str:
         return self.request.TrainingJobName
 
-    @property
-    def tags(self) -> dict[str, str]:
-        return {tag.Key: tag.Value for tag in self.request.Tags}
-
     def describe(self, region: str) -> dict[str, Any]:
         """DescribeTrainingJob's answer (the fields segpipe and the console use)."""
         request = self.request.model_dump(exclude_none=True)
-        answer: dict[str, Any] = {
-            "TrainingJobName": self.name,
-            "TrainingJobArn": self.arn(region),
-            "TrainingJobStatus": self.status,
-            "SecondaryStatus": self.secondary_status,
-            "HyperParameters": request["HyperParameters"],
-            "AlgorithmSpecification": request["AlgorithmSpecification"],
-            "RoleArn": request["RoleArn"],
-            "InputDataConfig": request["InputDataConfig"],
-            "OutputDataConfig": request["OutputDataConfig"],
-            "ResourceConfig": request["ResourceConfig"],
-            "StoppingCondition": request["StoppingCondition"],
-            "EnableManagedSpotTraining": request["EnableManagedSpotTraining"],
-            "CreationTime": self.creation_time.timestamp(),
-            "LastModifiedTime": self.last_modified_time.timestamp(),
-        }
-        if self.failure_reason:
-            answer["FailureReason"] = self.failure_reason
-        if self.model_artifact:
-            answer["ModelArtifacts"] = {"S3ModelArtifacts": self.model_artifact}
-        if self.training_start_time:
-            answer["TrainingStartTime"] = self.training_start_time.timestamp()
-        if self.training_end_time:
-            answer["TrainingEndTime"] = self.training_end_time.timestamp()
-        if "CheckpointConfig" in request:
-            answer["CheckpointConfig"] = request["CheckpointConfig"]
-        return answer
+        return self._answer(
+            {
+                "TrainingJobName": self.name,
+                "TrainingJobArn": self.arn(region),
+                "TrainingJobStatus": self.status,
+                "SecondaryStatus": self.secondary_status,
+                "HyperParameters": request["HyperParameters"],
+                "AlgorithmSpecification": request["AlgorithmSpecification"],
+                "RoleArn": request["RoleArn"],
+                "InputDataConfig": request["InputDataConfig"],
+                "OutputDataConfig": request["OutputDataConfig"],
+                "ResourceConfig": request["ResourceConfig"],
+                "StoppingCondition": request["StoppingCondition"],
+                "EnableManagedSpotTraining": request["EnableManagedSpotTraining"],
+            },
+            optional={
+                "ModelArtifacts": {"S3ModelArtifacts": self.model_artifact} if self.model_artifact else None,
+                "TrainingStartTime": self.training_start_time,
+                "TrainingEndTime": self.training_end_time,
+                "CheckpointConfig": request.get("CheckpointConfig"),
+            },
+        )
 
 
 #: The only variables a job may set in the trainer's environment: the ones segpipe's job spec
@@ -130,14 +120,8 @@ class JobRunner(LocalRunner[LocalJob]):
     not_found = "Requested resource not found."
 
     def __init__(self, *, s3: Any, events: Any, data_dir: Path, region: str, parallel: int = 1) -> None:
-        self._checkpoint_times: dict[str, dict[str, int]] = {}
         super().__init__(
-            job_model=LocalJob,
-            s3=s3,
-            events=events,
-            root=data_dir / "jobs",
-            region=region,
-            parallel=parallel,
+            job_model=LocalJob, s3=s3, events=events, root=data_dir / "jobs", region=region, parallel=parallel
         )
 
     def _state_change(self, description: dict[str, Any]) -> dict[str, Any]:
@@ -263,8 +247,7 @@ class JobRunner(LocalRunner[LocalJob]):
     def _upload_checkpoints(self, job: LocalJob, root: Path) -> None:
         if not job.request.CheckpointConfig:
             return
-        seen = self._checkpoint_times.setdefault(job.name, {})
-        upload_changed(self._s3, root / "checkpoints", job.request.CheckpointConfig.S3Uri, seen)
+        self._upload_changed(root / "checkpoints", job.request.CheckpointConfig.S3Uri, key=(job.name,))
 
     def _upload_outputs(self, job: LocalJob, root: Path) -> None:
         bucket, prefix = split_uri(job.request.OutputDataConfig.S3OutputPath)
