@@ -3,8 +3,9 @@
 - SageMaker's API errors and the checks both Create*Job operations make (`JobError`,
   `parse_request`, `check_environment`);
 - S3 inputs copied into a job's folders (`list_keys`, `download_keys`), and a folder's changed
-  files copied back (`upload_changed`);
+  files copied back (`upload_changed`; `LocalRunner._upload_changed` keeps the times per folder);
 - the command of an entry point (`entry_point_command`);
+- `RunnerJob`: a job's request, tags and state, and what every Describe*Job answer holds (`_answer`);
 - `LocalRunner`: the API's Describe and Stop, and one worker loop. Jobs wait in a queue and run one
   at a time per worker; each job's state is saved as `{root}/{name}/job.json` on every change, so
   jobs survive a restart of the stack, and every change sends the job's state-change event to
