@@ -89,6 +89,8 @@ RECIPES: dict[str, Recipe] = {
     "no-scale": Recipe({**BASE, "learning_rate": 3e-4}, Augmentation(scale_range=(1.0, 1.0))),
     "average-1": Recipe({**BASE, "learning_rate": 3e-4, "weight_average_epochs": 1.0}, BEFORE),
     "average-2": Recipe({**BASE, "learning_rate": 3e-4, "weight_average_epochs": 2.0}, BEFORE),
+    "epochs-10": Recipe({**BASE, "epochs": 10, "learning_rate": 3e-4}, BEFORE),
+    "epochs-14": Recipe({**BASE, "epochs": 14, "learning_rate": 3e-4}, BEFORE),
 }
 
 
