@@ -98,9 +98,10 @@ def tiny() -> PresetSpec:
     seed 0 (last-epoch mean 0.820 against 0.783) and worse on seed 1 (0.801 against 0.835); a
     moving average of the weights (`TrainingConfig.weight_average_epochs`) left the last epoch as
     it was (the rate is near zero by then) and only flattened the mid-run peaks, so it stays off.
-    Seed-to-seed spread (0.05) is larger than any recipe's effect here, so the recipe stays as it was. Not measured for want of time: wider scale
-    ranges, more epochs or steps, the flow head, and recipes judged through the whole
-    select-then-refit run per fold (the fold runs above train for a fixed 20 epochs).
+    Seed-to-seed spread (0.05) is larger than any recipe's effect here, so the recipe stays as it
+    was. Not measured for want of time: wider scale ranges, more steps, the flow head, and
+    recipes judged through the whole select-then-refit run per fold (the fold runs above train
+    for a fixed number of epochs).
     """
     return PresetSpec(
         preset=Preset.TINY,

@@ -95,24 +95,7 @@ def _progress(version: ModelVersion, deps: ModelsDeps) -> Progress | None:
 
 def list_models(project: str, *, active_only: bool, deps: ModelsDeps) -> ModelTable:
     versions = deps.registry.list_versions(project, active_only=active_only)
-    rows = [
-        ModelSummary(
-            project=v.project,
-            version=v.version,
-            label=v.label,
-            status=v.status,
-            progress=_progress(v, deps),
-            model_type=v.model_type,
-            classes=v.classes,
-            headline=v.headline,
-            active=v.active,
-            analysis_threshold=v.analysis_threshold,
-            analysis_thresholds=v.analysis_thresholds,
-            created_at=v.created_at,
-            updated_at=v.updated_at,
-        )
-        for v in versions
-    ]
+    rows = [ModelSummary.from_record(v, progress=_progress(v, deps)) for v in versions]
     return ModelTable(project=project, models=rows)
 
 
@@ -191,13 +174,8 @@ def predictions_page(
     entries = [entry for entry in index.images if entry.split == split]
     page = entries[offset : offset + limit]
     images = [
-        PredictionImage(
-            file_name=entry.file_name,
-            split=entry.split,
-            stem=entry.stem,
-            width=entry.width,
-            height=entry.height,
-            objects=entry.objects,
+        PredictionImage.from_record(
+            entry,
             preview_url=(
                 deps.artifacts.presign_get(
                     keys.preview_key(project, number, entry.preview), deps.presign_seconds

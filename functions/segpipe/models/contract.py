@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Self
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -11,3 +13,14 @@ class Contract(BaseModel):
     touches, not for every model its imports define. Behaviour and JSON schemas are unchanged."""
 
     model_config = ConfigDict(defer_build=True)
+
+    @classmethod
+    def from_record(cls, record: object, **computed: Any) -> Self:
+        """This contract filled from `record`'s attributes of the same names, with `computed` for the
+        fields a view works out itself; every value is validated as usual."""
+        copied = {
+            name: getattr(record, name)
+            for name in cls.model_fields
+            if name not in computed and hasattr(record, name)
+        }
+        return cls.model_validate({**copied, **computed})
