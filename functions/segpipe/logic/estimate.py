@@ -74,22 +74,29 @@ GPU_FAMILIES: dict[str, GpuProfile] = {
 DEFAULT_GPU = GPU_FAMILIES["g5"]
 
 
+#: Approximate on-demand SageMaker training prices (us-east-1): GPU family -> instance size ->
+#: (GPUs per instance, USD per hour). `ml.{family}.{size}` names its family, as `_profile` reads it.
+_PRICE_TABLE: dict[str, dict[str, tuple[int, float]]] = {
+    "g4dn": {"xlarge": (1, 0.736), "2xlarge": (1, 1.053), "12xlarge": (4, 4.89)},
+    "g5": {
+        "xlarge": (1, 1.408),
+        "2xlarge": (1, 1.515),
+        "4xlarge": (1, 2.03),
+        "12xlarge": (4, 7.09),
+        "48xlarge": (8, 20.36),
+    },
+    "g6": {"xlarge": (1, 1.006)},
+    "p3": {"2xlarge": (1, 3.825), "8xlarge": (4, 14.688)},
+    "p4d": {"24xlarge": (8, 37.688)},
+}
+
+
 def instance_profiles() -> dict[str, InstanceProfile]:
-    """Approximate on-demand SageMaker training prices (us-east-1, USD per hour) and GPU counts."""
-    family = GPU_FAMILIES
+    """Every instance type of the price table, `ml.{family}.{size}`, with its GPU, GPU count and price."""
     return {
-        "ml.g4dn.xlarge": InstanceProfile(family["g4dn"], 1, 0.736),
-        "ml.g4dn.2xlarge": InstanceProfile(family["g4dn"], 1, 1.053),
-        "ml.g4dn.12xlarge": InstanceProfile(family["g4dn"], 4, 4.89),
-        "ml.g5.xlarge": InstanceProfile(family["g5"], 1, 1.408),
-        "ml.g5.2xlarge": InstanceProfile(family["g5"], 1, 1.515),
-        "ml.g5.4xlarge": InstanceProfile(family["g5"], 1, 2.03),
-        "ml.g5.12xlarge": InstanceProfile(family["g5"], 4, 7.09),
-        "ml.g5.48xlarge": InstanceProfile(family["g5"], 8, 20.36),
-        "ml.g6.xlarge": InstanceProfile(family["g6"], 1, 1.006),
-        "ml.p3.2xlarge": InstanceProfile(family["p3"], 1, 3.825),
-        "ml.p3.8xlarge": InstanceProfile(family["p3"], 4, 14.688),
-        "ml.p4d.24xlarge": InstanceProfile(family["p4d"], 8, 37.688),
+        f"ml.{family}.{size}": InstanceProfile(GPU_FAMILIES[family], gpus, usd_per_hour)
+        for family, sizes in _PRICE_TABLE.items()
+        for size, (gpus, usd_per_hour) in sizes.items()
     }
 
 
