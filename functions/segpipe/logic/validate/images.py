@@ -14,14 +14,7 @@ from operator import attrgetter, itemgetter, mul
 from typing import Any
 
 from segpipe.errors import NotFoundError
-from segpipe.logic.image_headers import (
-    HEADER_BYTES,
-    HeaderBeyondHead,
-    ImageHeader,
-    UnreadableHeader,
-    UnsupportedFormat,
-    read_header,
-)
+from segpipe.logic import image_headers
 from segpipe.logic.validate.context import Context
 from segpipe.logic.validate.issues import Issues, examples, listing
 from segpipe.logic.validate.thresholds import EXAMPLES, HEADER_SAMPLE
@@ -174,7 +167,7 @@ def spread_indices(count: int, sample: int) -> list[int]:
 class HeaderFindings:
     """What reading the first bytes of some image files found."""
 
-    headers: dict[str, ImageHeader] = field(default_factory=dict)
+    headers: dict[str, image_headers.ImageHeader] = field(default_factory=dict)
     mismatched: list[dict[str, Any]] = field(default_factory=list)
     unsupported: list[dict[str, str]] = field(default_factory=list)
     unreadable: list[dict[str, str]] = field(default_factory=list)
@@ -186,12 +179,12 @@ def read_headers(file_names: Sequence[str], *, read_head: Callable[[str, int], b
     findings = HeaderFindings()
     for file_name in file_names:
         try:
-            header = read_header(read_head(file_name, HEADER_BYTES))
-        except UnsupportedFormat as error:
+            header = image_headers.read_header(read_head(file_name, image_headers.HEADER_BYTES))
+        except image_headers.UnsupportedFormat as error:
             findings.unsupported.append({"file": file_name, "format": error.format_name})
-        except HeaderBeyondHead:
+        except image_headers.HeaderBeyondHead:
             findings.not_read.append(file_name)
-        except UnreadableHeader as error:
+        except image_headers.UnreadableHeader as error:
             findings.unreadable.append({"file": file_name, "problem": str(error)})
         except NotFoundError:  # listed a moment ago, gone now
             logger.warning("image %s vanished before its header was read", file_name)
