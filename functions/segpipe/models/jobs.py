@@ -7,12 +7,25 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from segpipe.models.contract import Contract
 
 JOB_NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
 _JOB_NAME_RE = re.compile(JOB_NAME_PATTERN)
+
+
+def job_name_rule(kind: str) -> AfterValidator:
+    """SageMaker's rule for job names, as a field check whose error names the `kind` of job."""
+
+    def check(value: str) -> str:
+        if not _JOB_NAME_RE.fullmatch(value):
+            raise ValueError(
+                f"a {kind} job name is 1-63 characters of [a-zA-Z0-9-], starting with a letter or digit"
+            )
+        return value
+
+    return AfterValidator(check)
 
 
 class _Sm(Contract):
@@ -77,7 +90,7 @@ class TagSpec(_Sm):
 class CreateTrainingJob(_Sm):
     """The CreateTrainingJob request; the SageMaker adapter passes `model_dump(exclude_none=True)`."""
 
-    TrainingJobName: str
+    TrainingJobName: Annotated[str, job_name_rule("training")]
     AlgorithmSpecification: AlgorithmSpec
     RoleArn: str
     HyperParameters: dict[str, str]
@@ -89,15 +102,6 @@ class CreateTrainingJob(_Sm):
     CheckpointConfig: CheckpointConfigSpec | None = None
     Environment: dict[str, str] = Field(default_factory=dict)
     Tags: list[TagSpec] = Field(default_factory=list)
-
-    @field_validator("TrainingJobName")
-    @classmethod
-    def _name_rule(cls, value: str) -> str:
-        if not _JOB_NAME_RE.fullmatch(value):
-            raise ValueError(
-                "a training job name is 1-63 characters of [a-zA-Z0-9-], starting with a letter or digit"
-            )
-        return value
 
     @field_validator("HyperParameters")
     @classmethod
@@ -150,22 +154,28 @@ class ModelArtifactsSpec(Contract):
     S3ModelArtifacts: str
 
 
-class JobDescription(Contract):
-    """The fields of a DescribeTrainingJob answer, or of a state-change event's detail, that segpipe reads."""
+class JobDescriptionFields(Contract):
+    """What segpipe reads of every SageMaker job's Describe answer or state-change detail, training and
+    processing alike; each kind adds its own name, status and times."""
 
     model_config = ConfigDict(extra="ignore")
+
+    FailureReason: str | None = None
+    LastModifiedTime: JobTime = None
+    Tags: TagMap = Field(default_factory=dict)
+
+
+class JobDescription(JobDescriptionFields):
+    """The fields of a DescribeTrainingJob answer, or of a state-change event's detail, that segpipe reads."""
 
     TrainingJobName: str
     TrainingJobArn: str | None = None
     TrainingJobStatus: JobStatus
     SecondaryStatus: str | None = None
-    FailureReason: str | None = None
     ModelArtifacts: ModelArtifactsSpec | None = None
     OutputDataConfig: OutputDataConfigSpec | None = None
     TrainingStartTime: JobTime = None
     TrainingEndTime: JobTime = None
-    LastModifiedTime: JobTime = None
-    Tags: TagMap = Field(default_factory=dict)
 
 
 class SageMakerEvent(Contract):

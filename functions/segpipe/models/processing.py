@@ -4,14 +4,19 @@ state-change events (and DescribeProcessingJob answers) read back. Field names a
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
 from segpipe.models.contract import Contract
-from segpipe.models.jobs import JOB_NAME_PATTERN, JobStatus, JobTime, SageMakerEvent, TagMap, TagSpec
-
-_JOB_NAME_RE = re.compile(JOB_NAME_PATTERN)
+from segpipe.models.jobs import (
+    JobDescriptionFields,
+    JobStatus,
+    JobTime,
+    SageMakerEvent,
+    TagSpec,
+    job_name_rule,
+)
 
 #: Where the container finds its inputs and leaves its outputs (SageMaker Processing's layout).
 PROCESSING_ROOT = "/opt/ml/processing"
@@ -88,7 +93,7 @@ class AppSpecification(_Sm):
 class CreateProcessingJob(_Sm):
     """The CreateProcessingJob request; the SageMaker adapter passes `model_dump(exclude_none=True)`."""
 
-    ProcessingJobName: str
+    ProcessingJobName: Annotated[str, job_name_rule("processing")]
     ProcessingInputs: list[ProcessingInput] = Field(max_length=10)
     ProcessingOutputConfig: ProcessingOutputConfig
     ProcessingResources: ProcessingResources
@@ -97,15 +102,6 @@ class CreateProcessingJob(_Sm):
     Environment: dict[str, str] = Field(default_factory=dict, max_length=100)
     RoleArn: str
     Tags: list[TagSpec] = Field(default_factory=list, max_length=50)
-
-    @field_validator("ProcessingJobName")
-    @classmethod
-    def _name_rule(cls, value: str) -> str:
-        if not _JOB_NAME_RE.fullmatch(value):
-            raise ValueError(
-                "a processing job name is 1-63 characters of [a-zA-Z0-9-], starting with a letter or digit"
-            )
-        return value
 
     @field_validator("Environment")
     @classmethod
@@ -119,21 +115,16 @@ class CreateProcessingJob(_Sm):
         return next((tag.Value for tag in self.Tags if tag.Key == key), None)
 
 
-class ProcessingJobDescription(Contract):
+class ProcessingJobDescription(JobDescriptionFields):
     """The fields of a DescribeProcessingJob answer, or of a state-change event's detail, that segpipe
     reads."""
-
-    model_config = ConfigDict(extra="ignore")
 
     ProcessingJobName: str
     ProcessingJobArn: str | None = None
     ProcessingJobStatus: JobStatus
-    FailureReason: str | None = None
     ExitMessage: str | None = None
     ProcessingStartTime: JobTime = None
     ProcessingEndTime: JobTime = None
-    LastModifiedTime: JobTime = None
-    Tags: TagMap = Field(default_factory=dict)
 
 
 class ProcessingJobStateChangeEvent(SageMakerEvent):
