@@ -130,33 +130,17 @@ def get_metrics(
         if threshold is not None
         else (version.analysis_threshold or version.suggested_threshold or 0.5)
     )
-    splits: dict[str, SplitMetrics] = {}
-    for split, result in evaluations.items():
-        point = result.at(at)
-        splits[split] = SplitMetrics(
-            images=result.images,
-            objects=result.objects,
-            at=point,
-            ap_overall=result.ap_overall,
-            ap_per_class=result.ap_per_class,
-            sweep=result.sweep if sweep else None,
-        )
+    splits = {
+        split: SplitMetrics.from_record(result, at=result.at(at), sweep=result.sweep if sweep else None)
+        for split, result in evaluations.items()
+    }
     used = splits["test"].at.threshold if "test" in splits else splits["train"].at.threshold if splits else at
-    return MetricsView(
-        project=project,
-        version=number,
-        model_type=version.model_type,
-        classes=version.classes,
+    return MetricsView.from_record(
+        version,
         threshold=used,
-        analysis_threshold=version.analysis_threshold,
-        analysis_thresholds=version.analysis_thresholds,
-        suggested_threshold=version.suggested_threshold,
-        suggested_thresholds=version.suggested_thresholds,
         thresholds=list(THRESHOLDS),
         train=splits.get("train"),
         test=splits.get("test"),
-        intervals=version.intervals,
-        selection=version.selection,
     )
 
 
