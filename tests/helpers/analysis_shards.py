@@ -195,20 +195,14 @@ def put_shards(
 
 
 def analysed_image(image: Img) -> AnalysedImage:
-    return AnalysedImage(
-        file_name=image.file_name,
-        stem=image.stem,
-        width=image.width,
-        height=image.height,
+    return AnalysedImage.from_record(
+        image,
         preview=f"{image.stem}.png",
         objects=[
-            AnalysisObject(
-                category=o.category,
-                score=o.score,
+            AnalysisObject.from_record(
+                o,
                 segmentation=[[o.x, o.y, o.x + o.size, o.y, o.x + o.size, o.y + o.size]],
                 bbox=[o.x, o.y, o.size, o.size],
-                area=o.area,
-                label=o.label,
             )
             for o in image.objects
         ],
