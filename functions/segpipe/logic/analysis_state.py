@@ -17,10 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import BaseModel
-
 from segpipe.dal.interfaces import AnalysisRegistry, ArtifactStore, ProcessingJobs
 from segpipe.logic.analysis_merge import ShardsUnreadable, merge_shards
+from segpipe.logic.state_outcome import StateOutcome
 from segpipe.models.analysis import Analysis, AnalysisStatus
 from segpipe.models.processing import ProcessingJobDescription
 
@@ -48,14 +47,8 @@ class AnalysisStateDeps:
     stack: str | None = None
 
 
-class AnalysisStateOutcome(BaseModel):
-    job_name: str
-    project: str | None = None
+class AnalysisStateOutcome(StateOutcome[AnalysisStatus]):
     analysis: int | None = None
-    before: AnalysisStatus | None = None
-    after: AnalysisStatus | None = None
-    applied: bool = False
-    note: str = ""
 
 
 def apply_processing_state(job: ProcessingJobDescription, *, deps: AnalysisStateDeps) -> AnalysisStateOutcome:
@@ -73,10 +66,7 @@ def apply_processing_state(job: ProcessingJobDescription, *, deps: AnalysisState
     current = deps.analyses.get_analysis(project, number)
     target = STATUS_OF_PROCESSING_JOB[job.ProcessingJobStatus]
     if current is None or target.rank <= current.status.rank:
-        before = current.status if current else None
-        return outcome.model_copy(
-            update={"before": before, "after": before, "note": "stale or repeated event"}
-        )
+        return outcome.stale(current.status if current else None)
 
     now = deps.clock()
     outcome = outcome.model_copy(update={"before": current.status, "after": target})

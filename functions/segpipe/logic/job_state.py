@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
-
 from segpipe.dal.interfaces import ArtifactStore, ModelRegistry
 from segpipe.logic.ingest import IngestLimits, OutputsUnreadable, ingest_outputs
+from segpipe.logic.state_outcome import StateOutcome
 from segpipe.models import keys
 from segpipe.models.common import SplitName, VersionStatus
 from segpipe.models.jobs import JobDescription
@@ -46,14 +45,8 @@ class JobStateDeps:
     limits: IngestLimits = field(default_factory=IngestLimits)
 
 
-class JobStateOutcome(BaseModel):
-    job_name: str
-    project: str | None = None
+class JobStateOutcome(StateOutcome[VersionStatus]):
     version: int | None = None
-    before: VersionStatus | None = None
-    after: VersionStatus | None = None
-    applied: bool = False
-    note: str = ""
 
 
 def apply_job_state(job: JobDescription, *, deps: JobStateDeps) -> JobStateOutcome:
@@ -66,10 +59,7 @@ def apply_job_state(job: JobDescription, *, deps: JobStateDeps) -> JobStateOutco
     target = STATUS_OF_JOB[job.TrainingJobStatus]
     outcome = outcome.model_copy(update={"project": project, "version": number})
     if current is None or target.rank <= current.status.rank:
-        before = current.status if current else None
-        return outcome.model_copy(
-            update={"before": before, "after": before, "note": "stale or repeated event"}
-        )
+        return outcome.stale(current.status if current else None)
 
     now = deps.clock()
     if target is VersionStatus.COMPLETED:
