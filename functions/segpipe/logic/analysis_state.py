@@ -19,19 +19,13 @@ from datetime import datetime
 
 from segpipe.dal.interfaces import AnalysisRegistry, ArtifactStore, ProcessingJobs
 from segpipe.logic.analysis_merge import ShardsUnreadable, merge_shards
-from segpipe.logic.state_outcome import StateOutcome
+from segpipe.logic.state_outcome import StateOutcome, status_table
 from segpipe.models.analysis import Analysis, AnalysisStatus
 from segpipe.models.processing import ProcessingJobDescription
 
 logger = logging.getLogger(__name__)
 
-STATUS_OF_PROCESSING_JOB: dict[str, AnalysisStatus] = {
-    "InProgress": AnalysisStatus.RUNNING,
-    "Stopping": AnalysisStatus.RUNNING,
-    "Completed": AnalysisStatus.COMPLETED,
-    "Failed": AnalysisStatus.FAILED,
-    "Stopped": AnalysisStatus.STOPPED,
-}
+STATUS_OF_PROCESSING_JOB = status_table(AnalysisStatus.RUNNING)
 STACK_TAG = "segpipe:stack"
 NO_REASON = "The processing job failed without a reason."
 

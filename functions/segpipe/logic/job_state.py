@@ -16,7 +16,7 @@ from typing import Any
 
 from segpipe.dal.interfaces import ArtifactStore, ModelRegistry
 from segpipe.logic.ingest import IngestLimits, OutputsUnreadable, ingest_outputs
-from segpipe.logic.state_outcome import StateOutcome
+from segpipe.logic.state_outcome import StateOutcome, status_table
 from segpipe.models import keys
 from segpipe.models.common import SplitName, VersionStatus
 from segpipe.models.jobs import JobDescription
@@ -25,13 +25,7 @@ from segpipe.models.version import Headline
 
 logger = logging.getLogger(__name__)
 
-STATUS_OF_JOB: dict[str, VersionStatus] = {
-    "InProgress": VersionStatus.TRAINING,
-    "Stopping": VersionStatus.TRAINING,
-    "Completed": VersionStatus.COMPLETED,
-    "Failed": VersionStatus.FAILED,
-    "Stopped": VersionStatus.STOPPED,
-}
+STATUS_OF_JOB = status_table(VersionStatus.TRAINING)
 
 #: DynamoDB items are limited to 400 KB; larger metrics go to S3 with a pointer in the item.
 METRICS_INLINE_LIMIT = 300_000

@@ -1,4 +1,5 @@
-"""What applying one SageMaker job state-change event did, to a version or to an analysis.
+"""What trainings' and analyses' state-change events share: SageMaker's job statuses as the record's
+(`status_table`), and what applying one event did (`StateOutcome`).
 
 Both kinds move their record only forward (`LifecycleStatus.rank`); an event that would not move it
 forward (repeated, late, or its record gone) is answered `stale` and changes nothing.
@@ -15,6 +16,19 @@ from segpipe.models.common import LifecycleStatus
 StatusT = TypeVar("StatusT", bound=LifecycleStatus)
 
 STALE = "stale or repeated event"
+
+
+def status_table(running: StatusT) -> dict[str, StatusT]:
+    """SageMaker's job status -> the record's: a job that is stopping still runs (`running`, each kind
+    names its own), and the three ends keep their names."""
+    kind = type(running)
+    return {
+        "InProgress": running,
+        "Stopping": running,
+        "Completed": kind("completed"),
+        "Failed": kind("failed"),
+        "Stopped": kind("stopped"),
+    }
 
 
 class StateOutcome(BaseModel, Generic[StatusT]):
