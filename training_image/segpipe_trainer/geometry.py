@@ -92,9 +92,26 @@ def _decode(encoded: dict[str, Any]) -> np.ndarray:
         return np.asarray(mask_utils.decode(encoded), dtype=bool)
 
 
-def _shift(ring: list[float], *, dx: float, dy: float) -> list[float]:
-    shifted = np.asarray(ring, dtype=np.float64).reshape(-1, 2) + np.array([dx, dy])
-    return [float(value) for value in shifted.ravel()]
+#: pycocotools' polygon raster keeps only int(POLYGON_SCALE * v + 0.5) of each coordinate v.
+POLYGON_SCALE = 5
+
+
+def _shift(ring: list[float], *, dx: int, dy: int) -> list[float]:
+    """The ring moved by whole pixels so that pycocotools rounds every vertex exactly as before.
+
+    Adding dx to a coordinate and then scaling can round to another integer than scaling first
+    (5 * 2.3 gives 11.5, 5 * (2.3 - 1) gives 6.4999...). So a moved axis is handed over as k / 5,
+    with k the integer pycocotools made of the original minus 5 * dx: 5 * (k / 5) lies within a
+    rounding step of k, so it rounds back to k. A moved axis's values are all at least 1 (the
+    box keeps a one-pixel margin), where truncation and flooring agree; an axis not moved is
+    passed through untouched.
+    """
+    points = np.asarray(ring, dtype=np.float64).reshape(-1, 2)
+    for axis, offset in enumerate((dx, dy)):
+        if offset:
+            scaled = np.trunc(points[:, axis] * POLYGON_SCALE + 0.5)
+            points[:, axis] = (scaled + POLYGON_SCALE * offset) / POLYGON_SCALE
+    return [float(value) for value in points.ravel()]
 
 
 def rasterize_instances(
