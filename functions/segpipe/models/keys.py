@@ -13,12 +13,30 @@ def dataset_file(project: str, dataset: str, file_name: str) -> str:
     return f"{dataset_prefix(project, dataset)}{file_name}"
 
 
+#: The folders whose uploads start work (the event rules' key patterns in template.yaml name them too).
+_REQUESTS = "requests"
+_ANALYSIS_REQUESTS = "analysis-requests"
+
+
+def _upload_key(project: str, folder: str, name: str) -> str:
+    """`projects/{p}/{folder}/{name}.json`: a request uploaded to start work, or the report written back."""
+    return f"projects/{project}/{folder}/{name}.json"
+
+
+def _parse_upload_key(key: str, folder: str) -> tuple[str, str] | None:
+    """(project, name) from `projects/{p}/{folder}/{name}.json` (`_upload_key`'s layout), or None."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] != "projects" or parts[2] != folder or not parts[3].endswith(".json"):
+        return None
+    return parts[1], parts[3][: -len(".json")]
+
+
 def request_key(project: str, name: str) -> str:
-    return f"projects/{project}/requests/{name}.json"
+    return _upload_key(project, _REQUESTS, name)
 
 
 def report_key(project: str, name: str) -> str:
-    return f"projects/{project}/reports/{name}.json"
+    return _upload_key(project, "reports", name)
 
 
 def version_prefix(project: str, version: int) -> str:
@@ -71,17 +89,9 @@ def metrics_key(project: str, version: int, split: SplitName) -> str:
     return f"{version_prefix(project, version)}metrics/{split}.json"
 
 
-def _parse_upload_key(key: str, folder: str) -> tuple[str, str] | None:
-    """(project, name) from `projects/{p}/{folder}/{name}.json`, or None."""
-    parts = key.split("/")
-    if len(parts) != 4 or parts[0] != "projects" or parts[2] != folder or not parts[3].endswith(".json"):
-        return None
-    return parts[1], parts[3][: -len(".json")]
-
-
 def parse_request_key(key: str) -> tuple[str, str] | None:
     """(project, request name) from `projects/{p}/requests/{name}.json`, or None."""
-    return _parse_upload_key(key, "requests")
+    return _parse_upload_key(key, _REQUESTS)
 
 
 # --- Analyses ----------------------------------------------------------------------------------
@@ -93,11 +103,11 @@ def images_prefix(project: str, folder: str) -> str:
 
 
 def analysis_request_key(project: str, name: str) -> str:
-    return f"projects/{project}/analysis-requests/{name}.json"
+    return _upload_key(project, _ANALYSIS_REQUESTS, name)
 
 
 def analysis_report_key(project: str, name: str) -> str:
-    return f"projects/{project}/analysis-reports/{name}.json"
+    return _upload_key(project, "analysis-reports", name)
 
 
 def analysis_prefix(project: str, analysis: int) -> str:
@@ -140,4 +150,4 @@ def analysis_progress_prefix(project: str, analysis: int) -> str:
 
 def parse_analysis_request_key(key: str) -> tuple[str, str] | None:
     """(project, request name) from `projects/{p}/analysis-requests/{name}.json`, or None."""
-    return _parse_upload_key(key, "analysis-requests")
+    return _parse_upload_key(key, _ANALYSIS_REQUESTS)
