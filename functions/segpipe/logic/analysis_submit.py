@@ -24,7 +24,7 @@ from segpipe.errors import IdempotencyKeyReused
 from segpipe.logic.analysis_checks import AnalysisCheck, AnalysisSources, check_analysis
 from segpipe.logic.analysis_job import analysis_job_name, analyze_config, build_processing_job
 from segpipe.logic.jobspec import JobEnvironment
-from segpipe.logic.submission import REUSED_KEY, Rejected, fingerprint_of, start_job, submit_once
+from segpipe.logic.submission import REUSED_KEY, Delivery, Rejected, fingerprint_of, start_job, submit_once
 from segpipe.models import keys
 from segpipe.models.analysis import (
     Analysis,
@@ -78,18 +78,8 @@ def submit_analysis(
     return submit_once(_Analysis(request, project, request_key, fingerprint, deps))
 
 
-@dataclass(frozen=True)
-class _Analysis:
+class _Analysis(Delivery[AnalysisRequest, AnalysisSubmitDeps]):
     """The `Submission` of one analysis request."""
-
-    request: AnalysisRequest
-    project: str
-    request_key: str
-    fingerprint: str
-    deps: AnalysisSubmitDeps
-
-    def now(self) -> datetime:
-        return self.deps.clock()
 
     def find_claim(self) -> Claim | None:
         return self.deps.analyses.find_analysis_claim(self.project, self.request_key)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -32,6 +33,8 @@ Refusal = TypeVar("Refusal", bound="Rejected[Any]", covariant=True)  # the answe
 RequestT = TypeVar("RequestT", contravariant=True)
 DepsT = TypeVar("DepsT", contravariant=True)
 OutcomeT = TypeVar("OutcomeT", covariant=True)
+Body = TypeVar("Body", bound=BaseModel)  # a delivery's request body
+Collaborators = TypeVar("Collaborators", bound="Clocked")  # a delivery's `*Deps`
 
 REUSED_KEY = "This Idempotency-Key was already used for a different request body."
 
@@ -84,6 +87,28 @@ class Submission(Protocol[Record, Checked, Accepted, Refusal]):
     def bind(self, checked: Checked, claim: Claim, now: datetime) -> Accepted:
         """Write what the accepted request needs under `claim`'s number and start its job."""
         ...
+
+
+class Clocked(Protocol):
+    """A kind's collaborators, as far as the routine reads them: the time of a write."""
+
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
+
+
+@dataclass(frozen=True)
+class Delivery(Generic[Body, Collaborators]):
+    """One delivery of a request of one kind: what its `Submission` starts from (the body, the
+    project, the request key, the body's digest and the kind's collaborators)."""
+
+    request: Body
+    project: str
+    request_key: str
+    fingerprint: str
+    deps: Collaborators
+
+    def now(self) -> datetime:
+        return self.deps.clock()
 
 
 class UseCase(Protocol[RequestT, DepsT, OutcomeT]):

@@ -17,7 +17,7 @@ from segpipe.dal.interfaces import ArtifactStore, Claim, DatasetStore, ModelRegi
 from segpipe.errors import IdempotencyKeyReused
 from segpipe.logic.jobspec import JobEnvironment, build_training_job, job_name, training_config
 from segpipe.logic.split import render_manifests
-from segpipe.logic.submission import REUSED_KEY, Rejected, fingerprint_of, start_job, submit_once
+from segpipe.logic.submission import REUSED_KEY, Delivery, Rejected, fingerprint_of, start_job, submit_once
 from segpipe.logic.validate import (
     MAX_ANNOTATIONS_BYTES,
     ComputeRules,
@@ -101,18 +101,8 @@ def _running_besides(project: str, earlier: Claim | None, deps: SubmitDeps) -> S
     ]
 
 
-@dataclass(frozen=True)
-class _Training:
+class _Training(Delivery[TrainingRequest, SubmitDeps]):
     """The `Submission` of one training request."""
-
-    request: TrainingRequest
-    project: str
-    request_key: str
-    fingerprint: str
-    deps: SubmitDeps
-
-    def now(self) -> datetime:
-        return self.deps.clock()
 
     def find_claim(self) -> Claim | None:
         return self.deps.registry.find_claim(self.project, self.request_key)
