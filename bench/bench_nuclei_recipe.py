@@ -91,6 +91,8 @@ RECIPES: dict[str, Recipe] = {
     "average-2": Recipe({**BASE, "learning_rate": 3e-4, "weight_average_epochs": 2.0}, BEFORE),
     "epochs-10": Recipe({**BASE, "epochs": 10, "learning_rate": 3e-4}, BEFORE),
     "epochs-14": Recipe({**BASE, "epochs": 14, "learning_rate": 3e-4}, BEFORE),
+    # Before test-time flips were the tiny preset's default: each window predicted once.
+    "no-flips": Recipe({**BASE, "learning_rate": 3e-4, "test_time_flips": False}, BEFORE),
 }
 
 
@@ -147,7 +149,12 @@ def run_fold(recipe: Recipe, *, held_out: int, seed: int, scratch: Path) -> Fold
         augmentation=recipe.augmentation or preset_spec(preset).augmentation,
     )
     predictor = predictor_on(
-        model, config, in_channels=1, instance_head=resolved_head(config), runtime=runtime
+        model,
+        config,
+        in_channels=1,
+        instance_head=resolved_head(config),
+        test_time_flips=config.flips_at_test,
+        runtime=runtime,
     )
     started = time.monotonic()
     result = fit(model, setup=setup, predictor=predictor)

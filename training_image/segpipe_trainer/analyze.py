@@ -137,7 +137,12 @@ def load_model(model_dir: Path, *, work_dir: Path, runtime: Runtime) -> LoadedMo
         raise TrainerError(f"The model's weights do not fit its {CARD_FILE}: {exc}") from exc
     model.to(runtime.device).eval()
     predictor = predictor_on(
-        model, card, in_channels=card.in_channels, instance_head=card.instance_head, runtime=runtime
+        model,
+        card,
+        in_channels=card.in_channels,
+        instance_head=card.instance_head,
+        test_time_flips=card.test_time_flips,  # as the threshold was tuned
+        runtime=runtime,
     )
     # As the trainer predicts: as many windows per batch as the GPU holds, compiled where that pays
     # (CUDA, unless SEGPIPE_COMPILE=off; a failed compilation falls back to eager).

@@ -20,6 +20,7 @@ from torch import nn
 from segpipe.models.common import ModelType
 from segpipe.models.trainer_io import InstanceHead
 from segpipe_trainer import accel
+from segpipe_trainer.dihedral import DihedralAverage
 from segpipe_trainer.distributed import Runtime
 from segpipe_trainer.images import match_channels
 from segpipe_trainer.model import FLOW_SCALE, split_outputs
@@ -188,13 +189,18 @@ class Predictor:
     batch_size: int = 4
     runner: nn.Module | None = None  # `model` compiled for inference (`accel.compile_module`), if any
     instance_head: InstanceHead = "distance"
+    #: Average every window's outputs over its eight flips and quarter turns (`dihedral`).
+    test_time_flips: bool = False
 
     def outputs(self, image: np.ndarray) -> torch.Tensor:
         """Raw outputs, O x H x W, of a normalised C x H x W image (channels matched to the model)."""
         self.model.eval()
         matched = match_channels(np.asarray(image, dtype=np.float32), channels=self.in_channels)
+        network = self.runner if self.runner is not None else self.model
+        if self.test_time_flips:
+            network = DihedralAverage(network, num_classes=self.num_classes)
         return sliding_window(
-            self.runner if self.runner is not None else self.model,
+            network,
             matched,
             tile_size=self.tile_size,
             device=self.device,
@@ -235,9 +241,11 @@ def predictor_on(
     *,
     in_channels: int,
     instance_head: InstanceHead,
+    test_time_flips: bool,
     runtime: Runtime,
 ) -> Predictor:
-    """`model` as `runtime`'s device predicts with it, at the tile size and smallest object of `settings`."""
+    """`model` as `runtime`'s device predicts with it, at the tile size and smallest object of `settings`,
+    averaging each window's eight flips and turns when `test_time_flips`."""
     return Predictor(
         model=model,
         model_type=settings.model_type,
@@ -248,6 +256,7 @@ def predictor_on(
         bf16=runtime.bf16,
         min_area=settings.min_object_area,
         instance_head=instance_head,
+        test_time_flips=test_time_flips,
     )
 
 

@@ -332,6 +332,7 @@ def _resolved_config(
         "validation_images": [entry.file_name for entry in plan.validation],
         "selection": plan.method,
         "instance_head": resolved_head(config) if config.model_type == "instance" else None,
+        "test_time_flips": config.flips_at_test,
         "test_images": len(inputs.test),
         "base": start.describe(),
         "device": str(runtime.device),
@@ -345,7 +346,12 @@ def _job_predictor(model: Segmenter, *, loop: LoopSetup) -> Predictor:
     as the GPU holds, compiled where that pays."""
     config, runtime = loop.config, loop.runtime
     predictor = predictor_on(
-        model, config, in_channels=loop.in_channels, instance_head=resolved_head(config), runtime=runtime
+        model,
+        config,
+        in_channels=loop.in_channels,
+        instance_head=resolved_head(config),
+        test_time_flips=config.flips_at_test,
+        runtime=runtime,
     )
     if not runtime.is_main:
         return predictor

@@ -224,6 +224,7 @@ def model_card(
         suggested_thresholds=evaluation.suggested_thresholds,
         min_object_area=config.min_object_area,
         instance_head=resolved_head(config),
+        test_time_flips=config.flips_at_test,
         weights=WEIGHTS_FILE,
         epochs_trained=evaluation.epochs_trained,
         config=resolved,

@@ -95,6 +95,11 @@ class TrainingConfig(Contract):
         description="Instance models: 'flow' (flows to object centres) or 'distance' (distance map and "
         "watershed); unset takes the trainer's default",
     )
+    test_time_flips: bool | None = Field(
+        default=None,
+        description="Predict every tile in its eight flips and quarter turns and average the outputs "
+        "(held-out, test and analysis images alike; 8x the inference work); unset takes the preset's",
+    )
     score_floor: float = Field(default=SCORE_FLOOR, ge=0, lt=1)
     project: str | None = Field(default=None, description="For logs only")
     version: int | None = Field(default=None, description="For logs only")
@@ -103,6 +108,13 @@ class TrainingConfig(Contract):
     def peak_learning_rate(self) -> float:
         """The learning rate set, else the preset's default."""
         return self.learning_rate if self.learning_rate is not None else PRESETS[self.preset].learning_rate
+
+    @property
+    def flips_at_test(self) -> bool:
+        """Whether predictions average the eight flips and turns: the setting, else the preset's."""
+        if self.test_time_flips is not None:
+            return self.test_time_flips
+        return PRESETS[self.preset].test_time_flips
 
     @classmethod
     def from_hyperparameters(cls, hyperparameters: dict[str, str]) -> TrainingConfig:
@@ -318,6 +330,11 @@ class ModelCard(Contract):
         default="distance",
         description="Instance models: the head the weights were trained with, which fixes the "
         "post-processing (cards of older trainers are distance-map models)",
+    )
+    test_time_flips: bool = Field(
+        default=False,
+        description="Whether the model predicts each tile in its eight flips and quarter turns, averaged, "
+        "as its threshold was tuned (cards of older trainers do not)",
     )
     weights: str = Field(default="model.safetensors", description="Weights file beside model.json")
     epochs_trained: int | None = None
