@@ -156,6 +156,8 @@ class RunnerJob(BaseModel):
 
     #: The job's kind in its ARN (`training-job`, `processing-job`).
     arn_kind: ClassVar[str]
+    #: The request's fields that the Describe*Job answer repeats as they were sent (where set).
+    echoed: ClassVar[tuple[str, ...]]
 
     #: The Create*Job request the job was made from (each kind of job names its own).
     request: CreateTrainingJob | CreateProcessingJob
@@ -182,10 +184,13 @@ class RunnerJob(BaseModel):
         raise NotImplementedError
 
     def _answer(self, fields: dict[str, Any], *, optional: dict[str, Any]) -> dict[str, Any]:
-        """A Describe*Job answer: `fields`, the job's creation and modification times, then its
-        failure reason and each of `optional` that is set; times as epoch seconds."""
+        """A Describe*Job answer: `fields`, the `echoed` fields of the request, the job's creation
+        and modification times, then its failure reason and each of `optional` that is set; times
+        as epoch seconds."""
+        request = self.request.model_dump(exclude_none=True)
         answer = {
             **fields,
+            **{key: request[key] for key in self.echoed if key in request},
             "CreationTime": self.creation_time.timestamp(),
             "LastModifiedTime": self.last_modified_time.timestamp(),
         }

@@ -74,6 +74,10 @@ def shard(keys: list[str], *, host_index: int, hosts: int) -> list[str]:
 
 class LocalProcessingJob(RunnerJob):
     arn_kind = "processing-job"
+    echoed = (
+        "ProcessingInputs", "ProcessingOutputConfig", "ProcessingResources", "StoppingCondition",
+        "AppSpecification", "Environment", "RoleArn",
+    )  # fmt: skip
 
     request: CreateProcessingJob
     exit_message: str | None = None
@@ -93,19 +97,11 @@ class LocalProcessingJob(RunnerJob):
 
     def describe(self, region: str) -> dict[str, Any]:
         """DescribeProcessingJob's answer."""
-        request = self.request.model_dump(exclude_none=True)
         return self._answer(
             {
                 "ProcessingJobName": self.name,
                 "ProcessingJobArn": self.arn(region),
                 "ProcessingJobStatus": self.status,
-                "ProcessingInputs": request["ProcessingInputs"],
-                "ProcessingOutputConfig": request["ProcessingOutputConfig"],
-                "ProcessingResources": request["ProcessingResources"],
-                "StoppingCondition": request["StoppingCondition"],
-                "AppSpecification": request["AppSpecification"],
-                "Environment": request["Environment"],
-                "RoleArn": request["RoleArn"],
             },
             optional={
                 "ExitMessage": self.exit_message,

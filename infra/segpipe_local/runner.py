@@ -40,6 +40,10 @@ logger = logging.getLogger(__name__)
 
 class LocalJob(RunnerJob):
     arn_kind = "training-job"
+    echoed = (
+        "HyperParameters", "AlgorithmSpecification", "RoleArn", "InputDataConfig", "OutputDataConfig",
+        "ResourceConfig", "StoppingCondition", "EnableManagedSpotTraining", "CheckpointConfig",
+    )  # fmt: skip
 
     request: CreateTrainingJob
     secondary_status: str = "Starting"
@@ -53,27 +57,17 @@ class LocalJob(RunnerJob):
 
     def describe(self, region: str) -> dict[str, Any]:
         """DescribeTrainingJob's answer (the fields segpipe and the console use)."""
-        request = self.request.model_dump(exclude_none=True)
         return self._answer(
             {
                 "TrainingJobName": self.name,
                 "TrainingJobArn": self.arn(region),
                 "TrainingJobStatus": self.status,
                 "SecondaryStatus": self.secondary_status,
-                "HyperParameters": request["HyperParameters"],
-                "AlgorithmSpecification": request["AlgorithmSpecification"],
-                "RoleArn": request["RoleArn"],
-                "InputDataConfig": request["InputDataConfig"],
-                "OutputDataConfig": request["OutputDataConfig"],
-                "ResourceConfig": request["ResourceConfig"],
-                "StoppingCondition": request["StoppingCondition"],
-                "EnableManagedSpotTraining": request["EnableManagedSpotTraining"],
             },
             optional={
                 "ModelArtifacts": {"S3ModelArtifacts": self.model_artifact} if self.model_artifact else None,
                 "TrainingStartTime": self.training_start_time,
                 "TrainingEndTime": self.training_end_time,
-                "CheckpointConfig": request.get("CheckpointConfig"),
             },
         )
 

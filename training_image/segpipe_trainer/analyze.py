@@ -395,16 +395,7 @@ def write_image_outputs(result: ImageResult, *, paths: ProcessingPaths, classes:
     counts = dict.fromkeys(classes, 0)
     for item in result.objects:
         counts[item.category] += 1
-    analysed = AnalysedImage(
-        file_name=result.file_name,
-        stem=result.stem,
-        width=result.width,
-        height=result.height,
-        channels=result.channels,
-        preview=preview_name,
-        objects=result.objects,
-        counts=counts,
-    )
+    analysed = AnalysedImage.from_record(result, preview=preview_name, counts=counts)
     write_json(paths.images_output / f"{result.stem}.json", analysed)
     with atomic.atomic_path(paths.masks_output / f"{result.stem}.tif") as temporary:
         tifffile.imwrite(temporary, result.mask, compression="zlib")

@@ -6,8 +6,9 @@ synced, so a reader (SageMaker's checkpoint upload, the local runner, a resumed 
 file or the new one, never a part. A failed write removes its temporary file and leaves the target
 as it was. Temporary names end in `.tmp`, which the local runner's uploads skip.
 
-The local stack has its own copy of these lines (segpipe_local.atomic): it does not import the
-trainer (torch), and the trainer image does not import the local stack.
+The local stack writes its own files through `atomic_path` too (segpipe_local.atomic, with a temporary
+name per process and thread); this module imports nothing but the standard library, and the trainer
+image does not import the local stack.
 """
 
 from __future__ import annotations
@@ -37,11 +38,12 @@ def _sync(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
+def atomic_path(path: Path, *, temporary: Path | None = None) -> Iterator[Path]:
     """A temporary path for a writer to fill (`torch.save`, `tifffile.imwrite`, ...); when the block
-    ends without an error it is synced and renamed over `path`, else removed. Creates the folder."""
+    ends without an error it is synced and renamed over `path`, else removed. Creates the folder.
+    `temporary` is the name to fill (beside `path`); by default `temporary_path(path)`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = temporary_path(path)
+    temporary = temporary or temporary_path(path)
     try:
         yield temporary
         _sync(temporary)

@@ -10,6 +10,9 @@ function slowed the loop about tenfold.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numba
 import numpy as np
 
@@ -409,7 +412,7 @@ def _flood_one(  # long: a numba kernel: nopython code takes flat arrays and sca
                 return tied
             items = _load_bucket(work, heap, current)
         item = heap[0] & _ITEM_MASK
-        items = _heap_pop(heap, items)
+        items = _heap_pop(heap, items, _smaller_key, 0)
         level, index = work[_KEYS, item], work[_WHERE, item]
         label = state[index]
         if item < queued_markers:
@@ -464,7 +467,7 @@ def _enqueue(  # long: a numba kernel: nopython code takes flat arrays and scala
     the current one, else onto its bucket; the heap's new size."""
     work[_KEYS, item], work[_WHERE, item] = key, index
     if bucket == current:
-        return _heap_push(heap, items, (key << _ITEM_BITS) | item)
+        return _heap_push(heap, items, (key << _ITEM_BITS) | item, _smaller_key, 0)
     work[_FOLLOWING, item] = work[_HEAD, bucket]
     work[_HEAD, bucket] = item
     return items
@@ -476,52 +479,76 @@ def _load_bucket(work: np.ndarray, heap: np.ndarray, bucket: int) -> int:
     items = 0
     item = work[_HEAD, bucket]
     while item >= 0:
-        items = _heap_push(heap, items, (work[_KEYS, item] << _ITEM_BITS) | item)
+        items = _heap_push(heap, items, (work[_KEYS, item] << _ITEM_BITS) | item, _smaller_key, 0)
         item = work[_FOLLOWING, item]
     return items
 
 
+# --- one binary heap, two orders ---------------------------------------------------------------
+# A heap of int64 items in `heap[:items]`; `before(order, a, b)` says whether item a comes first
+# (`order`: what it reads beside the items). Numba compiles each use for its own `before`, a
+# jitted function passed as an argument, so the comparison is a direct call it can inline.
+
+#: `before`'s type: (what the order reads, item a, item b) -> whether a comes first.
+Order = Callable[[Any, int, int], bool]
+
+
 @numba.njit(cache=True, inline="always")
-def _heap_push(heap: np.ndarray, items: int, key: int) -> int:
+def _heap_push(heap: np.ndarray, items: int, item: int, before: Order, order: Any) -> int:
+    """Sift `item` up from the end of the heap (the same comparisons as swapping it up); its new size."""
     child = items
     while child > 0:
         parent = (child - 1) // 2
-        if heap[parent] <= key:
+        if not before(order, item, heap[parent]):
             break
         heap[child] = heap[parent]
         child = parent
-    heap[child] = key
+    heap[child] = item
     return items + 1
 
 
 @numba.njit(cache=True, inline="always")
-def _heap_pop(heap: np.ndarray, items: int) -> int:
+def _heap_pop(heap: np.ndarray, items: int, before: Order, order: Any) -> int:
+    """Drop the top item: the last one moves to the top and sifts down; the new size."""
     items -= 1
+    if items == 0:
+        return 0
     moving = heap[items]
     i = 0
     while True:
-        child = 2 * i + 1
-        if child >= items:
+        left, right = 2 * i + 1, 2 * i + 2
+        if left >= items:
             break
-        if child + 1 < items and heap[child + 1] < heap[child]:
-            child += 1
-        if heap[child] >= moving:
+        smallest, best = i, moving
+        if before(order, heap[left], moving):
+            smallest, best = left, heap[left]
+        if right < items and before(order, heap[right], best):
+            smallest, best = right, heap[right]
+        if smallest == i:
             break
-        heap[i] = heap[child]
-        i = child
+        heap[i] = best
+        i = smallest
     heap[i] = moving
     return items
+
+
+@numba.njit(cache=True, inline="always")
+def _smaller_key(order: int, a: int, b: int) -> bool:
+    """`_flood_one`'s order: the items are their own keys (order key, then item number), smaller first."""
+    return a < b
 
 
 # --- scikit-image's heap, replayed ---------------------------------------------------------------
 
 
 @numba.njit(cache=True, inline="always")
-def _before(values: np.ndarray, a: int, b: int, markers: int) -> bool:
-    """Whether heap item a comes before item b: lower value first, then lower age.
+def _before(order: tuple[np.ndarray, int], a: int, b: int) -> bool:
+    """Whether heap item a comes before item b (`order`: the items' values, and how many markers
+    there are): lower value first, then lower age.
 
     Items are numbered in push order: the `markers` first (age 0), then age 2, 3, ...
     """
+    values, markers = order
     if values[a] != values[b]:
         return bool(values[a] < values[b])
     return max(a - markers, -1) < max(b - markers, -1)
@@ -550,15 +577,16 @@ def flood_like_scikit_image(relief: np.ndarray, labels: np.ndarray, mask: np.nda
     values = np.empty(capacity, dtype=np.float32)
     pixel = np.empty(capacity, dtype=np.int64)
     heap = np.empty(capacity, dtype=np.int64)
+    order = (values, markers)
     items = 0
     pushed = 0
     for index in seeds:
         values[pushed], pixel[pushed] = flat_relief[index], index
-        items = _push(heap, values, items, pushed, markers)
+        items = _heap_push(heap, items, pushed, _before, order)
         pushed += 1
     while items > 0:
         top = heap[0]
-        items = _pop(heap, values, items, markers)
+        items = _heap_pop(heap, items, _before, order)
         value, index = values[top], pixel[top]
         label = flat_labels[index]
         for offset in offsets:
@@ -571,47 +599,8 @@ def flood_like_scikit_image(relief: np.ndarray, labels: np.ndarray, mask: np.nda
             if pushed_value < value:
                 pushed_value = value
             values[pushed], pixel[pushed] = pushed_value, neighbour
-            items = _push(heap, values, items, pushed, markers)
+            items = _heap_push(heap, items, pushed, _before, order)
             pushed += 1
-
-
-@numba.njit(cache=True, inline="always")
-def _push(heap: np.ndarray, values: np.ndarray, items: int, item: int, markers: int) -> int:
-    """Sift `item` up from the end of the heap (the same comparisons as swapping it up)."""
-    child = items
-    while child > 0:
-        parent = (child + 1) // 2 - 1
-        if not _before(values, item, heap[parent], markers):
-            break
-        heap[child] = heap[parent]
-        child = parent
-    heap[child] = item
-    return items + 1
-
-
-@numba.njit(cache=True, inline="always")
-def _pop(heap: np.ndarray, values: np.ndarray, items: int, markers: int) -> int:
-    """Drop the top item: the last one moves to the top and sifts down."""
-    items -= 1
-    if items == 0:
-        return 0
-    moving = heap[items]
-    i = 0
-    while True:
-        left, right = 2 * i + 1, 2 * i + 2
-        if left >= items:
-            break
-        smallest, best = i, moving
-        if _before(values, heap[left], moving, markers):
-            smallest, best = left, heap[left]
-        if right < items and _before(values, heap[right], best, markers):
-            smallest, best = right, heap[right]
-        if smallest == i:
-            break
-        heap[i] = best
-        i = smallest
-    heap[i] = moving
-    return items
 
 
 # --- label-image measurements --------------------------------------------------------------------

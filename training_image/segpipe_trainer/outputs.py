@@ -212,17 +212,15 @@ def model_card(
     resolved: dict[str, Any],
     normalization: Normalization,
 ) -> ModelCard:
-    """model.json: what inference needs besides the weights."""
-    return ModelCard(
+    """model.json: what inference needs besides the weights (the config's model type, classes, tile
+    size and smallest object; the evaluation's thresholds and epochs)."""
+    return ModelCard.from_record(
+        config,
         preset=preset,
-        model_type=config.model_type,
-        classes=list(config.classes),
-        tile_size=config.tile_size,
         in_channels=in_channels,
         normalization=normalization,
         suggested_threshold=evaluation.suggested_threshold,
         suggested_thresholds=evaluation.suggested_thresholds,
-        min_object_area=config.min_object_area,
         instance_head=resolved_head(config),
         test_time_flips=config.flips_at_test,
         weights=WEIGHTS_FILE,
