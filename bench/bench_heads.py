@@ -222,6 +222,7 @@ def _train(head: InstanceHead, *, train: Sequence[Scene], epochs: int, steps: in
         device=runtime.device,
         min_area=12,
         instance_head=head,
+        test_time_flips=config.flips_at_test,  # the preset's default, as a training predicts
     )
     with TemporaryDirectory() as scratch:
         setup = LoopSetup(

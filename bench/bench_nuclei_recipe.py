@@ -111,14 +111,54 @@ def training_tiles() -> list[tuple[str, np.ndarray, np.ndarray]]:
 
 def run_fold(recipe: Recipe, *, held_out: int, seed: int, scratch: Path) -> FoldResult:
     """Train on the two other training tiles, score tile `held_out` after every epoch."""
+    others = [number for number in range(3) if number != held_out]
+    started = time.monotonic()
+    scores = _train(recipe, seed=seed, scratch=scratch, fit_on=others, score_on=held_out)
+    return FoldResult(
+        held_out=training_tiles()[held_out][0], scores=scores, seconds=time.monotonic() - started
+    )
+
+
+def run_select_refit(recipe: Recipe, *, held_out: int, seed: int, scratch: Path) -> FoldResult:
+    """The trainer's select-then-refit run, scored on tile `held_out` (nested cross-validation).
+
+    Of the two other tiles, the first trains and the second is held out for choosing the epoch (the
+    first epoch of the best score, as `train.fit` keeps it); a fresh model then trains on both for
+    that many epochs, as `job.train_job`'s refit does, and tile `held_out` is scored after each.
+    """
+    first, second = (number for number in range(3) if number != held_out)
+    started = time.monotonic()
+    choosing = _train(recipe, seed=seed, scratch=scratch / "select", fit_on=[first], score_on=second)
+    chosen = int(np.argmax(choosing)) + 1
+    refit = _train(
+        recipe, seed=seed, scratch=scratch / "refit", fit_on=[first, second], score_on=held_out, epochs=chosen
+    )
+    return FoldResult(
+        held_out=training_tiles()[held_out][0], scores=refit, seconds=time.monotonic() - started
+    )
+
+
+def _train(  # long: keyword-only; epochs defaults to the recipe's
+    recipe: Recipe,
+    *,
+    seed: int,
+    scratch: Path,
+    fit_on: Sequence[int],
+    score_on: int,
+    epochs: int | None = None,
+) -> list[float]:
+    """Train on training tiles `fit_on` through `train.fit`; tile `score_on`'s score after every epoch."""
     parts = training_tiles()
+    scratch.mkdir(parents=True, exist_ok=True)
     for name, image, _ in parts:
         tifffile.imwrite(scratch / name, image)
     manifest = CocoDataset.model_validate(coco_of(parts, first_id=1))
     config = TrainingConfig(
         model_type="instance", classes=["nucleus"], preset="tiny", seed=seed, **{**BASE, **recipe.settings}
     )
-    config = config.model_copy(update={"early_stopping_patience": 0})
+    config = config.model_copy(
+        update={"early_stopping_patience": 0, **({} if epochs is None else {"epochs": epochs})}
+    )
     options = SampleOptions(
         dataset_dir=scratch,
         class_map=ClassMap.build(classes=config.classes, manifests=[manifest]),
@@ -126,7 +166,7 @@ def run_fold(recipe: Recipe, *, held_out: int, seed: int, scratch: Path) -> Fold
         instance_head=resolved_head(config),
     )
     samples = [load_sample(entry, options=options) for entry in image_entries(manifest)]
-    fit_samples = [sample for number, sample in enumerate(samples) if number != held_out]
+    fit_samples = [samples[number] for number in fit_on]
     runtime = Runtime()
     model, preset = build_job_model(config=config, start=StartingPoint(), in_channels=1, runtime=runtime)
     steps = config.steps_per_epoch or default_steps_per_epoch(
@@ -137,7 +177,7 @@ def run_fold(recipe: Recipe, *, held_out: int, seed: int, scratch: Path) -> Fold
         config=config,
         runtime=runtime,
         train_samples=fit_samples,
-        val_samples=[samples[held_out]],
+        val_samples=[samples[score_on]],
         class_weights=torch.from_numpy(class_pixel_weights(fit_samples, num_classes=1)),
         in_channels=1,
         steps_per_epoch=steps,
@@ -156,10 +196,8 @@ def run_fold(recipe: Recipe, *, held_out: int, seed: int, scratch: Path) -> Fold
         test_time_flips=config.flips_at_test,
         runtime=runtime,
     )
-    started = time.monotonic()
     result = fit(model, setup=setup, predictor=predictor)
-    scores = [float(entry["val_score"] or 0.0) for entry in result.state.history]
-    return FoldResult(held_out=parts[held_out][0], scores=scores, seconds=time.monotonic() - started)
+    return [float(entry["val_score"] or 0.0) for entry in result.state.history]
 
 
 def report(name: str, folds: Sequence[FoldResult]) -> dict[str, Any]:
@@ -186,6 +224,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--select-refit", action="store_true", help="score the select-then-refit run (nested) instead"
+    )
     args = parser.parse_args(list(argv or []))
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
@@ -193,9 +234,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         folds = []
         for held_out in args.folds:
             with TemporaryDirectory(prefix="segpipe-recipe-") as scratch:
-                folds.append(
-                    run_fold(RECIPES[name], held_out=held_out, seed=args.seed, scratch=Path(scratch))
-                )
+                run = run_select_refit if args.select_refit else run_fold
+                folds.append(run(RECIPES[name], held_out=held_out, seed=args.seed, scratch=Path(scratch)))
         report(name, folds)
 
 

@@ -23,9 +23,10 @@ from segpipe.models.trainer_io import (
 )
 from segpipe_trainer.cli import run
 from segpipe_trainer.data import ImageEntry, image_entries
-from segpipe_trainer.job import REFIT_BELOW_GROUPS, SelectionPlan
+from segpipe_trainer.job import REFIT_BELOW_GROUPS, RefitEpochs, SelectionPlan, refit_epochs
 from segpipe_trainer.outputs import Choice, build_evaluation
 from segpipe_trainer.paths import MlPaths
+from segpipe_trainer.train import TrainState
 from tests.trainer.trainer_testkit import DatasetSpec, hyperparameters, make_ml_root
 
 
@@ -148,6 +149,48 @@ def test_without_validation_the_training_images_choose_and_say_so() -> None:
     assert evaluation.suggested_from == "train" and evaluation.suggested_threshold == pytest.approx(0.3)
     assert evaluation.selection is not None and evaluation.selection.epochs_from == "config"
     assert evaluation.selection.threshold_from == "train"
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        (TrainState(epoch=12, best_epoch=2, stale_epochs=10, finished=True), RefitEpochs(2, "validation")),
+        (TrainState(epoch=20, best_epoch=5, stale_epochs=15, finished=True), RefitEpochs(20, "config")),
+        (TrainState(epoch=20, best_epoch=20, finished=True), RefitEpochs(20, "config")),
+    ],
+    ids=["stopped-early", "ran-every-epoch-best-early", "ran-every-epoch-best-last"],
+)
+def test_a_refit_trains_every_epoch_unless_early_stopping_cut_the_first_phase(
+    state: TrainState, expected: RefitEpochs
+) -> None:
+    assert refit_epochs(state, configured=20) == expected
+
+
+def test_a_refit_for_the_configured_epochs_says_so() -> None:
+    choice = Choice(
+        method="refit",
+        validation_images=["a.tif"],
+        validation_groups=1,
+        validation=_instance_split(scores={"round": 0.8}),
+        chosen_epoch=2,
+        final_images=3,
+        epochs_from="config",
+    )
+
+    evaluation = build_evaluation(
+        config=_config(),
+        train=_instance_split(scores={"round": 0.3}),
+        test=None,
+        choice=choice,
+        epochs_trained=3,
+    )
+
+    assert evaluation.selection is not None
+    assert evaluation.selection.epochs_from == "config" and evaluation.selection.chosen_epoch == 2
+    assert evaluation.selection.final_epochs == evaluation.epochs_trained == 3
+    assert evaluation.selection.threshold_from == "validation"
+    assert "early stopping did not end the run (best epoch 2)" in evaluation.selection.summary
+    assert "for 3 epochs, the configured count" in evaluation.selection.summary
 
 
 def test_an_evaluation_of_an_older_trainer_still_parses() -> None:

@@ -116,6 +116,9 @@ class Choice:
     validation: SplitEvaluation | None  # of the validation images, by the model that chose on them
     chosen_epoch: int | None
     final_images: int
+    #: Where the final model's epoch count came from (a refit that early stopping did not cut
+    #: trains for the configured epochs: `job.refit_epochs`).
+    epochs_from: Literal["validation", "config"] = "validation"
 
 
 def _has_class(evaluation: SplitEvaluation, name: str, *, model_type: str) -> bool:
@@ -184,16 +187,21 @@ def _selection(
             if choice.method == "refit"
             else f"the model of that epoch, trained on the other {images} images, is the final one"
         )
+        held_out = (
+            f"{held} held-out training image{'s' if held != 1 else ''} ({choice.validation_groups} "
+            f"group{'s' if choice.validation_groups != 1 else ''})"
+        )
         summary = (
-            f"Epoch {choice.chosen_epoch} and the thresholds were chosen on {held} held-out training "
-            f"image{'s' if held != 1 else ''} ({choice.validation_groups} group"
-            f"{'s' if choice.validation_groups != 1 else ''}); {model}"
+            f"Epoch {choice.chosen_epoch} and the thresholds were chosen on {held_out}; {model}"
+            if choice.epochs_from == "validation"
+            else f"The thresholds were chosen on {held_out}, where early stopping did not end the "
+            f"run (best epoch {choice.chosen_epoch}); {model}, the configured count"
         )
     return Selection(
         method=choice.method,
         validation_images=list(choice.validation_images),
         validation_groups=choice.validation_groups,
-        epochs_from="config" if choice.method == "none" else "validation",
+        epochs_from="config" if choice.method == "none" else choice.epochs_from,
         chosen_epoch=choice.chosen_epoch,
         final_images=choice.final_images,
         final_epochs=epochs_trained,

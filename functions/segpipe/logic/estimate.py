@@ -9,9 +9,9 @@ The model is deliberately simple and every assumption is stated in `Estimate.bas
 - One epoch is one pass over the training pixels; an image smaller than a tile still costs a
   whole tile (it is padded). Early stopping can only make the real run shorter.
 - The trainer holds some training groups out to choose the epoch count on; with few held-out
-  groups it then refits a fresh model on every training image for the chosen count
-  (`segpipe.models.selection`). The refit is counted at the full configured epochs, an upper
-  bound like the first phase's.
+  groups it then refits a fresh model on every training image for the configured epochs (fewer
+  only when early stopping ended the first phase; `segpipe.models.selection`). The refit is
+  counted at the full configured epochs, an upper bound like the first phase's.
 - Preset throughput is in training megapixels per second on an RTX 3090-class GPU with mixed
   precision, derived from timm's published benchmark (ViT-B/16 trains at 97 img/s at 384² on an
   RTX 3090, i.e. 14.3 Mpx/s for the encoder alone) with a factor for the dense decoder and loss.

@@ -2,7 +2,9 @@
 
 The trainer holds whole groups of training images out (a group is an image's `group`, else its
 file name) to choose the epoch count and the thresholds on; with few held-out groups it then
-trains a fresh model on every training image for the chosen epoch count (the refit). The
+trains a fresh model on every training image (the refit) for the configured epochs, or up to the
+best held-out epoch when early stopping ended the first phase (`segpipe_trainer.job.refit_epochs`:
+a few held-out images score too unsteadily for their single best epoch to be trusted). The
 validation report's estimate counts that second training. Both read the rule here, so the
 estimate cannot drift from what the trainer does.
 """
@@ -18,7 +20,7 @@ from segpipe.models.coco import CocoImage
 #: Share of the training groups held out for the choices, unless a training says otherwise.
 VALIDATION_FRACTION = 0.1
 #: With fewer held-out validation groups than this, the final model is refit on every training
-#: image for the chosen epoch count (few groups hold out a large share of a small dataset).
+#: image (few groups hold out a large share of a small dataset).
 REFIT_BELOW_GROUPS = 8
 
 SelectionMethod = Literal["holdout", "refit", "none"]

@@ -187,7 +187,8 @@ class Selection(Contract):
     `holdout`: validation groups held out of training chose the epoch count and the thresholds, and
     the model trained on the other images is the final one (many groups: little is lost).
     `refit`: the same choices on the held-out groups, then a fresh model trained on every training
-    image for the chosen epoch count is the final one (few groups: no training image is wasted).
+    image is the final one (few groups: no training image is wasted), for the configured epochs
+    unless early stopping ended the first phase (`epochs_from` says which).
     `none`: nothing could be held out (one group, or validation_fraction 0): the configured epochs
     are trained on every training image and the thresholds are chosen on the training images.
     """
