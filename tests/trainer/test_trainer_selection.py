@@ -154,7 +154,7 @@ def test_without_validation_the_training_images_choose_and_say_so() -> None:
 @pytest.mark.parametrize(
     ("state", "expected"),
     [
-        (TrainState(epoch=12, best_epoch=2, stale_epochs=10, finished=True), RefitEpochs(2, "validation")),
+        (TrainState(epoch=12, best_epoch=2, stale_epochs=10, finished=True), RefitEpochs(12, "validation")),
         (TrainState(epoch=20, best_epoch=5, stale_epochs=15, finished=True), RefitEpochs(20, "config")),
         (TrainState(epoch=20, best_epoch=20, finished=True), RefitEpochs(20, "config")),
     ],
@@ -189,8 +189,38 @@ def test_a_refit_for_the_configured_epochs_says_so() -> None:
     assert evaluation.selection.epochs_from == "config" and evaluation.selection.chosen_epoch == 2
     assert evaluation.selection.final_epochs == evaluation.epochs_trained == 3
     assert evaluation.selection.threshold_from == "validation"
-    assert "early stopping did not end the run (best epoch 2)" in evaluation.selection.summary
-    assert "for 3 epochs, the configured count" in evaluation.selection.summary
+    assert evaluation.selection.summary == (
+        "The thresholds were chosen on 1 held-out training image (1 group), whose best epoch was 2, and "
+        "early stopping did not end the run; then a fresh model trained on all 3 training images for the "
+        "configured 3 epochs; the test set only measures."
+    )
+
+
+def test_a_refit_after_early_stopping_trains_as_long_as_the_first_phase_and_says_so() -> None:
+    choice = Choice(
+        method="refit",
+        validation_images=["a.tif", "b.tif"],
+        validation_groups=1,
+        validation=_instance_split(scores={"round": 0.8}),
+        chosen_epoch=2,
+        final_images=3,
+        epochs_from="validation",
+    )
+
+    evaluation = build_evaluation(
+        config=_config(),
+        train=_instance_split(scores={"round": 0.3}),
+        test=None,
+        choice=choice,
+        epochs_trained=12,
+    )
+
+    assert evaluation.selection is not None and evaluation.selection.epochs_from == "validation"
+    assert evaluation.selection.summary == (
+        "The thresholds were chosen on 2 held-out training images (1 group), whose best epoch was 2; early "
+        "stopping ended the run after 12 epochs; then a fresh model trained on all 3 training images for "
+        "as many epochs; the test set only measures."
+    )
 
 
 def test_an_evaluation_of_an_older_trainer_still_parses() -> None:

@@ -528,16 +528,16 @@ class RefitEpochs:
 
 
 def refit_epochs(state: TrainState, *, configured: int) -> RefitEpochs:
-    """How long the refit trains: up to the best held-out epoch when early stopping ended the first
-    phase (the held-out images stopped improving for the patience), else every configured epoch.
+    """How long the refit trains: as long as the first phase did. That is every configured epoch,
+    unless early stopping ended it (the held-out images had not improved for the patience).
 
-    The few held-out images of a refit plan score each epoch too unsteadily for their single best
-    epoch to be a good count: on the real nuclei (`model.tiny`'s docstring), refits for the best
-    epoch of one held-out tile scored below the full schedule on four folds of six and tied on two.
+    Not the held-out images' best epoch: the few held-out images of a refit plan score each epoch
+    too unsteadily for their single best epoch to be a good count. On the real nuclei
+    (`model.tiny`'s docstring), refits for the best epoch of one held-out tile scored below the
+    full schedule on four folds of six and tied on two.
     """
-    stopped_early = state.finished and state.epoch < configured
-    if stopped_early and state.best_epoch is not None:
-        return RefitEpochs(state.best_epoch, "validation")
+    if state.finished and state.epoch < configured:
+        return RefitEpochs(state.epoch, "validation")
     return RefitEpochs(configured, "config")
 
 

@@ -126,8 +126,8 @@ def tiny() -> PresetSpec:
         seed 1  refit for the chosen epochs (11, 12, 12)  0.844 / 0.885 / 0.714  mean 0.814
         seed 1  the full 20 epochs                        0.862 / 0.885 / 0.784  mean 0.844
 
-    Four folds better and two tied, so a refit now trains for every configured epoch unless early
-    stopping ended the first phase (`job.refit_epochs`). Not measured for want of time: wider
+    Four folds better and two tied, so a refit now trains as long as the first phase did: every
+    configured epoch, or until early stopping ended it (`job.refit_epochs`). Not measured for want of time: wider
     scale ranges, more steps and the flow head on these tiles.
     """
     return PresetSpec(

@@ -174,29 +174,6 @@ def _selection(
     epochs_trained: int,
     per_class_from: dict[str, Literal["validation", "train"]],
 ) -> Selection:
-    held = len(choice.validation_images)
-    if choice.method == "none":
-        summary = (
-            f"Nothing held out: {epochs_trained} epochs on all {choice.final_images} training images; "
-            "the thresholds were chosen on the training images"
-        )
-    else:
-        images = choice.final_images
-        model = (
-            f"then a fresh model trained on all {images} training images for {epochs_trained} epochs"
-            if choice.method == "refit"
-            else f"the model of that epoch, trained on the other {images} images, is the final one"
-        )
-        held_out = (
-            f"{held} held-out training image{'s' if held != 1 else ''} ({choice.validation_groups} "
-            f"group{'s' if choice.validation_groups != 1 else ''})"
-        )
-        summary = (
-            f"Epoch {choice.chosen_epoch} and the thresholds were chosen on {held_out}; {model}"
-            if choice.epochs_from == "validation"
-            else f"The thresholds were chosen on {held_out}, where early stopping did not end the "
-            f"run (best epoch {choice.chosen_epoch}); {model}, the configured count"
-        )
     return Selection(
         method=choice.method,
         validation_images=list(choice.validation_images),
@@ -207,8 +184,36 @@ def _selection(
         final_epochs=epochs_trained,
         threshold_from="train" if choice.method == "none" else "validation",
         thresholds_from=per_class_from,
-        summary=summary + "; the test set only measures.",
+        summary=_summary(choice, epochs_trained=epochs_trained) + "; the test set only measures.",
     )
+
+
+def _summary(choice: Choice, *, epochs_trained: int) -> str:
+    """The one sentence (less its ending) that says how the epochs and thresholds were chosen."""
+    images = choice.final_images
+    if choice.method == "none":
+        return (
+            f"Nothing held out: {epochs_trained} epochs on all {images} training images; "
+            "the thresholds were chosen on the training images"
+        )
+    held = len(choice.validation_images)
+    held_out = (
+        f"{held} held-out training image{'s' if held != 1 else ''} ({choice.validation_groups} "
+        f"group{'s' if choice.validation_groups != 1 else ''})"
+    )
+    if choice.method == "holdout":
+        return (
+            f"Epoch {choice.chosen_epoch} and the thresholds were chosen on {held_out}; the model of "
+            f"that epoch, trained on the other {images} images, is the final one"
+        )
+    chosen = f"The thresholds were chosen on {held_out}, whose best epoch was {choice.chosen_epoch}"
+    refit = f"then a fresh model trained on all {images} training images for"
+    if choice.epochs_from == "config":
+        return (
+            f"{chosen}, and early stopping did not end the run; {refit} the configured "
+            f"{epochs_trained} epochs"
+        )
+    return f"{chosen}; early stopping ended the run after {epochs_trained} epochs; {refit} as many epochs"
 
 
 def model_card(

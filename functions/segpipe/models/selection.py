@@ -2,9 +2,10 @@
 
 The trainer holds whole groups of training images out (a group is an image's `group`, else its
 file name) to choose the epoch count and the thresholds on; with few held-out groups it then
-trains a fresh model on every training image (the refit) for the configured epochs, or up to the
-best held-out epoch when early stopping ended the first phase (`segpipe_trainer.job.refit_epochs`:
-a few held-out images score too unsteadily for their single best epoch to be trusted). The
+trains a fresh model on every training image (the refit) for as many epochs as the first phase
+ran: the configured count, or fewer when early stopping ended it (`segpipe_trainer.job.
+refit_epochs`: a few held-out images score too unsteadily for their single best epoch to be a
+good count). The
 validation report's estimate counts that second training. Both read the rule here, so the
 estimate cannot drift from what the trainer does.
 """

@@ -187,8 +187,8 @@ class Selection(Contract):
     `holdout`: validation groups held out of training chose the epoch count and the thresholds, and
     the model trained on the other images is the final one (many groups: little is lost).
     `refit`: the same choices on the held-out groups, then a fresh model trained on every training
-    image is the final one (few groups: no training image is wasted), for the configured epochs
-    unless early stopping ended the first phase (`epochs_from` says which).
+    image is the final one (few groups: no training image is wasted), for as many epochs as the
+    first phase ran: the configured count, or fewer where early stopping ended it (`epochs_from`).
     `none`: nothing could be held out (one group, or validation_fraction 0): the configured epochs
     are trained on every training image and the thresholds are chosen on the training images.
     """
@@ -199,7 +199,8 @@ class Selection(Contract):
     )
     validation_groups: int = Field(default=0, description="Groups those images belong to")
     epochs_from: Literal["validation", "config"] = Field(
-        description="validation: the epoch count of the best validation score; config: the configured epochs"
+        description="validation: set by the validation images (a holdout's best epoch; where early "
+        "stopping ended a refit's first phase); config: the configured epochs"
     )
     chosen_epoch: int | None = Field(
         default=None, description="Epoch with the best validation score (None without validation)"
