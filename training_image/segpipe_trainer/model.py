@@ -127,8 +127,8 @@ def tiny() -> PresetSpec:
         seed 1  the full 20 epochs                        0.862 / 0.885 / 0.784  mean 0.844
 
     Four folds better and two tied, so a refit now trains as long as the first phase did: every
-    configured epoch, or until early stopping ended it (`job.refit_epochs`). Not measured for want of time: wider
-    scale ranges, more steps and the flow head on these tiles.
+    configured epoch, or until early stopping ended it (`job.refit_epochs`). Not measured for
+    want of time: wider scale ranges, more steps and the flow head on these tiles.
     """
     return PresetSpec(
         preset=Preset.TINY,
