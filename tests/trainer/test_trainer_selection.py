@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import torch
@@ -166,24 +166,30 @@ def test_a_refit_trains_every_epoch_unless_early_stopping_cut_the_first_phase(
     assert refit_epochs(state, configured=20) == expected
 
 
-def test_a_refit_for_the_configured_epochs_says_so() -> None:
+def _refit_evaluation(
+    *, held_out: list[str], epochs_from: Literal["validation", "config"], epochs_trained: int
+) -> Evaluation:
+    """evaluation.json of a refit whose held-out images' best epoch was 2, of 3 training images."""
     choice = Choice(
         method="refit",
-        validation_images=["a.tif"],
+        validation_images=held_out,
         validation_groups=1,
         validation=_instance_split(scores={"round": 0.8}),
         chosen_epoch=2,
         final_images=3,
-        epochs_from="config",
+        epochs_from=epochs_from,
     )
-
-    evaluation = build_evaluation(
+    return build_evaluation(
         config=_config(),
         train=_instance_split(scores={"round": 0.3}),
         test=None,
         choice=choice,
-        epochs_trained=3,
+        epochs_trained=epochs_trained,
     )
+
+
+def test_a_refit_for_the_configured_epochs_says_so() -> None:
+    evaluation = _refit_evaluation(held_out=["a.tif"], epochs_from="config", epochs_trained=3)
 
     assert evaluation.selection is not None
     assert evaluation.selection.epochs_from == "config" and evaluation.selection.chosen_epoch == 2
@@ -197,23 +203,7 @@ def test_a_refit_for_the_configured_epochs_says_so() -> None:
 
 
 def test_a_refit_after_early_stopping_trains_as_long_as_the_first_phase_and_says_so() -> None:
-    choice = Choice(
-        method="refit",
-        validation_images=["a.tif", "b.tif"],
-        validation_groups=1,
-        validation=_instance_split(scores={"round": 0.8}),
-        chosen_epoch=2,
-        final_images=3,
-        epochs_from="validation",
-    )
-
-    evaluation = build_evaluation(
-        config=_config(),
-        train=_instance_split(scores={"round": 0.3}),
-        test=None,
-        choice=choice,
-        epochs_trained=12,
-    )
+    evaluation = _refit_evaluation(held_out=["a.tif", "b.tif"], epochs_from="validation", epochs_trained=12)
 
     assert evaluation.selection is not None and evaluation.selection.epochs_from == "validation"
     assert evaluation.selection.summary == (
