@@ -28,7 +28,7 @@ from bench.table import Column, table_header, table_row
 from segpipe.models.trainer_io import InstanceHead, TrainingConfig
 from segpipe_trainer.data import Sample, class_pixel_weights
 from segpipe_trainer.distributed import Runtime
-from segpipe_trainer.infer import Predictor, dense_maps
+from segpipe_trainer.infer import Predictor, dense_maps, predictor_on
 from segpipe_trainer.metrics import InstanceEvaluator
 from segpipe_trainer.model import build_model
 from segpipe_trainer.postprocess import Instances, distance_target, flow_target
@@ -213,16 +213,13 @@ def _train(head: InstanceHead, *, train: Sequence[Scene], epochs: int, steps: in
     )
     samples = [sample_of(scene, name=f"train{n}", head=head) for n, scene in enumerate(train)]
     runtime = Runtime()
-    predictor = Predictor(
-        model=model,
-        model_type="instance",
-        num_classes=1,
-        tile_size=128,
+    predictor = predictor_on(  # with the preset's test-time flips, as a training predicts
+        model,
+        config,
         in_channels=1,
-        device=runtime.device,
-        min_area=12,
         instance_head=head,
-        test_time_flips=config.flips_at_test,  # the preset's default, as a training predicts
+        test_time_flips=config.flips_at_test,
+        runtime=runtime,
     )
     with TemporaryDirectory() as scratch:
         setup = LoopSetup(

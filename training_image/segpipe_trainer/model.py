@@ -56,7 +56,7 @@ def _vit_kwargs(preset: Preset, **kwargs: Any) -> dict[str, Any]:
     return {"patch_size": PRESET_FACTS[preset].patch_size, "dynamic_img_size": True, **kwargs}
 
 
-def tiny() -> PresetSpec:
+def tiny() -> PresetSpec:  # long: its docstring is the CPU recipe study, kept with the preset
     """A narrow random-init ViT for 2 CPU cores: patch 16, embed 128, depth 6, 4 heads, ~2.3 M params.
 
     CPU recipe (the local stack's defaults, `segpipe_local.config.LocalConfig`): 128-px tiles,
