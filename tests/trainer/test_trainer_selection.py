@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pytest
 import torch
@@ -13,6 +13,7 @@ from segpipe.logic.validate.details import TrainingPhases, padded_megapixels
 from segpipe.models.coco import CocoDataset, CocoImage
 from segpipe.models.trainer_io import (
     THRESHOLDS,
+    EpochsSource,
     Evaluation,
     Metrics,
     ModelCard,
@@ -166,9 +167,7 @@ def test_a_refit_trains_every_epoch_unless_early_stopping_cut_the_first_phase(
     assert refit_epochs(state, configured=20) == expected
 
 
-def _refit_evaluation(
-    *, held_out: list[str], epochs_from: Literal["validation", "config"], epochs_trained: int
-) -> Evaluation:
+def _refit_evaluation(*, held_out: list[str], epochs_from: EpochsSource, epochs_trained: int) -> Evaluation:
     """evaluation.json of a refit whose held-out images' best epoch was 2, of 3 training images."""
     choice = Choice(
         method="refit",

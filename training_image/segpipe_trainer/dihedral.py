@@ -27,16 +27,19 @@ class View:
     flip_rows: bool
     flip_cols: bool
 
+    @property
+    def flipped(self) -> list[int]:
+        """The dimensions this view flips: rows (-2) and/or columns (-1)."""
+        return [dim for dim, flip in ((-2, self.flip_rows), (-1, self.flip_cols)) if flip]
+
     def apply(self, tiles: torch.Tensor) -> torch.Tensor:
         """B x C x T x T tiles as this view sees them."""
         out = tiles.transpose(-2, -1) if self.transpose else tiles
-        dims = [dim for dim, flip in ((-2, self.flip_rows), (-1, self.flip_cols)) if flip]
-        return out.flip(dims) if dims else out
+        return out.flip(self.flipped) if self.flipped else out
 
     def undo(self, outputs: torch.Tensor, *, flow_channels: slice | None) -> torch.Tensor:
         """B x O x T x T outputs of the viewed tiles, back in the tiles' own frame."""
-        dims = [dim for dim, flip in ((-2, self.flip_rows), (-1, self.flip_cols)) if flip]
-        out = outputs.flip(dims) if dims else outputs
+        out = outputs.flip(self.flipped) if self.flipped else outputs
         if flow_channels is not None:
             dy, dx = flow_channels.start, flow_channels.start + 1
             signs = out.new_ones(out.shape[1])

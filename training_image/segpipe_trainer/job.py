@@ -17,7 +17,7 @@ from segpipe.models import selection
 from segpipe.models.coco import CocoDataset
 from segpipe.models.common import Preset, SplitName
 from segpipe.models.presets import PRESETS as PRESET_FACTS
-from segpipe.models.trainer_io import Normalization, Progress, SplitEvaluation, TrainingConfig
+from segpipe.models.trainer_io import EpochsSource, Normalization, Progress, SplitEvaluation, TrainingConfig
 from segpipe_trainer import accel
 from segpipe_trainer.base import StartingPoint, continue_from, find_starting_point
 from segpipe_trainer.bootstrap import bootstrap_intervals
@@ -376,7 +376,7 @@ class Trained:
     held_out: SplitEvaluation | None  # of the held-out images, by the model that chose on them
     final_images: int  # training images the final model was trained on
     progress_offset: int = 0  # epochs of the first phase before a refit
-    epochs_from: Literal["validation", "config"] = "validation"  # the final model's epoch count
+    epochs_from: EpochsSource = "validation"  # the final model's epoch count
 
 
 def train_job(job: JobSetup) -> Trained:
@@ -524,7 +524,7 @@ def _choice(plan: SelectionPlan, *, trained: Trained) -> Choice:
 @dataclass(frozen=True)
 class RefitEpochs:
     epochs: int
-    source: Literal["validation", "config"]
+    source: EpochsSource
 
 
 def refit_epochs(state: TrainState, *, configured: int) -> RefitEpochs:

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from segpipe.models.common import Preset, SplitName
 from segpipe.models.trainer_io import (
+    EpochsSource,
     Evaluation,
     ImagePredictions,
     ModelCard,
@@ -118,7 +119,7 @@ class Choice:
     final_images: int
     #: Where the final model's epoch count came from (a refit that early stopping did not cut
     #: trains for the configured epochs: `job.refit_epochs`).
-    epochs_from: Literal["validation", "config"] = "validation"
+    epochs_from: EpochsSource = "validation"
 
 
 def _has_class(evaluation: SplitEvaluation, name: str, *, model_type: str) -> bool:

@@ -179,6 +179,8 @@ class SplitEvaluation(Contract):
 
 
 ChoiceSource = Literal["validation", "train"]
+#: Where a final model's epoch count came from: the validation images, or the configuration.
+EpochsSource = Literal["validation", "config"]
 
 
 class Selection(Contract):
@@ -198,7 +200,7 @@ class Selection(Contract):
         default_factory=list, description="Training images held out for the choices (file names)"
     )
     validation_groups: int = Field(default=0, description="Groups those images belong to")
-    epochs_from: Literal["validation", "config"] = Field(
+    epochs_from: EpochsSource = Field(
         description="validation: set by the validation images (a holdout's best epoch; where early "
         "stopping ended a refit's first phase); config: the configured epochs"
     )
