@@ -7,17 +7,25 @@ endpoint, chosen by configuration (`AWS_ENDPOINT_URL_SAGEMAKER`), not by code pa
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from botocore.exceptions import ClientError
 
-from segpipe.errors import AnalysisNotRunning, JobRefused, ServiceUnavailable, VersionNotRunning
+from segpipe.errors import (
+    AnalysisNotRunning,
+    JobRefused,
+    SegpipeError,
+    ServiceUnavailable,
+    VersionNotRunning,
+)
 from segpipe.models.jobs import CreateTrainingJob, JobDescription
 from segpipe.models.processing import CreateProcessingJob, ProcessingJobDescription
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
 
+_Request = TypeVar("_Request", CreateTrainingJob, CreateProcessingJob)
+_Description = TypeVar("_Description", JobDescription, ProcessingJobDescription)
 
 #: Refusals that no retry will change.
 _PERMANENT = {"ValidationException", "ResourceLimitExceeded", "AccessDeniedException", "AccessDenied"}
@@ -57,67 +65,67 @@ def _stop_found_nothing(error: ClientError, exists: Callable[[], bool]) -> bool:
     return _code(error) in _NOT_FOUND or (_code(error) in _DENIED and not exists())
 
 
-class SageMakerTrainingJobs:
-    def __init__(self, client: SageMakerClient) -> None:
-        self._sm = client
+class _SageMakerJobs(Generic[_Request, _Description]):
+    """One kind of SageMaker job through its Create, Stop and Describe calls. SageMaker names them
+    after the kind (`create_training_job`, `TrainingJobName`; `stop_processing_job`,
+    `ProcessingJobName`), so the kind's name picks the calls; the answers are read the same way."""
 
-    def create(self, request: CreateTrainingJob) -> bool:
+    def __init__(
+        self,
+        client: SageMakerClient,
+        *,
+        kind: Literal["training", "processing"],
+        description: type[_Description],
+        not_running: type[SegpipeError],
+    ) -> None:
+        self._sm = client
+        self._kind = kind
+        self._name = f"{kind.capitalize()}JobName"
+        self._description: type[_Description] = description
+        self._not_running = not_running
+
+    def _call(self, verb: str, **params: Any) -> Any:
+        return getattr(self._sm, f"{verb}_{self._kind}_job")(**params)
+
+    def create(self, request: _Request) -> bool:
         params: Any = request.model_dump(exclude_none=True)
         try:
-            self._sm.create_training_job(**params)
+            self._call("create", **params)
         except ClientError as error:
-            return _created(error, kind="training", job_name=request.TrainingJobName)
+            return _created(error, kind=self._kind, job_name=params[self._name])
         return True
 
     def stop(self, job_name: str) -> None:
         try:
-            self._sm.stop_training_job(TrainingJobName=job_name)
+            self._call("stop", **{self._name: job_name})
         except ClientError as error:
             if _stop_found_nothing(error, lambda: self.describe(job_name) is not None):
-                raise VersionNotRunning(
-                    "The training job has already ended or does not exist.", job_name=job_name
+                raise self._not_running(
+                    f"The {self._kind} job has already ended or does not exist.", job_name=job_name
                 ) from error
             raise
 
-    def describe(self, job_name: str) -> JobDescription | None:
+    def describe(self, job_name: str) -> _Description | None:
         try:
-            answer: Any = self._sm.describe_training_job(TrainingJobName=job_name)
+            answer = self._call("describe", **{self._name: job_name})
         except ClientError as error:
             if _code(error) in _NOT_FOUND:
                 return None
             raise
-        return JobDescription.model_validate(answer)
+        return self._description.model_validate(answer)
 
 
-class SageMakerProcessingJobs:
+class SageMakerTrainingJobs(_SageMakerJobs[CreateTrainingJob, JobDescription]):
+    """`TrainingJobs`: the trainings' SageMaker training jobs."""
+
+    def __init__(self, client: SageMakerClient) -> None:
+        super().__init__(client, kind="training", description=JobDescription, not_running=VersionNotRunning)
+
+
+class SageMakerProcessingJobs(_SageMakerJobs[CreateProcessingJob, ProcessingJobDescription]):
     """`ProcessingJobs`: the analyses' SageMaker Processing jobs."""
 
     def __init__(self, client: SageMakerClient) -> None:
-        self._sm = client
-
-    def create(self, request: CreateProcessingJob) -> bool:
-        params: Any = request.model_dump(exclude_none=True)
-        try:
-            self._sm.create_processing_job(**params)
-        except ClientError as error:
-            return _created(error, kind="processing", job_name=request.ProcessingJobName)
-        return True
-
-    def stop(self, job_name: str) -> None:
-        try:
-            self._sm.stop_processing_job(ProcessingJobName=job_name)
-        except ClientError as error:
-            if _stop_found_nothing(error, lambda: self.describe(job_name) is not None):
-                raise AnalysisNotRunning(
-                    "The processing job has already ended or does not exist.", job_name=job_name
-                ) from error
-            raise
-
-    def describe(self, job_name: str) -> ProcessingJobDescription | None:
-        try:
-            answer: Any = self._sm.describe_processing_job(ProcessingJobName=job_name)
-        except ClientError as error:
-            if _code(error) in _NOT_FOUND:
-                return None
-            raise
-        return ProcessingJobDescription.model_validate(answer)
+        super().__init__(
+            client, kind="processing", description=ProcessingJobDescription, not_running=AnalysisNotRunning
+        )
