@@ -15,11 +15,11 @@ from datetime import datetime
 from typing import Any
 
 from segpipe.dal.claims import ClaimItems
-from segpipe.dal.dynamodb import JOB_INDEX, RegistryTable
+from segpipe.dal.dynamodb import RegistryTable
 from segpipe.dal.dynamodb_items import (
     attribute_value,
+    item_key,
     partition_key,
-    put_if_absent,
     transition_request,
     unmarshal,
     update_if,
@@ -61,23 +61,12 @@ class DynamoAnalysisRegistry(RegistryTable):
     def create_analysis(self, analysis: Analysis) -> bool:
         # Absent rather than NULL attributes, so `if_not_exists(started_at)` can set the start once.
         item = analysis.model_dump(mode="json", exclude_none=True)
-        item.update(
-            pk=partition_key(analysis.project),
-            sk=_analysis_sk(analysis.analysis),
-            item_type="analysis",
-            status_rank=analysis.status.rank,
-            gsi1pk=f"JOB#{analysis.job_name}",
-            gsi1sk=_analysis_sk(analysis.analysis),
-        )
-        return put_if_absent(self._db, self._table, item)
+        sk = _analysis_sk(analysis.analysis)
+        return self._create(item, sk=sk, item_type="analysis", status_rank=analysis.status.rank)
 
     def get_analysis(self, project: str, analysis: int) -> Analysis | None:
-        response = self._db.get_item(
-            TableName=self._table,
-            Key={"pk": {"S": partition_key(project)}, "sk": {"S": _analysis_sk(analysis)}},
-            ConsistentRead=True,
-        )
-        return self._to_analysis(response["Item"]) if "Item" in response else None
+        item = self._stored(project, _analysis_sk(analysis))
+        return self._to_analysis(item) if item is not None else None
 
     def list_analyses(self, project: str) -> list[Analysis]:
         paginator = self._db.get_paginator("query")
@@ -114,19 +103,7 @@ class DynamoAnalysisRegistry(RegistryTable):
         )
 
     def find_analysis_by_job(self, job_name: str) -> tuple[str, int] | None:
-        response = self._db.query(
-            TableName=self._table,
-            IndexName=JOB_INDEX,
-            KeyConditionExpression="gsi1pk = :job AND begins_with(gsi1sk, :prefix)",
-            ExpressionAttributeValues={":job": {"S": f"JOB#{job_name}"}, ":prefix": {"S": ANALYSIS_PREFIX}},
-            Limit=1,
-        )
-        items = response.get("Items", [])
-        if not items:
-            return None
-        # The index projects keys only: the table keys carry project and number.
-        project = items[0]["pk"]["S"].removeprefix("PROJECT#")
-        return project, int(items[0]["sk"]["S"].removeprefix(ANALYSIS_PREFIX))
+        return self._find_by_job(job_name, ANALYSIS_PREFIX)
 
     def transition_analysis(
         self,
@@ -143,7 +120,7 @@ class DynamoAnalysisRegistry(RegistryTable):
             updates["ended_at"] = at.isoformat()
         if summary is not None:
             updates["summary"] = summary.model_dump(mode="json")
-        key = {"pk": {"S": partition_key(project)}, "sk": {"S": _analysis_sk(analysis)}}
+        key = item_key(project, _analysis_sk(analysis))
         request = transition_request(self._table, key, to=to, at=at, reason=reason, updates=updates)
         if to in (AnalysisStatus.RUNNING, AnalysisStatus.COMPLETED):
             # A job may complete before its running event arrives: completion implies it started.
@@ -156,7 +133,7 @@ class DynamoAnalysisRegistry(RegistryTable):
     def request_analysis_stop(self, project: str, analysis: int) -> bool:
         request = {
             "TableName": self._table,
-            "Key": {"pk": {"S": partition_key(project)}, "sk": {"S": _analysis_sk(analysis)}},
+            "Key": item_key(project, _analysis_sk(analysis)),
             "UpdateExpression": "SET stop_requested = :yes",
             "ConditionExpression": "attribute_exists(pk) AND status_rank < :ended",
             "ExpressionAttributeValues": {

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from segpipe.dal.dynamodb_items import get_item, partition_key, put_if_absent
+from segpipe.dal.dynamodb_items import get_item, item_key, partition_key, put_if_absent
 from segpipe.dal.interfaces import Claim
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class Claims:
         items = self._items
         counter = self._db.update_item(
             TableName=self._table,
-            Key={"pk": {"S": partition_key(project)}, "sk": {"S": items.counter_sk}},
+            Key=item_key(project, items.counter_sk),
             UpdateExpression=f"ADD {items.counter_attribute} :one SET item_type = :type",
             ExpressionAttributeValues={":one": {"N": "1"}, ":type": {"S": items.counter_type}},
             ReturnValues="UPDATED_NEW",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from segpipe.dal.claims import ClaimItems, Claims
 from segpipe.dal.dynamodb_items import (
+    item_key,
     marshal,
     partition_key,
     put_if_absent,
@@ -61,6 +62,41 @@ class RegistryTable:
         self._table = table
         self._claims = Claims(client, table, self.claim_items)
 
+    def _create(self, item: dict[str, Any], *, sk: str, item_type: str, status_rank: int) -> bool:
+        """Put a new version or analysis (`item`, its fields) under `sk` with its status rank and
+        its entry in the job-name index; False when the key is taken."""
+        item.update(
+            pk=partition_key(item["project"]),
+            sk=sk,
+            item_type=item_type,
+            status_rank=status_rank,
+            gsi1pk=f"JOB#{item['job_name']}",
+            gsi1sk=sk,
+        )
+        return put_if_absent(self._db, self._table, item)
+
+    def _stored(self, project: str, sk: str) -> dict[str, Any] | None:
+        """The project's item under `sk` as stored (a consistent read), or None."""
+        response = self._db.get_item(TableName=self._table, Key=item_key(project, sk), ConsistentRead=True)
+        return response.get("Item")
+
+    def _find_by_job(self, job_name: str, prefix: str) -> tuple[str, int] | None:
+        """(project, number) of the item whose sort key starts with `prefix` (the number follows it)
+        and whose job is `job_name`, through the job-name index."""
+        response = self._db.query(
+            TableName=self._table,
+            IndexName=JOB_INDEX,
+            KeyConditionExpression="gsi1pk = :job AND begins_with(gsi1sk, :prefix)",
+            ExpressionAttributeValues={":job": {"S": f"JOB#{job_name}"}, ":prefix": {"S": prefix}},
+            Limit=1,
+        )
+        items = response.get("Items", [])
+        if not items:
+            return None
+        # The index projects keys only: the table keys carry project and number.
+        project = items[0]["pk"]["S"].removeprefix("PROJECT#")
+        return project, int(items[0]["sk"]["S"].removeprefix(prefix))
+
 
 class DynamoModelRegistry(RegistryTable):
     claim_items = _CLAIMS
@@ -76,24 +112,14 @@ class DynamoModelRegistry(RegistryTable):
     # --- versions -------------------------------------------------------------------------------
 
     def create_version(self, version: ModelVersion) -> bool:
-        item = version.model_dump(mode="json")
-        item.update(
-            pk=partition_key(version.project),
-            sk=_version_sk(version.version),
-            item_type="version",
-            status_rank=version.status.rank,
-            gsi1pk=f"JOB#{version.job_name}",
-            gsi1sk=_version_sk(version.version),
+        sk = _version_sk(version.version)
+        return self._create(
+            version.model_dump(mode="json"), sk=sk, item_type="version", status_rank=version.status.rank
         )
-        return put_if_absent(self._db, self._table, item)
 
     def get_version(self, project: str, version: int) -> ModelVersion | None:
-        response = self._db.get_item(
-            TableName=self._table,
-            Key={"pk": {"S": partition_key(project)}, "sk": {"S": _version_sk(version)}},
-            ConsistentRead=True,
-        )
-        return self._to_version(response["Item"]) if "Item" in response else None
+        item = self._stored(project, _version_sk(version))
+        return self._to_version(item) if item is not None else None
 
     def list_versions(self, project: str, *, active_only: bool = False) -> list[ModelVersion]:
         if active_only:
@@ -140,20 +166,7 @@ class DynamoModelRegistry(RegistryTable):
         )
 
     def find_by_job(self, job_name: str) -> tuple[str, int] | None:
-        response = self._db.query(
-            TableName=self._table,
-            IndexName=JOB_INDEX,
-            KeyConditionExpression="gsi1pk = :job",
-            ExpressionAttributeValues={":job": {"S": f"JOB#{job_name}"}},
-            Limit=1,
-        )
-        items = response.get("Items", [])
-        if not items:
-            return None
-        # The index projects keys only: the table keys carry project and version.
-        project = items[0]["pk"]["S"].removeprefix("PROJECT#")
-        version = int(items[0]["sk"]["S"].removeprefix("VERSION#"))
-        return project, version
+        return self._find_by_job(job_name, "VERSION#")
 
     def transition(
         self,
@@ -165,7 +178,7 @@ class DynamoModelRegistry(RegistryTable):
         reason: str | None = None,
         fields: dict[str, Any] | None = None,
     ) -> bool:
-        key = {"pk": {"S": partition_key(project)}, "sk": {"S": _version_sk(version)}}
+        key = item_key(project, _version_sk(version))
         request = transition_request(self._table, key, to=to, at=at, reason=reason, updates=fields or {})
         return update_if(self._db, request)
 
@@ -194,7 +207,7 @@ class DynamoModelRegistry(RegistryTable):
             values[":status_c"] = {"S": require_status.value}
         request: dict[str, Any] = {
             "TableName": self._table,
-            "Key": {"pk": {"S": partition_key(project)}, "sk": {"S": _version_sk(version)}},
+            "Key": item_key(project, _version_sk(version)),
             "UpdateExpression": expression.strip(),
             "ConditionExpression": condition,
             "ExpressionAttributeNames": names,

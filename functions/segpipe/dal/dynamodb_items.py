@@ -29,6 +29,11 @@ def partition_key(project: str) -> str:
     return f"PROJECT#{project}"
 
 
+def item_key(project: str, sk: str) -> dict[str, Any]:
+    """The table key of the project's item under `sk`, as the low-level client takes it."""
+    return {"pk": {"S": partition_key(project)}, "sk": {"S": sk}}
+
+
 #: DynamoDB numbers: magnitudes from 1E-130 to below 1E+126 (and 0); boto3 refuses anything else.
 _SMALLEST = Decimal("1E-130")
 _TOO_LARGE = Decimal("1E+126")
@@ -153,7 +158,7 @@ def get_item(client: DynamoDBClient, table: str, *, project: str, sk: str) -> di
     """The project's item under `sk` (a consistent read), unmarshalled, or None."""
     response = client.get_item(
         TableName=table,
-        Key={"pk": {"S": partition_key(project)}, "sk": {"S": sk}},
+        Key=item_key(project, sk),
         ConsistentRead=True,
     )
     return unmarshal(response["Item"]) if "Item" in response else None
