@@ -56,31 +56,47 @@ class MemoryArtifacts:
         return f"https://example.invalid/{key}?expires={expires_in}"
 
 
-class MemoryRegistry:
+class MemoryClaims:
+    """Request keys bound to numbers, one counter a project: the claims of one kind of item, which
+    `MemoryRegistry` (versions) and `MemoryAnalyses` keep apart as the DynamoDB adapters do."""
+
     def __init__(self) -> None:
         self.counters: dict[str, int] = {}
         self.claims: dict[tuple[str, str], Claim] = {}
-        self.versions: dict[tuple[str, int], ModelVersion] = {}
-        self.metrics: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
 
-    def find_claim(self, project: str, request_key: str) -> Claim | None:
+    def _found_claim(self, project: str, request_key: str) -> Claim | None:
         found = self.claims.get((project, request_key))
         return Claim(found.version, False, found.fingerprint) if found else None
 
-    def claim(self, project: str, request_key: str, fingerprint: str, now: datetime) -> Claim:
-        if existing := self.find_claim(project, request_key):
-            return existing
+    def _new_claim(self, project: str, request_key: str, fingerprint: str) -> Claim:
         self.counters[project] = self.counters.get(project, 0) + 1
         claim = Claim(self.counters[project], True, fingerprint)
         self.claims[(project, request_key)] = claim
         return claim
 
+
+def put_absent(records: dict[tuple[str, int], Any], key: tuple[str, int], record: Any) -> bool:
+    """Store `record` under `key` unless one is there (a conditional put)."""
+    if key in records:
+        return False
+    records[key] = record
+    return True
+
+
+class MemoryRegistry(MemoryClaims):
+    def __init__(self) -> None:
+        super().__init__()
+        self.versions: dict[tuple[str, int], ModelVersion] = {}
+        self.metrics: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
+
+    def find_claim(self, project: str, request_key: str) -> Claim | None:
+        return self._found_claim(project, request_key)
+
+    def claim(self, project: str, request_key: str, fingerprint: str, now: datetime) -> Claim:
+        return self.find_claim(project, request_key) or self._new_claim(project, request_key, fingerprint)
+
     def create_version(self, version: ModelVersion) -> bool:
-        key = (version.project, version.version)
-        if key in self.versions:
-            return False
-        self.versions[key] = version
-        return True
+        return put_absent(self.versions, (version.project, version.version), version)
 
     def get_version(self, project: str, version: int) -> ModelVersion | None:
         return self.versions.get((project, version))
@@ -159,32 +175,22 @@ class MemoryJobs:
         return JobDescription(TrainingJobName=job_name, TrainingJobStatus="InProgress")
 
 
-class MemoryAnalyses:
+class MemoryAnalyses(MemoryClaims):
     """`AnalysisRegistry` in memory, with the DynamoDB adapter's conditional semantics."""
 
     def __init__(self) -> None:
-        self.counters: dict[str, int] = {}
-        self.claims: dict[tuple[str, str], Claim] = {}
+        super().__init__()
         self.analyses: dict[tuple[str, int], Analysis] = {}
 
     def find_analysis_claim(self, project: str, request_key: str) -> Claim | None:
-        found = self.claims.get((project, request_key))
-        return Claim(found.version, False, found.fingerprint) if found else None
+        return self._found_claim(project, request_key)
 
     def claim_analysis(self, project: str, request_key: str, fingerprint: str, now: datetime) -> Claim:
-        if existing := self.find_analysis_claim(project, request_key):
-            return existing
-        self.counters[project] = self.counters.get(project, 0) + 1
-        claim = Claim(self.counters[project], True, fingerprint)
-        self.claims[(project, request_key)] = claim
-        return claim
+        found = self.find_analysis_claim(project, request_key)
+        return found or self._new_claim(project, request_key, fingerprint)
 
     def create_analysis(self, analysis: Analysis) -> bool:
-        key = (analysis.project, analysis.analysis)
-        if key in self.analyses:
-            return False
-        self.analyses[key] = analysis
-        return True
+        return put_absent(self.analyses, (analysis.project, analysis.analysis), analysis)
 
     def get_analysis(self, project: str, analysis: int) -> Analysis | None:
         return self.analyses.get((project, analysis))
