@@ -6,15 +6,25 @@ import hashlib
 import io
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, Generic, TypeVar
 
 from segpipe.dal.interfaces import Claim
-from segpipe.errors import AnalysisNotRunning, JobRefused, ObjectChanged, ObjectNotFound, VersionNotRunning
+from segpipe.errors import (
+    AnalysisNotRunning,
+    JobRefused,
+    ObjectChanged,
+    ObjectNotFound,
+    SegpipeError,
+    VersionNotRunning,
+)
 from segpipe.models.analysis import Analysis, AnalysisStatus, AnalysisStatusChange, AnalysisSummary
 from segpipe.models.common import VersionStatus
 from segpipe.models.jobs import CreateTrainingJob, JobDescription
 from segpipe.models.processing import CreateProcessingJob, ProcessingJobDescription
 from segpipe.models.version import ModelVersion, StatusChange
+
+_Request = TypeVar("_Request", CreateTrainingJob, CreateProcessingJob)
+_Description = TypeVar("_Description", JobDescription, ProcessingJobDescription)
 
 
 class MemoryArtifacts:
@@ -153,26 +163,43 @@ class MemoryRegistry(MemoryClaims):
         return dict(self.metrics.get((project, version), {}))
 
 
-class MemoryJobs:
-    def __init__(self) -> None:
-        self.created: list[CreateTrainingJob] = []
-        self.stopped: list[str] = []
+class MemoryJobList(Generic[_Request, _Description]):
+    """SageMaker jobs of one kind in memory, one a name: what `create` started, what `stop` stopped.
+    SageMaker names a kind's fields after it (`TrainingJobName`, `ProcessingJobStatus`)."""
 
-    def create(self, request: CreateTrainingJob) -> bool:
-        if any(job.TrainingJobName == request.TrainingJobName for job in self.created):
+    def __init__(
+        self, *, kind: str, description: type[_Description], not_running: type[SegpipeError]
+    ) -> None:
+        self.created: list[_Request] = []
+        self.stopped: list[str] = []
+        self._kind = kind.capitalize()
+        self._description = description
+        self._not_running = not_running
+
+    def _names(self) -> set[str]:
+        return {getattr(job, f"{self._kind}JobName") for job in self.created}
+
+    def create(self, request: _Request) -> bool:
+        if getattr(request, f"{self._kind}JobName") in self._names():
             return False
         self.created.append(request)
         return True
 
     def stop(self, job_name: str) -> None:
-        if job_name not in {job.TrainingJobName for job in self.created}:
-            raise VersionNotRunning("no such job")
+        if job_name not in self._names():
+            raise self._not_running("no such job")
         self.stopped.append(job_name)
 
-    def describe(self, job_name: str) -> JobDescription | None:
-        if job_name not in {job.TrainingJobName for job in self.created}:
+    def describe(self, job_name: str) -> _Description | None:
+        if job_name not in self._names():
             return None
-        return JobDescription(TrainingJobName=job_name, TrainingJobStatus="InProgress")
+        fields = {f"{self._kind}JobName": job_name, f"{self._kind}JobStatus": "InProgress"}
+        return self._description.model_validate(fields)
+
+
+class MemoryJobs(MemoryJobList[CreateTrainingJob, JobDescription]):
+    def __init__(self) -> None:
+        super().__init__(kind="training", description=JobDescription, not_running=VersionNotRunning)
 
 
 class MemoryAnalyses(MemoryClaims):
@@ -235,28 +262,16 @@ class MemoryAnalyses(MemoryClaims):
         return True
 
 
-class MemoryProcessingJobs:
+class MemoryProcessingJobs(MemoryJobList[CreateProcessingJob, ProcessingJobDescription]):
     """`ProcessingJobs` in memory; `refuse` makes the next create raise `JobRefused`."""
 
     def __init__(self) -> None:
-        self.created: list[CreateProcessingJob] = []
-        self.stopped: list[str] = []
+        super().__init__(
+            kind="processing", description=ProcessingJobDescription, not_running=AnalysisNotRunning
+        )
         self.refuse: str | None = None
 
     def create(self, request: CreateProcessingJob) -> bool:
         if self.refuse is not None:
             raise JobRefused(self.refuse, job_name=request.ProcessingJobName)
-        if any(job.ProcessingJobName == request.ProcessingJobName for job in self.created):
-            return False
-        self.created.append(request)
-        return True
-
-    def stop(self, job_name: str) -> None:
-        if job_name not in {job.ProcessingJobName for job in self.created}:
-            raise AnalysisNotRunning("no such job")
-        self.stopped.append(job_name)
-
-    def describe(self, job_name: str) -> ProcessingJobDescription | None:
-        if job_name not in {job.ProcessingJobName for job in self.created}:
-            return None
-        return ProcessingJobDescription(ProcessingJobName=job_name, ProcessingJobStatus="InProgress")
+        return super().create(request)
