@@ -93,6 +93,16 @@ def put_absent(records: dict[tuple[str, int], Any], key: tuple[str, int], record
     return True
 
 
+def running(records: dict[tuple[str, int], Any], project: str) -> list[int]:
+    """The numbers of the project's versions (analyses) that have not ended."""
+    return sorted(n for (p, n), record in records.items() if p == project and not record.status.terminal)
+
+
+def of_job(records: dict[tuple[str, int], Any], job_name: str) -> tuple[str, int] | None:
+    """(project, number) of the version (analysis) whose job is `job_name`."""
+    return next((key for key, record in records.items() if record.job_name == job_name), None)
+
+
 class MemoryRegistry(MemoryClaims):
     def __init__(self) -> None:
         super().__init__()
@@ -116,10 +126,10 @@ class MemoryRegistry(MemoryClaims):
         return [v for v in found if v.active] if active_only else found
 
     def running_versions(self, project: str) -> list[int]:
-        return sorted(n for (p, n), v in self.versions.items() if p == project and not v.status.terminal)
+        return running(self.versions, project)
 
     def find_by_job(self, job_name: str) -> tuple[str, int] | None:
-        return next(((v.project, v.version) for v in self.versions.values() if v.job_name == job_name), None)
+        return of_job(self.versions, job_name)
 
     def transition(
         self, project: str, version: int, to: VersionStatus, at: datetime, *,
@@ -226,10 +236,10 @@ class MemoryAnalyses(MemoryClaims):
         return [a for (p, _), a in sorted(self.analyses.items(), reverse=True) if p == project]
 
     def running_analyses(self, project: str) -> list[int]:
-        return sorted(n for (p, n), a in self.analyses.items() if p == project and not a.status.terminal)
+        return running(self.analyses, project)
 
     def find_analysis_by_job(self, job_name: str) -> tuple[str, int] | None:
-        return next(((a.project, a.analysis) for a in self.analyses.values() if a.job_name == job_name), None)
+        return of_job(self.analyses, job_name)
 
     def transition_analysis(
         self, project: str, analysis: int, to: AnalysisStatus, at: datetime, *,
