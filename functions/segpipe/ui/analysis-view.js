@@ -6,9 +6,9 @@
 
 import { areaText, classSummary, isBusy, isSafeUrl, outputLinks, progressOf, statusSentence, thresholdPairs } from "./analysis-format.js";
 import { classValueChips } from "./analyses-table.js";
-import { ApiError, analysedImage, getAnalysis, loadAnalysisImages } from "./api.js";
+import { analysedImage, getAnalysis, loadAnalysisImages } from "./api.js";
 import { colourOf } from "./colours.js";
-import { breadcrumb, errorBox, failedInHeader, h, inputOf, replace, stateNote, statusBadge, swatch } from "./dom.js";
+import { breadcrumb, failedInHeader, h, inputOf, itemAreas, replace, stateNote, statusBadge, swatch } from "./dom.js";
 import { count, date, duration, missing } from "./format.js";
 import { Poller } from "./polling.js";
 import { ANALYSIS_PATTERN, projectHash, versionHash } from "./router.js";
@@ -25,7 +25,7 @@ export class AnalysisPage {
     this.poller = new Poller({
       fetch: (signal) => getAnalysis(project, analysis, signal),
       show: (view) => this.show(view),
-      failed: failedInHeader(() => this.header, "analysis"),
+      failed: failedInHeader(() => this.areas.header, "analysis"),
     });
     /** @type {AnalysisBody | null} */
     this.view = null;
@@ -39,19 +39,14 @@ export class AnalysisPage {
     this.imageLinks = null;
     /** @type {HTMLElement} every analysed image, with its counts */
     this.imageList = h("div");
-    this.header = h("div", { class: "version-head" }, stateNote("Loading the analysis…", "loading"));
-    this.status = h("div", { class: "status-area", "data-testid": "analysis-status-area" });
-    this.facts = h("div", { class: "details-area" });
-    this.imagesArea = h("div", { class: "review-area" });
-    root.append(
-      breadcrumb(projectHash(project), `Analyses · ${project}`, `#${analysis}`),
-      this.header, this.status, this.facts, this.imagesArea,
-    );
-    if (!ANALYSIS_PATTERN.test(analysis)) {
-      replace(this.header, errorBox(new ApiError(404, "analysis_not_found", `“${analysis}” is not an analysis number.`), "No such analysis."));
-      return;
-    }
-    this.load();
+    const known = ANALYSIS_PATTERN.test(analysis);
+    this.areas = itemAreas(root, {
+      crumb: breadcrumb(projectHash(project), `Analyses · ${project}`, `#${analysis}`),
+      noun: "analysis",
+      statusTestId: "analysis-status-area",
+      unknown: known ? null : `“${analysis}” is not an analysis number.`,
+    });
+    if (known) this.load();
   }
 
   destroy() {
@@ -72,11 +67,11 @@ export class AnalysisPage {
     document.title = `${view.name} · analysis #${view.analysis} · ${this.project} · segpipe`;
     this.renderHeader(view);
     this.renderStatus(view);
-    replace(this.facts, this.factsPanel(view));
+    replace(this.areas.details, this.factsPanel(view));
     if (view.status === "completed") {
       if (!this.viewer) this.startViewer(view);
     } else {
-      replace(this.imagesArea, stateNote(view.status === "failed" || view.status === "stopped"
+      replace(this.areas.main, stateNote(view.status === "failed" || view.status === "stopped"
         ? "This analysis has no images to show: it did not complete."
         : "The analysed images appear here when the analysis completes.", "no-images", "empty"));
     }
@@ -85,7 +80,7 @@ export class AnalysisPage {
 
   /** @param {AnalysisBody} view */
   renderHeader(view) {
-    replace(this.header,
+    replace(this.areas.header,
       h("div", {},
         h("h1", { "data-testid": "analysis-title" }, view.name, " ", h("span", { class: "muted", text: `#${view.analysis}` })),
         h("p", { class: "meta" },
@@ -103,20 +98,20 @@ export class AnalysisPage {
     const sentence = statusSentence(view);
     if (view.status === "running") {
       const progress = progressOf(view);
-      replace(this.status, h("div", { class: "alert alert-info progress-box", "data-testid": "analysis-running" },
+      replace(this.areas.status, h("div", { class: "alert alert-info progress-box", "data-testid": "analysis-running" },
         h("strong", { text: "Running. " }),
         progress ? h("progress", { max: Math.max(1, progress.total), value: progress.done, "aria-label": "Analysis progress" }) : null,
         h("span", { "data-testid": "analysis-progress", text: progress ? progress.text : "Starting up…" })));
     } else if (view.status === "failed") {
-      replace(this.status, h("div", { class: "alert alert-error", role: "alert", "data-testid": "failure" },
+      replace(this.areas.status, h("div", { class: "alert alert-error", role: "alert", "data-testid": "failure" },
         h("strong", { text: "Analysis failed. " }), h("span", { "data-testid": "failure-reason", text: sentence })));
     } else if (view.status === "stopped") {
-      replace(this.status, h("div", { class: "alert alert-warn", "data-testid": "stopped" },
+      replace(this.areas.status, h("div", { class: "alert alert-warn", "data-testid": "stopped" },
         h("strong", { text: "Analysis was stopped. " }), sentence));
     } else if (view.status === "queued") {
-      replace(this.status, h("div", { class: "alert alert-info", "data-testid": "analysis-queued" }, sentence));
+      replace(this.areas.status, h("div", { class: "alert alert-info", "data-testid": "analysis-queued" }, sentence));
     } else {
-      replace(this.status);
+      replace(this.areas.status);
     }
   }
 
@@ -232,7 +227,7 @@ export class AnalysisPage {
     const toggles = this.classToggles(classes, counts);
     this.imageLinks = h("p", { class: "small", "data-testid": "image-links" });
     this.imageList = h("div", { class: "image-list" }, stateNote("Loading the images…", "loading"));
-    replace(this.imagesArea,
+    replace(this.areas.main,
       h("section", { class: "panel", "aria-labelledby": "analysis-images-title", "data-testid": "analysis-images" },
         h("h2", { id: "analysis-images-title", text: "Analysed images" }),
         h("div", { class: "review-grid" }, this.viewer.element,

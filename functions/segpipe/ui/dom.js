@@ -157,6 +157,36 @@ export function failedInHeader(header, noun) {
 }
 
 /**
+ * @typedef {object} ItemAreas the parts of the page of one item, top to bottom
+ * @property {HTMLElement} header its name and badges (first: a note that it is loading)
+ * @property {HTMLElement} status where it stands (running, failed...)
+ * @property {HTMLElement} details what was asked for and what it used
+ * @property {HTMLElement} main what it produced (a version's review, an analysis's images)
+ */
+
+/**
+ * Lay out the page of one item (a version, an analysis) in `root` under its breadcrumb. An id that
+ * cannot be one (`unknown`: the sentence saying so) is answered in the header as the API answers
+ * an unknown item, with a 404 and `{noun}_not_found`.
+ * @param {HTMLElement} root
+ * @param {{ crumb: HTMLElement, noun: string, statusTestId: string, unknown: string | null }} page
+ * @returns {ItemAreas}
+ */
+export function itemAreas(root, { crumb, noun, statusTestId, unknown }) {
+  const areas = {
+    header: h("div", { class: "version-head" }, stateNote(`Loading the ${noun}…`, "loading")),
+    status: h("div", { class: "status-area", "data-testid": statusTestId }),
+    details: h("div", { class: "details-area" }),
+    main: h("div", { class: "review-area" }),
+  };
+  root.append(crumb, areas.header, areas.status, areas.details, areas.main);
+  if (unknown !== null) {
+    replace(areas.header, errorBox(new ApiError(404, `${noun}_not_found`, unknown), `No such ${noun}.`));
+  }
+  return areas;
+}
+
+/**
  * The breadcrumb of the page of one item: a link back to its table, then the item.
  * @param {string} href @param {string} back the link's text @param {string} here
  * @returns {HTMLElement}

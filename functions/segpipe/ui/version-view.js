@@ -2,9 +2,9 @@
 // One version's page: header, status, training details, and the review once it has completed.
 /** @import { ModelVersion } from "./types.js" */
 
-import { ApiError, getModel, getSweep, isAbort, loadImageList, messageOf } from "./api.js";
+import { getModel, getSweep, isAbort, loadImageList, messageOf } from "./api.js";
 import { detailsPanel } from "./details.js";
-import { activeBadge, breadcrumb, errorBox, failedInHeader, h, notify, replace, stateNote, statusBadge } from "./dom.js";
+import { activeBadge, breadcrumb, failedInHeader, h, itemAreas, notify, replace, stateNote, statusBadge } from "./dom.js";
 import { date, missing } from "./format.js";
 import { Poller } from "./polling.js";
 import { Review } from "./review.js";
@@ -36,23 +36,18 @@ export class VersionView {
     this.poller = new Poller({
       fetch: (signal) => getModel(project, version, signal),
       show: (model) => this.show(model),
-      failed: failedInHeader(() => this.header, "version"),
+      failed: failedInHeader(() => this.areas.header, "version"),
     });
     /** @type {VersionState} */
     this.state = { model: null, review: null };
-    this.header = h("div", { class: "version-head" }, stateNote("Loading the version…", "loading"));
-    this.status = h("div", { class: "status-area", "data-testid": "status-area" });
-    this.details = h("div", { class: "details-area" });
-    this.reviewArea = h("div", { class: "review-area" });
-    root.append(
-      breadcrumb(projectHash(project), `AI models · ${project}`, `v${version}`),
-      this.header, this.status, this.details, this.reviewArea,
-    );
-    if (!VERSION_PATTERN.test(version)) {
-      replace(this.header, errorBox(new ApiError(404, "version_not_found", `“${version}” is not a version number.`), "No such version."));
-      return;
-    }
-    this.load();
+    const known = VERSION_PATTERN.test(version);
+    this.areas = itemAreas(root, {
+      crumb: breadcrumb(projectHash(project), `AI models · ${project}`, `v${version}`),
+      noun: "version",
+      statusTestId: "status-area",
+      unknown: known ? null : `“${version}” is not a version number.`,
+    });
+    if (known) this.load();
   }
 
   destroy() {
@@ -73,12 +68,12 @@ export class VersionView {
     document.title = `${model.label} v${model.version} · ${this.project} · segpipe`;
     this.renderHeader(model);
     this.renderStatus(model);
-    replace(this.details, detailsPanel(model));
+    replace(this.areas.details, detailsPanel(model));
     if (model.status === "completed") {
       if (!this.state.review) await this.startReview(model);
       else this.state.review.modelChanged(model);
     } else {
-      replace(this.reviewArea, stateNote(noPredictionsText(model.status), "no-predictions", "empty"));
+      replace(this.areas.main, stateNote(noPredictionsText(model.status), "no-predictions", "empty"));
     }
     return model.status === "queued" || model.status === "training";
   }
@@ -86,7 +81,7 @@ export class VersionView {
   /** @param {ModelVersion} model */
   async startReview(model) {
     const signal = this.poller.signal;
-    replace(this.reviewArea, stateNote("Loading predictions and statistics…", "loading"));
+    replace(this.areas.main, stateNote("Loading predictions and statistics…", "loading"));
     // Both at once, each resolving to its value or its error (shown where it belongs).
     /** @param {unknown} error @returns {Error} */
     const asError = (error) => (error instanceof Error ? error : new Error(String(error)));
@@ -96,14 +91,14 @@ export class VersionView {
     ]);
     if (signal.aborted) return;
     this.state.review = new Review({
-      area: this.reviewArea, project: this.project, model, metrics, test, signal,
+      area: this.areas.main, project: this.project, model, metrics, test, signal,
       onSaved: (saved) => { this.state.model = saved; this.renderHeader(saved); },
     });
   }
 
   /** @param {ModelVersion} model */
   renderHeader(model) {
-    replace(this.header,
+    replace(this.areas.header,
       h("div", {},
         h("h1", { "data-testid": "version-title" }, model.label, " ", h("span", { class: "muted", text: `v${model.version}` })),
         h("p", { class: "meta" },
@@ -143,7 +138,7 @@ export class VersionView {
     } else if (model.status === "training" || model.status === "queued") {
       parts.push(progressBox(model));
     }
-    replace(this.status, ...parts);
+    replace(this.areas.status, ...parts);
   }
 }
 
