@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -147,6 +147,7 @@ def load_model(model_dir: Path, *, work_dir: Path, runtime: Runtime) -> LoadedMo
     # As the trainer predicts: as many windows per batch as the GPU holds, compiled where that pays
     # (CUDA, unless SEGPIPE_COMPILE=off; a failed compilation falls back to eager).
     compiles = accel.AccelOptions.from_environment().compiles(runtime.device)
+    predictor = replace(predictor, split_level=card.split_level)  # as the training chose it
     return LoadedModel(card=card, predictor=accelerated(predictor, compile_model=compiles))
 
 

@@ -25,6 +25,8 @@ from segpipe_trainer.distributed import Runtime
 from segpipe_trainer.images import match_channels
 from segpipe_trainer.model import FLOW_SCALE, split_outputs
 from segpipe_trainer.postprocess import (
+    SEED_LEVEL,
+    SINK_FLOW,
     Instances,
     instances_from_flows,
     instances_from_maps,
@@ -191,6 +193,8 @@ class Predictor:
     instance_head: InstanceHead = "distance"
     #: Average every window's outputs over its eight flips and quarter turns (`dihedral`).
     test_time_flips: bool = False
+    #: Instance models: the head's split level (`postprocess.SPLIT_LEVEL_DEFAULTS`; None: the default).
+    split_level: float | None = None
 
     def outputs(self, image: np.ndarray) -> torch.Tensor:
         """Raw outputs, O x H x W, of a normalised C x H x W image (channels matched to the model)."""
@@ -212,10 +216,14 @@ class Predictor:
     def instances(self, maps: DenseMaps) -> Instances:
         """Objects of the maps: flow dynamics or seeded watershed (instance), class regions (semantic)."""
         if self.model_type == "instance" and maps.flow is not None:
-            return instances_from_flows(maps.probs, maps.flow, min_area=self.min_area)
+            sink = SINK_FLOW if self.split_level is None else self.split_level
+            return instances_from_flows(maps.probs, maps.flow, min_area=self.min_area, sink_flow=sink)
         if self.model_type == "instance":
             distance = maps.distance if maps.distance is not None else 1.0 - maps.probs[0]
-            return instances_from_maps(maps.probs, distance.astype(np.float32), min_area=self.min_area)
+            level = SEED_LEVEL if self.split_level is None else self.split_level
+            return instances_from_maps(
+                maps.probs, distance.astype(np.float32), min_area=self.min_area, seed_level=level
+            )
         return regions_from_semantic(maps.probs, min_area=self.min_area)
 
 

@@ -38,6 +38,7 @@ from segpipe_trainer.data import (
 from segpipe_trainer.distributed import Runtime
 from segpipe_trainer.errors import TrainerError
 from segpipe_trainer.infer import Predictor, accelerated, predictor_on
+from segpipe_trainer.levels import LevelChoice, choose_split_level
 from segpipe_trainer.model import Segmenter, build_model, count_parameters, preset_spec, resolved_head
 from segpipe_trainer.outputs import (
     Choice,
@@ -377,6 +378,7 @@ class Trained:
     final_images: int  # training images the final model was trained on
     progress_offset: int = 0  # epochs of the first phase before a refit
     epochs_from: EpochsSource = "validation"  # the final model's epoch count
+    split: LevelChoice | None = None  # the split level the held-out images chose (instance models)
 
 
 def train_job(job: JobSetup) -> Trained:
@@ -396,10 +398,7 @@ def train_job(job: JobSetup) -> Trained:
     if job.runtime.is_main:
         restore_best(job.model, checkpoints=job.paths.checkpoints, state=result.state)
         if job.loop.val_samples:
-            held_out = evaluate_split(
-                job.predictor, samples=job.loop.val_samples, class_names=job.config.classes, outputs=None
-            )
-            trained = replace(trained, held_out=held_out)
+            trained = _measure_held_out(job, trained=trained)
     if job.plan.method != "refit" or result.state.best_epoch is None:
         return trained
     epochs = refit_epochs(result.state, configured=job.config.epochs)
@@ -409,7 +408,7 @@ def train_job(job: JobSetup) -> Trained:
         first_epochs=result.state.epoch,
         samples=job.samples,
         start=job.start,
-        predictor=job.predictor,
+        predictor=trained.predictor,
     )
     return replace(
         trained,
@@ -418,6 +417,27 @@ def train_job(job: JobSetup) -> Trained:
         final_images=len(job.samples),
         progress_offset=result.state.epoch,
         epochs_from=epochs.source,
+    )
+
+
+def _measure_held_out(job: JobSetup, *, trained: Trained) -> Trained:
+    """The held-out images measured by the best epoch's model; an instance model's split level is
+    chosen on them first, and every later prediction (refit, train, test, analyses) uses it."""
+    samples, classes = job.loop.val_samples, job.config.classes
+    if job.config.model_type != "instance":
+        held_out = evaluate_split(job.predictor, samples=samples, class_names=classes, outputs=None)
+        return replace(trained, held_out=held_out)
+    split = choose_split_level(job.predictor, samples=samples, class_names=classes)
+    logger.info(
+        "Split level %g chosen on the held-out images (scores: %s)",
+        split.level,
+        ", ".join(f"{level:g}: {score:.3f}" for level, score in split.scores.items()),
+    )
+    return replace(
+        trained,
+        held_out=split.evaluation,
+        predictor=replace(job.predictor, split_level=split.level),
+        split=split,
     )
 
 
@@ -518,6 +538,7 @@ def _choice(plan: SelectionPlan, *, trained: Trained) -> Choice:
         chosen_epoch=trained.first.state.best_epoch,
         final_images=trained.final_images,
         epochs_from=trained.epochs_from,
+        split=trained.split,
     )
 
 

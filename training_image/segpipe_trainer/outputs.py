@@ -21,6 +21,7 @@ from segpipe.models.trainer_io import (
     EpochsSource,
     Evaluation,
     ImagePredictions,
+    LevelScore,
     ModelCard,
     Normalization,
     Selection,
@@ -34,6 +35,7 @@ from segpipe_trainer.evaluation import Evaluator, ImagePrediction, evaluate_imag
 from segpipe_trainer.geometry import objects_from_instances
 from segpipe_trainer.images import write_preview
 from segpipe_trainer.infer import Predictor
+from segpipe_trainer.levels import LevelChoice
 from segpipe_trainer.metrics import suggest_thresholds
 from segpipe_trainer.model import resolved_head
 from segpipe_trainer.paths import MlPaths
@@ -120,6 +122,8 @@ class Choice:
     #: Where the final model's epoch count came from (a refit that early stopping did not cut
     #: trains for the configured epochs: `job.refit_epochs`).
     epochs_from: EpochsSource = "validation"
+    #: Instance models with validation images: the split level chosen on them (`levels`).
+    split: LevelChoice | None = None
 
 
 def _has_class(evaluation: SplitEvaluation, name: str, *, model_type: str) -> bool:
@@ -185,7 +189,22 @@ def _selection(
         final_epochs=epochs_trained,
         threshold_from="train" if choice.method == "none" else "validation",
         thresholds_from=per_class_from,
-        summary=_summary(choice, epochs_trained=epochs_trained) + "; the test set only measures.",
+        split_level=None if choice.split is None else choice.split.level,
+        split_levels=[]
+        if choice.split is None
+        else [LevelScore(level=level, score=score) for level, score in choice.split.scores.items()],
+        summary=_summary(choice, epochs_trained=epochs_trained)
+        + _split_sentence(choice.split)
+        + "; the test set only measures.",
+    )
+
+
+def _split_sentence(split: LevelChoice | None) -> str:
+    if split is None:
+        return ""
+    return (
+        f"; touching objects are split at level {split.level:g}, the best of {len(split.scores)} "
+        "levels on the held-out images"
     )
 
 
@@ -237,6 +256,7 @@ def model_card(
         suggested_thresholds=evaluation.suggested_thresholds,
         instance_head=resolved_head(config),
         test_time_flips=config.flips_at_test,
+        split_level=evaluation.selection.split_level if evaluation.selection else None,
         weights=WEIGHTS_FILE,
         epochs_trained=evaluation.epochs_trained,
         config=resolved,

@@ -6,11 +6,14 @@ Shapes: K is the number of classes; class maps are (K+1) x H x W with class 0 th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 from scipy import ndimage as ndi
 
+from segpipe.models.trainer_io import InstanceHead
 from segpipe_trainer.kernels import (
     flood_crowded,
     flood_like_scikit_image,
@@ -84,6 +87,22 @@ _DIFFUSION_CAP = 400
 _STEP_COMPONENT = 0.38268343
 #: Flows weaker than this (in target units, where object flows have length 1) end a path: a sink.
 SINK_FLOW = 0.4
+#: Cores of the distance map above this level seed the watershed (`instances_from_maps`).
+SEED_LEVEL = 0.5
+#: Each instance head's split level: the one setting of its post-processing that decides whether
+#: touching objects come apart (the distance head's seed level, the flow head's sink flow), its
+#: default, and the levels a training chooses it from on its held-out images (`levels`). A model
+#: whose distance map stays high where two objects touch needs a higher seed level; one whose
+#: flows fade early near centres needs a lower sink.
+SPLIT_LEVEL_DEFAULTS: Mapping[InstanceHead, float] = MappingProxyType(
+    {"distance": SEED_LEVEL, "flow": SINK_FLOW}
+)
+SPLIT_LEVEL_CHOICES: Mapping[InstanceHead, tuple[float, ...]] = MappingProxyType(
+    {
+        "distance": (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75),
+        "flow": (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5),
+    }
+)
 
 
 def flow_target(labels: np.ndarray) -> np.ndarray:
@@ -186,7 +205,7 @@ def instances_from_flows(
 
 
 def instances_from_maps(
-    probs: np.ndarray, distance: np.ndarray, *, min_area: int = 16, seed_level: float = 0.5
+    probs: np.ndarray, distance: np.ndarray, *, min_area: int = 16, seed_level: float = SEED_LEVEL
 ) -> Instances:
     """Instance segmentation from dense maps.
 

@@ -183,6 +183,13 @@ ChoiceSource = Literal["validation", "train"]
 EpochsSource = Literal["validation", "config"]
 
 
+class LevelScore(Contract):
+    """One candidate split level and the validation images' score under it (best F1 at IoU 0.5)."""
+
+    level: float
+    score: float
+
+
 class Selection(Contract):
     """How every choice behind a version was made, all on training images: the test set only measures.
 
@@ -216,6 +223,15 @@ class Selection(Contract):
     thresholds_from: dict[str, ChoiceSource] = Field(
         default_factory=dict,
         description="The same per class; a class without validation objects falls back to train",
+    )
+    split_level: float | None = Field(
+        default=None,
+        description="Instance models: the level at which touching objects are split (the distance "
+        "head's seed level, the flow head's sink flow), chosen on the validation images; None: the "
+        "head's default (nothing held out, or a semantic model)",
+    )
+    split_levels: list[LevelScore] = Field(
+        default_factory=list, description="Every candidate level and its validation score"
     )
     summary: str = Field(default="", description="One sentence for people")
 
@@ -339,6 +355,11 @@ class ModelCard(Contract):
         default=False,
         description="Whether the model predicts each tile in its eight flips and quarter turns, averaged, "
         "as its threshold was tuned (cards of older trainers do not)",
+    )
+    split_level: float | None = Field(
+        default=None,
+        description="Instance models: the level at which touching objects are split, as chosen on "
+        "the validation images (`Selection.split_level`); None: the head's default (older cards)",
     )
     weights: str = Field(default="model.safetensors", description="Weights file beside model.json")
     epochs_trained: int | None = None
