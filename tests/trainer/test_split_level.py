@@ -21,7 +21,7 @@ from segpipe_trainer.levels import choose_split_level
 from segpipe_trainer.paths import MlPaths
 from segpipe_trainer.postprocess import SPLIT_LEVEL_CHOICES, SPLIT_LEVEL_DEFAULTS, distance_target
 from tests.trainer.tiny_model import cpu_predictor
-from tests.trainer.trainer_testkit import DatasetSpec, hyperparameters, make_ml_root
+from tests.trainer.trainer_testkit import OLDER_CARD, DatasetSpec, hyperparameters, make_ml_root
 
 SIZE = 64
 
@@ -87,16 +87,7 @@ def test_a_tie_goes_to_the_default_level() -> None:
 
 
 def test_an_older_card_predicts_at_the_heads_default_level() -> None:
-    card = ModelCard.model_validate(
-        {
-            "preset": "tiny",
-            "model_type": "instance",
-            "classes": ["a"],
-            "tile_size": 64,
-            "in_channels": 1,
-            "suggested_threshold": 0.5,
-        }
-    )
+    card = ModelCard.model_validate(OLDER_CARD)
     assert card.split_level is None
 
 

@@ -28,7 +28,7 @@ from segpipe_trainer.job import REFIT_BELOW_GROUPS, RefitEpochs, SelectionPlan, 
 from segpipe_trainer.outputs import Choice, build_evaluation
 from segpipe_trainer.paths import MlPaths
 from segpipe_trainer.train import TrainState
-from tests.trainer.trainer_testkit import DatasetSpec, hyperparameters, make_ml_root
+from tests.trainer.trainer_testkit import OLDER_CARD, DatasetSpec, hyperparameters, make_ml_root
 
 
 def _entries(groups: int, *, per_group: int = 1) -> list[ImageEntry]:
@@ -224,19 +224,7 @@ def test_an_evaluation_of_an_older_trainer_still_parses() -> None:
     evaluation = Evaluation.model_validate(older)
 
     assert evaluation.selection is None and evaluation.intervals is None and evaluation.validation is None
-    assert (
-        ModelCard.model_validate(
-            {
-                "preset": "tiny",
-                "model_type": "instance",
-                "classes": ["a"],
-                "tile_size": 64,
-                "in_channels": 1,
-                "suggested_threshold": 0.5,
-            }
-        ).instance_head
-        == "distance"
-    )
+    assert ModelCard.model_validate(OLDER_CARD).instance_head == "distance"
 
 
 # --- End to end: the test annotations change nothing but the test figures ----------------------

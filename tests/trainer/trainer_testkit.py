@@ -22,6 +22,15 @@ from scipy import ndimage as ndi
 
 CLASSES = ("round", "long")
 CATEGORIES = [{"id": 1, "name": "round"}, {"id": 2, "name": "long"}, {"id": 7, "name": "ignored"}]
+#: model.json as the first trainers wrote it: only the fields every card has had.
+OLDER_CARD: dict[str, Any] = {
+    "preset": "tiny",
+    "model_type": "instance",
+    "classes": ["a"],
+    "tile_size": 64,
+    "in_channels": 1,
+    "suggested_threshold": 0.5,
+}
 
 
 def ellipse_ring(
