@@ -28,7 +28,7 @@ SIZE = 64
 
 class _DistanceFromImage(nn.Module):
     """A "model" whose image is its distance map: foreground wherever the image exceeds 0.05, and the
-    image itself as the predicted distance (logits of 1 x B x 3 x H x W: background, object, distance)."""
+    image itself as the predicted distance (B x 3 x H x W logits: background, object, distance)."""
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         distance = images[:, :1].clamp(1e-4, 1 - 1e-4)

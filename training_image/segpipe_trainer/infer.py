@@ -25,8 +25,7 @@ from segpipe_trainer.distributed import Runtime
 from segpipe_trainer.images import match_channels
 from segpipe_trainer.model import FLOW_SCALE, split_outputs
 from segpipe_trainer.postprocess import (
-    SEED_LEVEL,
-    SINK_FLOW,
+    SPLIT_LEVEL_DEFAULTS,
     Instances,
     instances_from_flows,
     instances_from_maps,
@@ -215,16 +214,16 @@ class Predictor:
 
     def instances(self, maps: DenseMaps) -> Instances:
         """Objects of the maps: flow dynamics or seeded watershed (instance), class regions (semantic)."""
-        if self.model_type == "instance" and maps.flow is not None:
-            sink = SINK_FLOW if self.split_level is None else self.split_level
-            return instances_from_flows(maps.probs, maps.flow, min_area=self.min_area, sink_flow=sink)
-        if self.model_type == "instance":
-            distance = maps.distance if maps.distance is not None else 1.0 - maps.probs[0]
-            level = SEED_LEVEL if self.split_level is None else self.split_level
-            return instances_from_maps(
-                maps.probs, distance.astype(np.float32), min_area=self.min_area, seed_level=level
-            )
-        return regions_from_semantic(maps.probs, min_area=self.min_area)
+        if self.model_type != "instance":
+            return regions_from_semantic(maps.probs, min_area=self.min_area)
+        head: InstanceHead = "flow" if maps.flow is not None else "distance"
+        level = SPLIT_LEVEL_DEFAULTS[head] if self.split_level is None else self.split_level
+        if maps.flow is not None:
+            return instances_from_flows(maps.probs, maps.flow, min_area=self.min_area, sink_flow=level)
+        distance = maps.distance if maps.distance is not None else 1.0 - maps.probs[0]
+        return instances_from_maps(
+            maps.probs, distance.astype(np.float32), min_area=self.min_area, seed_level=level
+        )
 
 
 class ModelSettings(Protocol):
