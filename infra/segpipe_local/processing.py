@@ -35,19 +35,9 @@ from typing import Any
 from pydantic import Field
 
 from segpipe.models.processing import PROCESSING_ROOT, CreateProcessingJob, ProcessingOutput
+from segpipe_local import jobs
 from segpipe_local.events import processing_job_state_change_event
-from segpipe_local.jobs import (
-    TERMINAL,
-    LocalRunner,
-    OutputSync,
-    RunnerJob,
-    check_environment,
-    download_keys,
-    entry_point_command,
-    invalid,
-    list_keys,
-    parse_request,
-)
+from segpipe_local.jobs import TERMINAL, LocalRunner, OutputSync, RunnerJob, invalid
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +122,7 @@ def _local_path(value: str, where: str) -> PurePosixPath:
 def check_processing_job(request: CreateProcessingJob) -> None:
     """What CreateProcessingJob refuses beyond the pydantic contract, and what the local runner
     must refuse because it runs the job on this machine."""
-    check_environment(request.Environment, PROCESSING_ENVIRONMENT)
+    jobs.check_environment(request.Environment, PROCESSING_ENVIRONMENT)
     entry = request.AppSpecification.ContainerEntrypoint
     if entry not in ENTRY_POINTS:
         raise invalid(
@@ -166,7 +156,7 @@ def _s3_uri(value: str, where: str) -> None:
 
 def analyze_command() -> list[str]:
     """The `analyze` entry point, as SageMaker runs ContainerEntrypoint (on PATH)."""
-    return entry_point_command("analyze", "segpipe_trainer.analyze")
+    return jobs.entry_point_command("analyze", "segpipe_trainer.analyze")
 
 
 class ProcessingRunner(LocalRunner[LocalProcessingJob]):
@@ -191,7 +181,7 @@ class ProcessingRunner(LocalRunner[LocalProcessingJob]):
     # --- the SageMaker API ----------------------------------------------------------------------
 
     def create(self, params: dict[str, Any]) -> dict[str, Any]:
-        request = parse_request(CreateProcessingJob, params)
+        request = jobs.parse_request(CreateProcessingJob, params)
         check_processing_job(request)
         job = LocalProcessingJob(request=request)
         self._add(job)
@@ -214,13 +204,13 @@ class ProcessingRunner(LocalRunner[LocalProcessingJob]):
         status = params.get("StatusEquals")
         newest_first = params.get("SortOrder", "Descending") == "Descending"
         with self._lock:
-            jobs = [
+            listed = [
                 job
                 for job in self._jobs.values()
                 if contains in job.name.lower() and (status is None or job.status == status)
             ]
-            jobs.sort(key=lambda j: j.creation_time, reverse=newest_first)
-            return {"ProcessingJobSummaries": [job.summary(self._region) for job in jobs]}
+            listed.sort(key=lambda j: j.creation_time, reverse=newest_first)
+            return {"ProcessingJobSummaries": [job.summary(self._region) for job in listed]}
 
     # --- state ----------------------------------------------------------------------------------
 
@@ -336,11 +326,11 @@ class ProcessingRunner(LocalRunner[LocalProcessingJob]):
         hosts = len(job.hosts)
         for item in job.request.ProcessingInputs:
             source = item.S3Input
-            keys = list_keys(self._s3, source.S3Uri)
+            keys = jobs.list_keys(self._s3, source.S3Uri)
             if source.S3DataDistributionType == "ShardedByS3Key":
                 keys = shard(keys, host_index=index, hosts=hosts)
             target = processing / _local_path(source.LocalPath, item.InputName)
-            download_keys(self._s3, source.S3Uri, keys, target)
+            jobs.download_keys(self._s3, source.S3Uri, keys, target)
         for output in job.request.ProcessingOutputConfig.Outputs:
             (processing / _local_path(output.S3Output.LocalPath, output.OutputName)).mkdir(
                 parents=True, exist_ok=True

@@ -143,7 +143,7 @@ def _item(
 
 
 def _claim(config: LocalConfig, project: str, now: datetime) -> int:
-    return _registry(config).claim_analysis(project, f"seed:{uuid.uuid4()}", "seed", now).version
+    return _registry(config).claim(project, f"seed:{uuid.uuid4()}", "seed", now).version
 
 
 def _store(config: LocalConfig, item: Analysis, *, images_done: int, **outputs: Any) -> SeededAnalysis:

@@ -43,16 +43,16 @@ def test_analysis_numbers_come_from_their_own_counter_and_claims_are_idempotent(
     versions.claim("lab", "training-b", "f", NOW)
 
     # When two analysis requests are claimed, one of them twice, and one with a training's key
-    first = analyses.claim_analysis("lab", "s3://b/k1#etag", "fp1", NOW)
-    again = analyses.claim_analysis("lab", "s3://b/k1#etag", "other", NOW)
-    second = analyses.claim_analysis("lab", "training-a", "fp2", NOW)
+    first = analyses.claim("lab", "s3://b/k1#etag", "fp1", NOW)
+    again = analyses.claim("lab", "s3://b/k1#etag", "other", NOW)
+    second = analyses.claim("lab", "training-a", "fp2", NOW)
 
     # Then analyses count from 1, a repeated key keeps its number and first fingerprint, and the
     # trainings' claims are a namespace apart
     assert (first.version, first.fresh) == (1, True)
     assert (again.version, again.fresh, again.fingerprint) == (1, False, "fp1")
     assert (second.version, second.fresh) == (2, True)
-    assert analyses.find_analysis_claim("lab", "never") is None
+    assert analyses.find_claim("lab", "never") is None
     assert versions.claim("lab", "training-c", "f", NOW).version == 3
 
 

@@ -74,11 +74,14 @@ class MemoryClaims:
         self.counters: dict[str, int] = {}
         self.claims: dict[tuple[str, str], Claim] = {}
 
-    def _found_claim(self, project: str, request_key: str) -> Claim | None:
+    def find_claim(self, project: str, request_key: str) -> Claim | None:
         found = self.claims.get((project, request_key))
         return Claim(found.version, False, found.fingerprint) if found else None
 
-    def _new_claim(self, project: str, request_key: str, fingerprint: str) -> Claim:
+    def claim(self, project: str, request_key: str, fingerprint: str, now: datetime) -> Claim:
+        found = self.find_claim(project, request_key)
+        if found:
+            return found
         self.counters[project] = self.counters.get(project, 0) + 1
         claim = Claim(self.counters[project], True, fingerprint)
         self.claims[(project, request_key)] = claim
@@ -108,12 +111,6 @@ class MemoryRegistry(MemoryClaims):
         super().__init__()
         self.versions: dict[tuple[str, int], ModelVersion] = {}
         self.metrics: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
-
-    def find_claim(self, project: str, request_key: str) -> Claim | None:
-        return self._found_claim(project, request_key)
-
-    def claim(self, project: str, request_key: str, fingerprint: str, now: datetime) -> Claim:
-        return self.find_claim(project, request_key) or self._new_claim(project, request_key, fingerprint)
 
     def create_version(self, version: ModelVersion) -> bool:
         return put_absent(self.versions, (version.project, version.version), version)
@@ -218,13 +215,6 @@ class MemoryAnalyses(MemoryClaims):
     def __init__(self) -> None:
         super().__init__()
         self.analyses: dict[tuple[str, int], Analysis] = {}
-
-    def find_analysis_claim(self, project: str, request_key: str) -> Claim | None:
-        return self._found_claim(project, request_key)
-
-    def claim_analysis(self, project: str, request_key: str, fingerprint: str, now: datetime) -> Claim:
-        found = self.find_analysis_claim(project, request_key)
-        return found or self._new_claim(project, request_key, fingerprint)
 
     def create_analysis(self, analysis: Analysis) -> bool:
         return put_absent(self.analyses, (analysis.project, analysis.analysis), analysis)

@@ -20,9 +20,9 @@ from tests.unit.test_analysis_submit import Setup
 class RivalAnalyses(MemoryAnalyses):
     """Another request body claims the key between the read and this request's claim."""
 
-    def claim_analysis(self, project: str, request_key: str, fingerprint: str, now: datetime) -> Claim:
-        super().claim_analysis(project, request_key, "fingerprint of another body", now)
-        return super().claim_analysis(project, request_key, fingerprint, now)
+    def claim(self, project: str, request_key: str, fingerprint: str, now: datetime) -> Claim:
+        super().claim(project, request_key, "fingerprint of another body", now)
+        return super().claim(project, request_key, fingerprint, now)
 
 
 def accepted(setup: Setup, **body: Any) -> AnalysisAccepted:

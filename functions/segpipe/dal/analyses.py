@@ -19,12 +19,10 @@ from segpipe.dal.dynamodb import RegistryTable
 from segpipe.dal.dynamodb_items import (
     attribute_value,
     item_key,
-    partition_key,
     transition_request,
     unmarshal,
     update_if,
 )
-from segpipe.dal.interfaces import Claim
 from segpipe.models.analysis import Analysis, AnalysisStatus, AnalysisSummary
 
 ANALYSIS_PREFIX = "ANALYSIS#"
@@ -48,14 +46,6 @@ class DynamoAnalysisRegistry(RegistryTable):
 
     claim_items = _CLAIMS
 
-    # --- request keys and analysis numbers ------------------------------------------------------
-
-    def find_analysis_claim(self, project: str, request_key: str) -> Claim | None:
-        return self._claims.find(project, request_key)
-
-    def claim_analysis(self, project: str, request_key: str, fingerprint: str, now: datetime) -> Claim:
-        return self._claims.claim(project, request_key, fingerprint, now)
-
     # --- analyses -------------------------------------------------------------------------------
 
     def create_analysis(self, analysis: Analysis) -> bool:
@@ -69,37 +59,15 @@ class DynamoAnalysisRegistry(RegistryTable):
         return self._to_analysis(item) if item is not None else None
 
     def list_analyses(self, project: str) -> list[Analysis]:
-        paginator = self._db.get_paginator("query")
-        pages = paginator.paginate(
-            TableName=self._table,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={
-                ":pk": {"S": partition_key(project)},
-                ":prefix": {"S": ANALYSIS_PREFIX},
-            },
-            ScanIndexForward=False,
-        )
-        found = [self._to_analysis(item) for page in pages for item in page.get("Items", [])]
+        found = [self._to_analysis(item) for item in self._partition(project, ANALYSIS_PREFIX)]
         return sorted(found, key=lambda a: a.analysis, reverse=True)
 
     def running_analyses(self, project: str) -> list[int]:
-        # One partition, analysis items only, filtered server-side (a query, never a scan).
-        paginator = self._db.get_paginator("query")
-        pages = paginator.paginate(
-            TableName=self._table,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+        return self._running(
+            project,
+            ANALYSIS_PREFIX,
             FilterExpression="status_rank < :ended",
-            ProjectionExpression="sk",
-            ExpressionAttributeValues={
-                ":pk": {"S": partition_key(project)},
-                ":prefix": {"S": ANALYSIS_PREFIX},
-                ":ended": {"N": str(AnalysisStatus.COMPLETED.rank)},
-            },
-        )
-        return sorted(
-            int(item["sk"]["S"].removeprefix(ANALYSIS_PREFIX))
-            for page in pages
-            for item in page.get("Items", [])
+            ExpressionAttributeValues={":ended": {"N": str(AnalysisStatus.COMPLETED.rank)}},
         )
 
     def find_analysis_by_job(self, job_name: str) -> tuple[str, int] | None:

@@ -62,6 +62,14 @@ class RegistryTable:
         self._table = table
         self._claims = Claims(client, table, self.claim_items)
 
+    # --- request keys and numbers (`ClaimRegistry`) ---------------------------------------------
+
+    def find_claim(self, project: str, request_key: str) -> Claim | None:
+        return self._claims.find(project, request_key)
+
+    def claim(self, project: str, request_key: str, fingerprint: str, now: datetime) -> Claim:
+        return self._claims.claim(project, request_key, fingerprint, now)
+
     def _create(self, item: dict[str, Any], *, sk: str, item_type: str, status_rank: int) -> bool:
         """Put a new version or analysis (`item`, its fields) under `sk` with its status rank and
         its entry in the job-name index; False when the key is taken."""
@@ -79,6 +87,28 @@ class RegistryTable:
         """The project's item under `sk` as stored (a consistent read), or None."""
         response = self._db.get_item(TableName=self._table, Key=item_key(project, sk), ConsistentRead=True)
         return response.get("Item")
+
+    def _query(self, **query: Any) -> list[dict[str, Any]]:
+        """Every item a query (`query`: Query's parameters but the table) finds, over all its pages."""
+        pages = self._db.get_paginator("query").paginate(TableName=self._table, **query)
+        return [item for page in pages for item in page.get("Items", [])]
+
+    def _partition(self, project: str, prefix: str, **query: Any) -> list[dict[str, Any]]:
+        """The project's items whose sort key starts with `prefix`: a query of its one partition,
+        never a scan. `query` adds a filter, a projection or an order (and their values)."""
+        values = {":pk": {"S": partition_key(project)}, ":prefix": {"S": prefix}}
+        values.update(query.pop("ExpressionAttributeValues", {}))
+        return self._query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues=values,
+            **query,
+        )
+
+    def _running(self, project: str, prefix: str, **query: Any) -> list[int]:
+        """The numbers (after `prefix` in the sort key) of the project's items that `query`'s filter
+        keeps, filtered server-side and read as keys only."""
+        items = self._partition(project, prefix, ProjectionExpression="sk", **query)
+        return sorted(int(item["sk"]["S"].removeprefix(prefix)) for item in items)
 
     def _find_by_job(self, job_name: str, prefix: str) -> tuple[str, int] | None:
         """(project, number) of the item whose sort key starts with `prefix` (the number follows it)
@@ -101,14 +131,6 @@ class RegistryTable:
 class DynamoModelRegistry(RegistryTable):
     claim_items = _CLAIMS
 
-    # --- requests and version numbers ----------------------------------------------------------
-
-    def find_claim(self, project: str, request_key: str) -> Claim | None:
-        return self._claims.find(project, request_key)
-
-    def claim(self, project: str, request_key: str, fingerprint: str, now: datetime) -> Claim:
-        return self._claims.claim(project, request_key, fingerprint, now)
-
     # --- versions -------------------------------------------------------------------------------
 
     def create_version(self, version: ModelVersion) -> bool:
@@ -123,46 +145,27 @@ class DynamoModelRegistry(RegistryTable):
 
     def list_versions(self, project: str, *, active_only: bool = False) -> list[ModelVersion]:
         if active_only:
-            query: dict[str, Any] = {
-                "IndexName": ACTIVE_INDEX,
-                "KeyConditionExpression": "gsi2pk = :pk",
-                "ExpressionAttributeValues": {":pk": {"S": f"ACTIVE#{project}"}},
-            }
+            items = self._query(
+                IndexName=ACTIVE_INDEX,
+                KeyConditionExpression="gsi2pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": f"ACTIVE#{project}"}},
+            )
         else:
-            query = {
-                "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-                "ExpressionAttributeValues": {
-                    ":pk": {"S": partition_key(project)},
-                    ":prefix": {"S": "VERSION#"},
-                },
-            }
-        paginator = self._db.get_paginator("query")
-        versions = [
-            self._to_version(item)
-            for page in paginator.paginate(TableName=self._table, **query)
-            for item in page.get("Items", [])
-        ]
-        return sorted(versions, key=lambda v: v.version)
+            items = self._partition(project, "VERSION#")
+        return sorted((self._to_version(item) for item in items), key=lambda v: v.version)
 
     def running_versions(self, project: str) -> list[int]:
-        # One partition, version items only, filtered server-side; the filter still reads every
-        # version item of the project (a few hundred bytes each), which is far cheaper than an index.
-        paginator = self._db.get_paginator("query")
-        pages = paginator.paginate(
-            TableName=self._table,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+        # The filter still reads every version item of the project (a few hundred bytes each),
+        # which is far cheaper than an index.
+        return self._running(
+            project,
+            "VERSION#",
             FilterExpression="#status IN (:queued, :training)",
-            ProjectionExpression="sk",
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues={
-                ":pk": {"S": partition_key(project)},
-                ":prefix": {"S": "VERSION#"},
                 ":queued": {"S": VersionStatus.QUEUED.value},
                 ":training": {"S": VersionStatus.TRAINING.value},
             },
-        )
-        return sorted(
-            int(item["sk"]["S"].removeprefix("VERSION#")) for page in pages for item in page.get("Items", [])
         )
 
     def find_by_job(self, job_name: str) -> tuple[str, int] | None:

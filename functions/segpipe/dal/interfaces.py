@@ -75,16 +75,22 @@ class Claim:
     fingerprint: str
 
 
-class ModelRegistry(Protocol):
-    """Versions, metrics and thresholds (DynamoDB)."""
+class ClaimRegistry(Protocol):
+    """Request keys bound to numbers: versions in `ModelRegistry`, analyses in `AnalysisRegistry`,
+    each kind with a counter of its own (`Claim.version` holds the number of either)."""
 
     def find_claim(self, project: str, request_key: str) -> Claim | None:
-        """The version already bound to `request_key`, if any (a read; nothing is written)."""
+        """The number already bound to `request_key`, if any (a read; nothing is written)."""
         ...
 
     def claim(self, project: str, request_key: str, fingerprint: str, now: datetime) -> Claim:
-        """Bind `request_key` to the project's next version number, or return the one already bound."""
+        """Bind `request_key` to the project's next number (an atomic counter), or return the one
+        already bound."""
         ...
+
+
+class ModelRegistry(ClaimRegistry, Protocol):
+    """Versions, metrics and thresholds (DynamoDB)."""
 
     def create_version(self, version: ModelVersion) -> bool:
         """Write a new version item; False when it already exists (a repeated submission)."""
@@ -149,18 +155,9 @@ class TrainingJobs(Protocol):
     def describe(self, job_name: str) -> JobDescription | None: ...
 
 
-class AnalysisRegistry(Protocol):
-    """Analyses (DynamoDB items `sk=ANALYSIS#{n:06d}` beside the versions)."""
-
-    def find_analysis_claim(self, project: str, request_key: str) -> Claim | None:
-        """The analysis number already bound to `request_key`, if any (a read). `Claim.version`
-        holds the analysis number."""
-        ...
-
-    def claim_analysis(self, project: str, request_key: str, fingerprint: str, now: datetime) -> Claim:
-        """Bind `request_key` to the project's next analysis number (an atomic counter of its own),
-        or return the one already bound."""
-        ...
+class AnalysisRegistry(ClaimRegistry, Protocol):
+    """Analyses (DynamoDB items `sk=ANALYSIS#{n:06d}` beside the versions); their claims count
+    analysis numbers."""
 
     def create_analysis(self, analysis: Analysis) -> bool:
         """Write a new analysis item; False when it already exists."""

@@ -82,10 +82,10 @@ class _Analysis(Delivery[AnalysisRequest, AnalysisSubmitDeps]):
     """The `Submission` of one analysis request."""
 
     def find_claim(self) -> Claim | None:
-        return self.deps.analyses.find_analysis_claim(self.project, self.request_key)
+        return self.deps.analyses.find_claim(self.project, self.request_key)
 
     def claim(self, now: datetime) -> Claim:
-        return self.deps.analyses.claim_analysis(self.project, self.request_key, self.fingerprint, now)
+        return self.deps.analyses.claim(self.project, self.request_key, self.fingerprint, now)
 
     def reused(self, claim: Claim) -> IdempotencyKeyReused:
         return IdempotencyKeyReused(REUSED_KEY, analysis=claim.version)
