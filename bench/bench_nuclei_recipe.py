@@ -187,7 +187,6 @@ def _train(  # long: keyword-only; epochs defaults to the recipe's
         encoder_pretrained=False,
         accel=accel.AccelOptions.from_environment(),
         augmentation=recipe.augmentation or preset_spec(preset).augmentation,
-        epoch_flips=True,  # each epoch's score is the fold's figure: the predictor's every view
     )
     predictor = predictor_on(
         model,

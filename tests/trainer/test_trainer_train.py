@@ -235,33 +235,3 @@ def test_early_stopping_ends_training_when_the_score_stalls(tmp_path: Path) -> N
     assert epochs == 2  # epoch 2 did not beat epoch 1
     assert history["epoch"] == 2 and history["val_score"] is not None
     assert (tmp_path / "best.safetensors").is_file()
-
-
-@pytest.mark.parametrize(("epoch_flips", "views"), [(False, 1), (True, 8)], ids=["one-view", "eight-views"])
-def test_an_epoch_scores_its_held_out_images_in_one_view_unless_told(
-    tmp_path: Path, epoch_flips: bool, views: int
-) -> None:
-    """A predictor with test-time flips scores each epoch's held-out image through the network once
-    (one 64-px window), or in its eight views when the loop's `epoch_flips` asks for them."""
-    scored: list[int] = []
-
-    def count(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _: object) -> None:
-        if isinstance(module, Segmenter) and not module.training:
-            scored.append(int(inputs[0].shape[0]))
-
-    hook = torch.nn.modules.module.register_module_forward_hook(count)
-    try:
-        _, result = fit_tiny(
-            _config(epochs=1),
-            checkpoints=tmp_path,
-            train_samples=_samples(2),
-            val_samples=_samples(1, seed=7),
-            fingerprint=tiny_fingerprint(),
-            predictor_options={"test_time_flips": True},
-            epoch_flips=epoch_flips,
-        )
-    finally:
-        hook.remove()
-
-    assert result.state.history[0]["val_score"] is not None
-    assert sum(scored) == views

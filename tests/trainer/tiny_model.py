@@ -3,7 +3,7 @@ predictor, a checkpoint fingerprint and a whole `fit`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,12 +78,10 @@ def fit_tiny(
     val_samples: Sequence[Sample] = (),
     fingerprint: Fingerprint,
     stop: StopSignal | None = None,
-    predictor_options: Mapping[str, Any] | None = None,
     **setup_options: Any,
 ) -> tuple[Segmenter, FitResult]:
     """A freshly seeded `tiny` instance model (two classes) trained by `fit` on the CPU, for the
-    config's steps per epoch (3 when it leaves them open), scored by a `cpu_predictor` with
-    `predictor_options`."""
+    config's steps per epoch (3 when it leaves them open)."""
     seed_everything(config.seed)
     model = build_model(preset="tiny", num_classes=2, model_type="instance", in_channels=1)
     setup = LoopSetup(
@@ -100,4 +98,4 @@ def fit_tiny(
         encoder_pretrained=False,
         **setup_options,
     )
-    return model, fit(model, setup=setup, predictor=cpu_predictor(model, **(predictor_options or {})))
+    return model, fit(model, setup=setup, predictor=cpu_predictor(model))

@@ -14,7 +14,7 @@ import signal
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -474,11 +474,6 @@ class LoopSetup:
     #: loop's (a refit continues the first phase's count).
     progress_file: Path | None = None
     progress_offset: int = 0
-    #: Score each epoch's held-out images in the predictor's eight views too (`Predictor.test_time_flips`).
-    #: Off: an epoch is scored in one view, which chooses only the best epoch and when to stop early;
-    #: the threshold and split-level choices that follow see every view (`job._measure_held_out`).
-    #: Eight views cost eight times the inference, a third of a CPU epoch in the demo.
-    epoch_flips: bool = False
 
 
 @dataclass(frozen=True)
@@ -704,9 +699,8 @@ def _end_epoch(
     if setup.runtime.is_main:
         metrics_logger.info("epoch=%d train_loss=%.6f", epoch, train_loss)
         if setup.val_samples:
-            scoring = predictor if setup.epoch_flips else replace(predictor, test_time_flips=False)
             held_out = evaluate_held_out(
-                scoring, samples=setup.val_samples, loss_fn=loss_fn, class_names=config.classes
+                predictor, samples=setup.val_samples, loss_fn=loss_fn, class_names=config.classes
             )
             metrics_logger.info("epoch=%d val_loss=%.6f val_score=%.6f", epoch, held_out.loss, held_out.score)
     state = setup.runtime.broadcast(
