@@ -144,3 +144,42 @@ def test_a_refit_adds_its_epochs_over_every_training_image() -> None:
     assert refit.hours - plain.hours == pytest.approx(10 * 100.0 / rate / 3600, abs=0.01)
     assert "10 more refitting on every training image" in refit.basis
     assert "refitting" not in plain.basis
+
+
+@pytest.mark.parametrize(("preset", "views"), [(Preset.TINY, 8), (Preset.SAM_VIT_BASE, 1)])
+def test_inference_counts_the_held_out_images_every_epoch_in_the_presets_views(
+    preset: Preset, views: int
+) -> None:
+    # Given 10 epochs over 80 Mpx, 20 held-out Mpx to score, 50 train and test Mpx to evaluate
+    assert presets.PRESETS[preset].test_time_flips is (views == 8)
+    result = estimate_training(
+        preset=preset,
+        epochs=10,
+        train_megapixels=80.0,
+        held_out_megapixels=20.0,
+        eval_megapixels=50.0,
+        compute=on_demand(),
+    )
+
+    # Then the held-out images are predicted after each of the 10 epochs and once more to choose on,
+    # the train and test images once, each in the preset's views (8 with test-time flips)
+    rate = preset_speeds()[preset].megapixels_per_second * estimate.GPU_FAMILIES["g5"].relative_speed
+    predicted = views * (11 * 20.0 + 50.0) / estimate.INFERENCE_SPEEDUP
+    seconds = (10 * 80.0 + predicted) / rate
+    assert result.hours == pytest.approx(estimate.STARTUP_HOURS + seconds / 3600, abs=0.005)
+    assert "held-out images after every epoch" in result.basis
+    assert ("8 flips and quarter turns" in result.basis) is (views == 8)
+
+
+def test_an_analysis_of_a_preset_with_flips_predicts_every_window_eight_times() -> None:
+    # Given the same pixels analysed by two presets whose only difference that counts is the views
+    tiny = estimate.estimate_analysis(
+        preset=Preset.TINY, megapixels=10_000, instance_type="ml.g5.xlarge", instance_count=1
+    )
+
+    # Then the inference part is eight times one view's, and the basis names the views
+    rate = preset_speeds()[Preset.TINY].megapixels_per_second * estimate.INFERENCE_SPEEDUP * 0.75
+    inference = 8 * estimate.WINDOW_OVERLAP_FACTOR * 10_000 / rate
+    post = estimate.POSTPROCESS_SECONDS_PER_MEGAPIXEL * 10_000
+    assert tiny.hours == pytest.approx(estimate.ANALYSIS_STARTUP_HOURS + (inference + post) / 3600, abs=0.005)
+    assert "x 8 flips and quarter turns of each window" in tiny.basis

@@ -35,6 +35,8 @@ def test_few_held_out_groups_count_a_refit_over_every_training_image() -> None:
     tile = 128 * 128 / 1e6
     assert phases.first_megapixels == pytest.approx(2 * tile)
     assert phases.refit_megapixels == pytest.approx(3 * tile)
+    # and the held-out image is predicted at its own 100 px, not padded
+    assert phases.held_out_megapixels == pytest.approx(100 * 100 / 1e6)
 
 
 def test_many_held_out_groups_are_a_plain_holdout_without_a_refit() -> None:
@@ -55,6 +57,7 @@ def test_one_group_holds_nothing_out_and_trains_on_everything_once() -> None:
 
     assert phases.first_megapixels == pytest.approx(6 * 100 * 100 / 1e6)
     assert phases.refit_megapixels == 0.0
+    assert phases.held_out_megapixels == 0.0
 
 
 def test_groups_are_held_out_whole() -> None:
@@ -86,6 +89,7 @@ def test_the_reports_estimate_counts_the_refit_of_a_small_dataset() -> None:
             epochs=1000,
             train_megapixels=first,
             refit_megapixels=refit,
+            held_out_megapixels=phases.held_out_megapixels,
             eval_megapixels=padded_megapixels([*plan.train.images, *plan.test.images], tile=0),
         ).hours
 

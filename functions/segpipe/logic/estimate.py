@@ -3,7 +3,8 @@
 The model is deliberately simple and every assumption is stated in `Estimate.basis`:
 
     hours = start-up + (epochs x (training megapixels + refit megapixels)
-                        + evaluation megapixels / inference speed-up)
+                        + views x ((epochs + 1) x held-out megapixels + evaluation megapixels)
+                          / inference speed-up)
                        / (preset throughput x GPU speed x GPUs x scaling efficiency) / 3600
 
 - One epoch is one pass over the training pixels; an image smaller than a tile still costs a
@@ -12,6 +13,10 @@ The model is deliberately simple and every assumption is stated in `Estimate.bas
   groups it then refits a fresh model on every training image for the configured epochs (fewer
   only when early stopping ended the first phase; `segpipe.models.selection`). The refit is
   counted at the full configured epochs, an upper bound like the first phase's.
+- Inference: the held-out images are predicted after every epoch and once more to choose the
+  thresholds and the split level on; the train and test images once at the end. A preset that
+  predicts each tile in its eight flips and quarter turns (`PresetFacts.test_time_flips`; a
+  request cannot change it) does eight times that work.
 - Preset throughput is in training megapixels per second on an RTX 3090-class GPU with mixed
   precision, derived from timm's published benchmark (ViT-B/16 trains at 97 img/s at 384² on an
   RTX 3090, i.e. 14.3 Mpx/s for the encoder alone) with a factor for the dense decoder and loss.
@@ -34,6 +39,8 @@ from segpipe.models.request import ComputeOptions
 STARTUP_HOURS = 0.15
 #: Evaluation (train and test, once at the end) runs forward passes only: this much faster per pixel.
 INFERENCE_SPEEDUP = 3.0
+#: Views of each tile predicted by a preset with test-time flips: four quarter turns, each flipped.
+FLIP_VIEWS = 8
 #: Share of linear speed-up kept per extra GPU or host (data-parallel training).
 SCALING_EFFICIENCY = 0.9
 #: Managed spot price as a share of on-demand (AWS quotes savings of up to 90%; 65% is typical).
@@ -105,7 +112,7 @@ def is_known_instance(instance_type: str) -> bool:
     return instance_type in instance_profiles()
 
 
-def estimate_training(
+def estimate_training(  # long: keyword-only, one amount of pixels per phase the trainer runs
     *,
     preset: Preset,
     epochs: int,
@@ -113,12 +120,14 @@ def estimate_training(
     eval_megapixels: float,
     compute: ComputeOptions | None = None,
     refit_megapixels: float = 0.0,
+    held_out_megapixels: float = 0.0,
 ) -> Estimate:
     """Expected billable hours and cost of one training job.
 
     `train_megapixels` counts each image the first phase trains on as at least one tile
     (padding); `refit_megapixels` the same for the refit's images (every training image), 0 when
-    the trainer does not refit; `eval_megapixels` is the train and test images at their own size.
+    the trainer does not refit; `eval_megapixels` is the train and test images at their own size;
+    `held_out_megapixels` the images held out of the first phase to choose on, at their own size.
     """
     compute = compute or ComputeOptions()
     speed = preset_speeds()[preset]
@@ -127,7 +136,8 @@ def estimate_training(
     parallel = 1 + (gpus - 1) * SCALING_EFFICIENCY
     rate = speed.megapixels_per_second * profile.gpu.relative_speed * parallel
     trained = epochs * (train_megapixels + refit_megapixels)
-    compute_seconds = (trained + eval_megapixels / INFERENCE_SPEEDUP) / rate
+    predicted = views(preset) * ((epochs + 1) * held_out_megapixels + eval_megapixels)
+    compute_seconds = (trained + predicted / INFERENCE_SPEEDUP) / rate
     hours = (STARTUP_HOURS + compute_seconds / 3600) * (SPOT_TIME_FACTOR if compute.spot else 1.0)
     hourly = None if profile.usd_per_hour is None else profile.usd_per_hour * compute.instance_count
     price = None if hourly is None else hourly * (SPOT_PRICE_FACTOR if compute.spot else 1.0)
@@ -136,6 +146,7 @@ def estimate_training(
         speed=speed,
         profile=profile,
         work=_work(preset=preset, epochs=epochs, rate=rate, refit=refit_megapixels > 0),
+        inference=_inference(preset, held_out=held_out_megapixels > 0),
     )
     return Estimate(
         instance_type=compute.instance_type,
@@ -146,6 +157,11 @@ def estimate_training(
         hourly_usd=None if price is None else round(price, 3),
         gpu=profile.gpu.name,
     )
+
+
+def views(preset: Preset) -> int:
+    """Predictions per tile: FLIP_VIEWS for a preset with test-time flips, else one."""
+    return FLIP_VIEWS if preset_speeds()[preset].test_time_flips else 1
 
 
 def _profile(instance_type: str) -> InstanceProfile:
@@ -162,13 +178,14 @@ def _basis(
     speed: PresetFacts,
     profile: InstanceProfile,
     work: str,
+    inference: str,
 ) -> str:
     parts = [
         work,
         f"{speed.megapixels_per_second:.1f} Mpx/s on an RTX 3090 ({speed.derivation})",
         f"x {profile.gpu.relative_speed} per {profile.gpu.name}, {_count(profile.gpus, 'GPU')} per host, "
         f"{_count(compute.instance_count, 'host')}, {SCALING_EFFICIENCY:.0%} scaling per extra GPU",
-        f"plus {STARTUP_HOURS} h start-up and one evaluation pass at {INFERENCE_SPEEDUP:g}x training speed",
+        f"plus {STARTUP_HOURS} h start-up and {inference}",
     ]
     if compute.instance_type not in instance_profiles():
         parts.append(
@@ -190,6 +207,15 @@ def _work(*, preset: Preset, epochs: int, rate: float, refit: bool) -> str:
     if refit:
         work += f", then up to {epochs} more refitting on every training image (few held-out groups)"
     return work
+
+
+def _inference(preset: Preset, *, held_out: bool) -> str:
+    """The basis's part on inference: what is predicted, at what speed, in how many views."""
+    what = "the held-out images after every epoch and once more, " if held_out else ""
+    text = f"inference at {INFERENCE_SPEEDUP:g}x training speed ({what}the train and test images once"
+    if views(preset) > 1:
+        text += f", each tile in {views(preset)} flips and quarter turns"
+    return text + ")"
 
 
 def _count(number: int, noun: str) -> str:
@@ -214,13 +240,15 @@ def estimate_analysis(
 ) -> Estimate:
     """Expected billable hours and cost of one analysis (a processing job, on-demand: no spot).
 
-    The images are sharded evenly across `instance_count` hosts; each host runs one GPU process.
+    The images are sharded evenly across `instance_count` hosts; each host runs one GPU process,
+    predicting each window in as many views as the preset predicts (`views`).
     """
     speed = preset_speeds()[preset]
     profile = _profile(instance_type)
     inference_rate = speed.megapixels_per_second * INFERENCE_SPEEDUP * profile.gpu.relative_speed
     per_host = megapixels / instance_count
-    seconds = per_host * (WINDOW_OVERLAP_FACTOR / inference_rate + POSTPROCESS_SECONDS_PER_MEGAPIXEL)
+    predicted = views(preset) * WINDOW_OVERLAP_FACTOR
+    seconds = per_host * (predicted / inference_rate + POSTPROCESS_SECONDS_PER_MEGAPIXEL)
     hours = ANALYSIS_STARTUP_HOURS + seconds / 3600
     hourly = None if profile.usd_per_hour is None else profile.usd_per_hour * instance_count
     parts = [
@@ -228,7 +256,8 @@ def estimate_analysis(
         f"{inference_rate:.1f} inference Mpx/s per host ({INFERENCE_SPEEDUP:g}x its training speed of "
         f"{speed.megapixels_per_second:.1f} Mpx/s on an RTX 3090 x {profile.gpu.relative_speed} per "
         f"{profile.gpu.name}; one GPU used per host)",
-        f"x {WINDOW_OVERLAP_FACTOR:.2f} for overlapping windows",
+        f"x {WINDOW_OVERLAP_FACTOR:.2f} for overlapping windows"
+        + (f" x {views(preset)} flips and quarter turns of each window" if views(preset) > 1 else ""),
         f"plus {POSTPROCESS_SECONDS_PER_MEGAPIXEL:g} s/Mpx of CPU post-processing and "
         f"{ANALYSIS_STARTUP_HOURS} h start-up",
     ]

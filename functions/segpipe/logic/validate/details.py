@@ -66,6 +66,7 @@ def _estimate(assignment: SplitAssignment, *, context: Context) -> Estimate:
         epochs=training.epochs,
         train_megapixels=phases.first_megapixels,
         refit_megapixels=phases.refit_megapixels,
+        held_out_megapixels=phases.held_out_megapixels,
         eval_megapixels=padded_megapixels([*assignment.train, *assignment.test], tile=0),
         compute=context.request.compute,
     )
@@ -77,6 +78,7 @@ class TrainingPhases:
 
     first_megapixels: float  # the training images minus those held out to choose on
     refit_megapixels: float  # every training image when the trainer refits, else 0
+    held_out_megapixels: float = 0.0  # the held-out images at their own size (predicted, not trained)
 
     @classmethod
     def plan(
@@ -92,6 +94,9 @@ class TrainingPhases:
         return cls(
             first_megapixels=padded_megapixels(first, tile=tile),
             refit_megapixels=padded_megapixels(images, tile=tile) if refits else 0.0,
+            held_out_megapixels=padded_megapixels(
+                [image for image in images if selection.holdout_group(image) in held], tile=0
+            ),
         )
 
 
