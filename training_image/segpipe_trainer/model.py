@@ -153,10 +153,13 @@ def tiny() -> PresetSpec:  # long: its docstring is the CPU recipe study, kept w
     0.871 / 0.712 (seed 1, mean 0.815 against 0.844), at about 1.3x the fold time; not taken.
     Scoring each epoch's held-out image in one view (the eight kept for the threshold and
     split-level choices), which cut the demo from 408 to 365 s on a slow day: on the test tile
-    (bench/bench_nuclei.py, two threads) seeds 0 1 2 measured 0.717 / 0.931 / 0.931 in 133 / 150 /
-    154 s. Seed 0's noisier one-view scores peaked at epoch 7, early stopping ended the run at 17,
-    and the epoch-7 model chose split level 0.75 (0.55 with eight views); so every epoch is still
-    scored in the eight views.
+    (bench/bench_nuclei.py, two threads, on one machine the same day) seeds 0 1 2 measured 0.717 /
+    0.931 / 0.931 with one view (133 / 150 / 154 s, alone) against 0.931 / 0.931 / 0.931 with
+    eight (523 / 415 / 258 s, beside another run). Seed 0's one-view scores peaked at epoch 7,
+    early stopping ended the run at 17, and the epoch-7 model chose split level 0.75 (0.5 with
+    eight views); so every epoch is still scored in the eight views. The same code at one thread
+    gave seed 0 0.877 (level 0.45): the figures move with the thread count and the machine, so
+    compare runs only at the same count on the same machine.
     """
     return PresetSpec(
         preset=Preset.TINY,
