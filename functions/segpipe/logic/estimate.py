@@ -37,7 +37,8 @@ from segpipe.models.request import ComputeOptions
 
 #: Provisioning, pulling the training image and reading the dataset, in hours.
 STARTUP_HOURS = 0.15
-#: Evaluation (train and test, once at the end) runs forward passes only: this much faster per pixel.
+#: Inference (the held-out images each epoch, train and test at the end) runs forward passes only:
+#: this much faster per pixel than training.
 INFERENCE_SPEEDUP = 3.0
 #: Views of each tile predicted by a preset with test-time flips: four quarter turns, each flipped.
 FLIP_VIEWS = 8

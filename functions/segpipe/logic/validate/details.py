@@ -78,7 +78,7 @@ class TrainingPhases:
 
     first_megapixels: float  # the training images minus those held out to choose on
     refit_megapixels: float  # every training image when the trainer refits, else 0
-    held_out_megapixels: float = 0.0  # the held-out images at their own size (predicted, not trained)
+    held_out_megapixels: float  # the held-out images at their own size (predicted, not trained)
 
     @classmethod
     def plan(
@@ -89,14 +89,13 @@ class TrainingPhases:
         held = selection.validation_groups(
             (selection.holdout_group(image) for image in images), fraction=fraction
         )
+        held_out = [image for image in images if selection.holdout_group(image) in held]
         first = [image for image in images if selection.holdout_group(image) not in held]
         refits = selection.selection_method(len(held)) == "refit"
         return cls(
             first_megapixels=padded_megapixels(first, tile=tile),
             refit_megapixels=padded_megapixels(images, tile=tile) if refits else 0.0,
-            held_out_megapixels=padded_megapixels(
-                [image for image in images if selection.holdout_group(image) in held], tile=0
-            ),
+            held_out_megapixels=padded_megapixels(held_out, tile=0),
         )
 
 
